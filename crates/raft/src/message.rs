@@ -1,0 +1,99 @@
+//! Messages between members. Plain data: a transport may encode them however it likes.
+
+use crate::types::{Entry, LogIndex, NodeId, Term};
+
+/// One message from one member to another. Every message carries the sender's term, which is how
+/// stale leaders and candidates learn that they are stale (Raft §5.1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    /// The sender.
+    pub from: NodeId,
+    /// The intended receiver.
+    pub to: NodeId,
+    /// The sender's term. For a pre-vote request this is the term the sender *would* campaign in,
+    /// and for a granted pre-vote response it echoes that term; the sender's own term is unchanged.
+    pub term: Term,
+    /// What the message says.
+    pub body: MessageBody,
+}
+
+/// The kinds of message and their contents.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MessageBody {
+    /// A candidate (or pre-candidate) asks for a vote. The receiver grants it only if it has not
+    /// voted for someone else in this term and the candidate's log is at least as up to date as
+    /// its own (last term first, then last index: Raft §5.4.1).
+    RequestVote {
+        /// True for a PreVote probe (§9.6): no term changes and no vote is recorded.
+        pre_vote: bool,
+        /// Index of the candidate's last log entry.
+        last_log_index: LogIndex,
+        /// Term of the candidate's last log entry.
+        last_log_term: Term,
+    },
+    /// The answer to [`MessageBody::RequestVote`].
+    RequestVoteResponse {
+        /// Echoes the request kind so a late answer is never counted for the wrong election.
+        pre_vote: bool,
+        /// Whether the vote (or pre-vote) is granted.
+        granted: bool,
+    },
+    /// The leader replicates entries following `(prev_log_index, prev_log_term)`.
+    AppendEntries {
+        /// Index of the entry just before `entries`.
+        prev_log_index: LogIndex,
+        /// Term of that entry; the follower must hold it for the append to succeed.
+        prev_log_term: Term,
+        /// The entries to append, consecutive from `prev_log_index + 1`; may be empty (a probe).
+        entries: Vec<Entry>,
+        /// The leader's commit index.
+        leader_commit: LogIndex,
+    },
+    /// The answer to [`MessageBody::AppendEntries`].
+    AppendEntriesResponse(AppendResponse),
+    /// The leader's periodic heartbeat: asserts leadership and carries a commit index that the
+    /// follower is known to be able to apply (never beyond what it has matched).
+    Heartbeat {
+        /// `min(leader commit, follower's match index)`.
+        commit: LogIndex,
+    },
+    /// The answer to a heartbeat; it tells the leader the follower is alive and in its term.
+    HeartbeatResponse,
+}
+
+/// A follower's answer to an append.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppendResponse {
+    /// The follower's log now matches the leader's up to `match_index`.
+    Accepted {
+        /// The last index the follower now shares with the leader.
+        match_index: LogIndex,
+    },
+    /// The follower does not hold the leader's `prev_log_index` entry with `prev_log_term`.
+    Rejected {
+        /// The `prev_log_index` of the rejected append, so stale rejections can be recognised.
+        rejected_index: LogIndex,
+        /// With `hint_term`, the follower's suggestion where to retry: the largest index at or below
+        /// `rejected_index` whose term is at most the leader's `prev_log_term` (or its last index,
+        /// if its log is shorter). This lets the leader skip a whole term per round trip.
+        hint_index: LogIndex,
+        /// The follower's term at `hint_index`.
+        hint_term: Term,
+    },
+}
+
+impl MessageBody {
+    /// A short, stable name for logs, traces and counters.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            MessageBody::RequestVote { pre_vote: true, .. } => "PreVote",
+            MessageBody::RequestVote { pre_vote: false, .. } => "RequestVote",
+            MessageBody::RequestVoteResponse { pre_vote: true, .. } => "PreVoteResp",
+            MessageBody::RequestVoteResponse { pre_vote: false, .. } => "RequestVoteResp",
+            MessageBody::AppendEntries { .. } => "AppendEntries",
+            MessageBody::AppendEntriesResponse(_) => "AppendEntriesResp",
+            MessageBody::Heartbeat { .. } => "Heartbeat",
+            MessageBody::HeartbeatResponse => "HeartbeatResp",
+        }
+    }
+}

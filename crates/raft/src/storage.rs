@@ -1,0 +1,290 @@
+//! The durable log as the core sees it: read-only. The embedder writes to it (after making the
+//! writes of a `Ready` durable) and the core only reads from it.
+
+use crate::types::{ConfState, Entry, HardState, LogIndex, Snapshot, SnapshotMetadata, Term};
+use std::fmt;
+
+/// Why a storage read could not be served.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StorageError {
+    /// The requested index is before the first retained entry (it was compacted into a snapshot).
+    Compacted,
+    /// The requested index is after the last entry.
+    Unavailable,
+    /// The underlying medium failed. The core treats this as fatal for the member.
+    Io(String),
+}
+
+impl fmt::Display for StorageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StorageError::Compacted => f.write_str("requested index is compacted"),
+            StorageError::Unavailable => f.write_str("requested index is beyond the last entry"),
+            StorageError::Io(reason) => write!(f, "storage I/O error: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for StorageError {}
+
+/// Read access to the durable log, hard state and snapshot.
+///
+/// Contract: everything returned is durable. `term(first_index() - 1)` answers the term of the
+/// snapshot (or `Term(0)` for index 0), so the consistency check works right after a compaction.
+pub trait Storage {
+    /// The durable hard state and the configuration in force at the last durable entry, read once
+    /// when the node starts.
+    fn initial_state(&self) -> Result<(HardState, ConfState), StorageError>;
+
+    /// Entries in `[low, high)`, stopping early once `max_bytes` would be exceeded (but always
+    /// returning at least one entry when the range is not empty).
+    fn entries(
+        &self,
+        low: LogIndex,
+        high: LogIndex,
+        max_bytes: u64,
+    ) -> Result<Vec<Entry>, StorageError>;
+
+    /// The term of the entry at `index`; valid for `first_index() - 1 ..= last_index()`.
+    fn term(&self, index: LogIndex) -> Result<Term, StorageError>;
+
+    /// The index of the first entry still held (one past the snapshot's index).
+    fn first_index(&self) -> LogIndex;
+
+    /// The index of the last entry held (the snapshot's index if the log is empty after it).
+    fn last_index(&self) -> LogIndex;
+
+    /// The latest snapshot, for sending to a follower that needs compacted entries.
+    fn snapshot(&self) -> Result<Snapshot, StorageError>;
+}
+
+/// An in-memory [`Storage`], used by tests, the simulator (as the node's view of its durable
+/// log) and as the log cache of a disk-backed member.
+///
+/// Invariant: `entries[i].index == snapshot.metadata.index + 1 + i` for every `i`.
+#[derive(Clone, Debug, Default)]
+pub struct MemStorage {
+    hard_state: HardState,
+    snapshot: Snapshot,
+    conf_state: ConfState,
+    entries: Vec<Entry>,
+}
+
+impl MemStorage {
+    /// An empty log whose initial configuration is `conf_state` (the cluster's first members).
+    pub fn new_with_conf_state(conf_state: ConfState) -> MemStorage {
+        let snapshot = Snapshot {
+            metadata: SnapshotMetadata {
+                conf_state: conf_state.clone(),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        MemStorage {
+            snapshot,
+            conf_state,
+            ..Default::default()
+        }
+    }
+
+    /// The hard state last written.
+    pub fn hard_state(&self) -> HardState {
+        self.hard_state
+    }
+
+    /// Records a durable hard state.
+    pub fn set_hard_state(&mut self, hard_state: HardState) {
+        self.hard_state = hard_state;
+    }
+
+    /// Records the configuration in force.
+    pub fn set_conf_state(&mut self, conf_state: ConfState) {
+        self.conf_state = conf_state;
+    }
+
+    /// Appends entries, replacing any existing suffix that starts at or after the first new entry
+    /// (the leader has overwritten it). Entries at or below the snapshot index are ignored.
+    ///
+    /// # Panics
+    /// If the entries are not consecutive or leave a gap after the current last index: that would
+    /// be a bug in the embedder, not an operating condition.
+    pub fn append(&mut self, entries: &[Entry]) {
+        let Some(first_new) = entries.first() else {
+            return;
+        };
+        for pair in entries.windows(2) {
+            assert_eq!(
+                pair[1].index,
+                pair[0].index.next(),
+                "appended entries are not consecutive"
+            );
+        }
+        let snapshot_index = self.snapshot.metadata.index;
+        let skip = snapshot_index.get().saturating_sub(first_new.index.get() - 1) as usize;
+        if skip >= entries.len() {
+            return;
+        }
+        let entries = &entries[skip..];
+        let first = entries[0].index;
+        assert!(
+            first <= self.last_index().next(),
+            "append at {first} leaves a gap after last index {}",
+            self.last_index()
+        );
+        let keep = (first.get() - snapshot_index.get() - 1) as usize;
+        self.entries.truncate(keep);
+        self.entries.extend_from_slice(entries);
+    }
+
+    /// Discards entries up to and including `index`, which must be held and at most the last
+    /// index; keeps their term as the new "snapshot" boundary. Used after the state machine
+    /// took a snapshot at `index`.
+    pub fn compact(&mut self, index: LogIndex, snapshot_data: bytes::Bytes) {
+        if index <= self.snapshot.metadata.index {
+            return;
+        }
+        assert!(index <= self.last_index(), "compact beyond last index");
+        let term = self.term(index).expect("index is held");
+        let drop = (index.get() - self.snapshot.metadata.index.get()) as usize;
+        self.entries.drain(..drop);
+        self.snapshot = Snapshot {
+            metadata: SnapshotMetadata {
+                index,
+                term,
+                conf_state: self.conf_state.clone(),
+            },
+            data: snapshot_data,
+        };
+    }
+
+    /// Replaces the whole log by a snapshot received from a leader. A snapshot older than the one
+    /// held is ignored (never move state backwards).
+    pub fn apply_snapshot(&mut self, snapshot: Snapshot) {
+        if snapshot.metadata.index <= self.snapshot.metadata.index {
+            return;
+        }
+        self.entries.clear();
+        self.conf_state = snapshot.metadata.conf_state.clone();
+        if self.hard_state.commit < snapshot.metadata.index {
+            self.hard_state.commit = snapshot.metadata.index;
+        }
+        self.snapshot = snapshot;
+    }
+
+    fn offset(&self) -> LogIndex {
+        self.snapshot.metadata.index
+    }
+}
+
+impl Storage for MemStorage {
+    fn initial_state(&self) -> Result<(HardState, ConfState), StorageError> {
+        Ok((self.hard_state, self.conf_state.clone()))
+    }
+
+    fn entries(
+        &self,
+        low: LogIndex,
+        high: LogIndex,
+        max_bytes: u64,
+    ) -> Result<Vec<Entry>, StorageError> {
+        if low <= self.offset() {
+            return Err(StorageError::Compacted);
+        }
+        if high > self.last_index().next() || low > high {
+            return Err(StorageError::Unavailable);
+        }
+        let start = (low.get() - self.offset().get() - 1) as usize;
+        let end = (high.get() - self.offset().get() - 1) as usize;
+        let mut total = 0u64;
+        let mut out = Vec::with_capacity(end - start);
+        for entry in &self.entries[start..end] {
+            total += entry.size_bytes();
+            if !out.is_empty() && total > max_bytes {
+                break;
+            }
+            out.push(entry.clone());
+        }
+        Ok(out)
+    }
+
+    fn term(&self, index: LogIndex) -> Result<Term, StorageError> {
+        if index == self.offset() {
+            return Ok(self.snapshot.metadata.term);
+        }
+        if index < self.offset() {
+            return Err(StorageError::Compacted);
+        }
+        if index > self.last_index() {
+            return Err(StorageError::Unavailable);
+        }
+        Ok(self.entries[(index.get() - self.offset().get() - 1) as usize].term)
+    }
+
+    fn first_index(&self) -> LogIndex {
+        self.offset().next()
+    }
+
+    fn last_index(&self) -> LogIndex {
+        self.offset().plus(self.entries.len() as u64)
+    }
+
+    fn snapshot(&self) -> Result<Snapshot, StorageError> {
+        Ok(self.snapshot.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::NodeId;
+
+    fn entry(index: u64, term: u64) -> Entry {
+        Entry {
+            index: LogIndex(index),
+            term: Term(term),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn append_truncates_conflicting_suffix() {
+        let mut storage = MemStorage::new_with_conf_state(ConfState::with_voters([NodeId(1)]));
+        storage.append(&[entry(1, 1), entry(2, 1), entry(3, 1)]);
+        storage.append(&[entry(2, 2)]);
+        assert_eq!(storage.last_index(), LogIndex(2));
+        assert_eq!(storage.term(LogIndex(2)), Ok(Term(2)));
+        assert_eq!(storage.term(LogIndex(0)), Ok(Term(0)));
+        assert_eq!(storage.term(LogIndex(3)), Err(StorageError::Unavailable));
+    }
+
+    #[test]
+    fn compact_keeps_boundary_term_and_rejects_old_reads() {
+        let mut storage = MemStorage::default();
+        storage.append(&[entry(1, 1), entry(2, 2), entry(3, 3)]);
+        storage.compact(LogIndex(2), bytes::Bytes::new());
+        assert_eq!(storage.first_index(), LogIndex(3));
+        assert_eq!(storage.term(LogIndex(2)), Ok(Term(2)));
+        assert_eq!(storage.term(LogIndex(1)), Err(StorageError::Compacted));
+        assert_eq!(
+            storage.entries(LogIndex(2), LogIndex(4), u64::MAX),
+            Err(StorageError::Compacted)
+        );
+        assert_eq!(
+            storage.entries(LogIndex(3), LogIndex(4), u64::MAX),
+            Ok(vec![entry(3, 3)])
+        );
+        // Entries at or below the snapshot are ignored on append.
+        storage.append(&[entry(2, 2), entry(3, 3), entry(4, 3)]);
+        assert_eq!(storage.last_index(), LogIndex(4));
+    }
+
+    #[test]
+    fn entries_respects_size_limit_but_returns_at_least_one() {
+        let mut storage = MemStorage::default();
+        storage.append(&[entry(1, 1), entry(2, 1), entry(3, 1)]);
+        let got = storage.entries(LogIndex(1), LogIndex(4), 0).unwrap();
+        assert_eq!(got.len(), 1);
+        let got = storage.entries(LogIndex(1), LogIndex(4), 48).unwrap();
+        assert_eq!(got.len(), 2);
+    }
+}

@@ -1,0 +1,1 @@
+/work/main/crates/raft/target/debug/libraft.rlib: /work/main/crates/raft/src/lib.rs
