@@ -64,7 +64,9 @@ impl Config {
             return Err(ConfigError("id must not be 0".into()));
         }
         if self.heartbeat_interval_ticks == 0 {
-            return Err(ConfigError("heartbeat_interval_ticks must be at least 1".into()));
+            return Err(ConfigError(
+                "heartbeat_interval_ticks must be at least 1".into(),
+            ));
         }
         if self.election_timeout_ticks <= self.heartbeat_interval_ticks {
             return Err(ConfigError(format!(

@@ -87,9 +87,13 @@ impl MessageBody {
     pub fn kind_name(&self) -> &'static str {
         match self {
             MessageBody::RequestVote { pre_vote: true, .. } => "PreVote",
-            MessageBody::RequestVote { pre_vote: false, .. } => "RequestVote",
+            MessageBody::RequestVote {
+                pre_vote: false, ..
+            } => "RequestVote",
             MessageBody::RequestVoteResponse { pre_vote: true, .. } => "PreVoteResp",
-            MessageBody::RequestVoteResponse { pre_vote: false, .. } => "RequestVoteResp",
+            MessageBody::RequestVoteResponse {
+                pre_vote: false, ..
+            } => "RequestVoteResp",
             MessageBody::AppendEntries { .. } => "AppendEntries",
             MessageBody::AppendEntriesResponse(_) => "AppendEntriesResp",
             MessageBody::Heartbeat { .. } => "Heartbeat",

@@ -120,7 +120,9 @@ impl MemStorage {
             );
         }
         let snapshot_index = self.snapshot.metadata.index;
-        let skip = snapshot_index.get().saturating_sub(first_new.index.get() - 1) as usize;
+        let skip = snapshot_index
+            .get()
+            .saturating_sub(first_new.index.get() - 1) as usize;
         if skip >= entries.len() {
             return;
         }

@@ -1,0 +1,1122 @@
+//! The protocol itself: roles, terms, elections, replication and commitment.
+//!
+//! [`Raft`] reacts to two inputs, `tick` and `step`, and accumulates outputs (messages, log
+//! appends, hard-state changes) that [`crate::RawNode`] packages into a `Ready`.
+
+use crate::config::Config;
+use crate::log::RaftLog;
+use crate::message::{AppendResponse, Message, MessageBody};
+use crate::quorum::{self, VoteResult};
+use crate::rng::Rng;
+use crate::storage::{Storage, StorageError};
+use crate::tracker::{Progress, ProgressState};
+use crate::types::{
+    ConfState, Entry, EntryKind, HardState, LogIndex, NodeId, Role, SoftState, Term,
+};
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::fmt;
+
+/// Why a proposal was not accepted. All of these are operating conditions: the caller may retry
+/// (elsewhere, or later).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProposeError {
+    /// This node is not the leader; `leader_hint` is the leader it knows of (or `NodeId::NONE`).
+    NotLeader {
+        /// Where the caller should send the proposal instead, if known.
+        leader_hint: NodeId,
+    },
+    /// The leader holds too many uncommitted bytes; retry once replication catches up.
+    Backpressure,
+    /// The entry is larger than `Config::max_entry_bytes`.
+    TooLarge {
+        /// The proposal's size.
+        size: u64,
+        /// The configured limit.
+        limit: u64,
+    },
+}
+
+impl fmt::Display for ProposeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProposeError::NotLeader { leader_hint } if leader_hint.is_some() => {
+                write!(f, "not the leader; the leader is {leader_hint}")
+            }
+            ProposeError::NotLeader { .. } => f.write_str("not the leader; no leader is known"),
+            ProposeError::Backpressure => f.write_str("too many uncommitted proposals"),
+            ProposeError::TooLarge { size, limit } => {
+                write!(f, "proposal of {size} bytes exceeds the limit of {limit}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ProposeError {}
+
+/// Why an incoming message was ignored. Counted, never panicked on: messages come from outside.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// The message is addressed to another node.
+    WrongRecipient,
+    /// The sender is not a member of the configuration.
+    UnknownSender,
+    /// The message's term is older than ours (it was answered with our term where useful).
+    StaleTerm,
+    /// A vote request arrived while we believe a leader is alive (CheckQuorum stickiness).
+    LeaderLease,
+    /// The message does not make sense in our role (e.g. a vote response while a follower).
+    UnexpectedInRole,
+    /// The message is internally inconsistent (non-consecutive entries, an index beyond what it
+    /// could know, an entry from a future term, ...).
+    Malformed,
+    /// An acknowledgement or rejection for an append the leader has already moved past.
+    StaleResponse,
+    /// The follower would need entries that are compacted (a snapshot is required).
+    NeedsSnapshot,
+}
+
+impl DropReason {
+    /// Every reason, in a fixed order (index of the counter array).
+    pub const ALL: [DropReason; 8] = [
+        DropReason::WrongRecipient,
+        DropReason::UnknownSender,
+        DropReason::StaleTerm,
+        DropReason::LeaderLease,
+        DropReason::UnexpectedInRole,
+        DropReason::Malformed,
+        DropReason::StaleResponse,
+        DropReason::NeedsSnapshot,
+    ];
+
+    fn slot(self) -> usize {
+        DropReason::ALL
+            .iter()
+            .position(|reason| *reason == self)
+            .expect("listed")
+    }
+}
+
+/// Test-only switches that break a rule on purpose, to prove the simulator catches it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// Commit any entry that a majority holds, even from an older term (the Figure 8 bug).
+    pub commit_old_term_by_counting: bool,
+    /// Grant votes without persisting them first (the vote is lost by a crash).
+    pub vote_without_persisting: bool,
+    /// Grant votes without the up-to-date check.
+    pub vote_without_log_check: bool,
+}
+
+/// The Raft state machine of one node.
+pub struct Raft<S: Storage> {
+    pub(crate) id: NodeId,
+    pub(crate) term: Term,
+    pub(crate) vote: NodeId,
+    pub(crate) role: Role,
+    pub(crate) leader: NodeId,
+    pub(crate) log: RaftLog<S>,
+    conf: ConfState,
+    /// One entry per member of `conf` (voters then learners), including this node. On followers
+    /// it is kept but only the leader reads it.
+    progress: Vec<Progress>,
+    /// Votes received in the current (pre-)election: `(voter, granted)`.
+    votes: Vec<(NodeId, bool)>,
+    /// Messages that may leave at once (a leader's appends and heartbeats).
+    pub(crate) messages: Vec<Message>,
+    /// Messages that may leave only once the writes of the same `Ready` are durable (vote grants,
+    /// append acknowledgements, a candidate's vote requests that depend on its persisted term).
+    pub(crate) messages_after_persist: Vec<Message>,
+    election_elapsed: u32,
+    heartbeat_elapsed: u32,
+    randomized_election_timeout: u32,
+    rng: Rng,
+    config: Config,
+    /// On a leader: sizes of uncommitted proposals, oldest first, to bound `uncommitted_bytes`.
+    uncommitted: VecDeque<(LogIndex, u64)>,
+    uncommitted_bytes: u64,
+    /// Followers that should be sent an append when the current batch of work is flushed.
+    pending_broadcast: bool,
+    dropped: [u64; DropReason::ALL.len()],
+    elections_started: u64,
+    /// Scratch buffer for commit computation (no allocation per acknowledgement).
+    match_scratch: Vec<LogIndex>,
+    faults: Faults,
+}
+
+impl<S: Storage> Raft<S> {
+    /// Builds a node from its durable state. Fails if the configuration is invalid or storage
+    /// cannot be read.
+    pub fn new(config: &Config, storage: S) -> Result<Raft<S>, NewNodeError> {
+        config.validate().map_err(NewNodeError::Config)?;
+        let (hard_state, conf) = storage.initial_state().map_err(NewNodeError::Storage)?;
+        if hard_state.commit > storage.last_index() {
+            return Err(NewNodeError::Storage(StorageError::Io(format!(
+                "hard state commit {} beyond last index {}",
+                hard_state.commit,
+                storage.last_index()
+            ))));
+        }
+        let committed = hard_state.commit.max(storage.first_index().prev());
+        let applied = config
+            .applied
+            .min(committed)
+            .max(storage.first_index().prev());
+        let log = RaftLog::new(storage, committed, applied);
+        let mut raft = Raft {
+            id: config.id,
+            term: hard_state.term,
+            vote: hard_state.vote,
+            role: Role::Follower,
+            leader: NodeId::NONE,
+            log,
+            conf,
+            progress: Vec::new(),
+            votes: Vec::new(),
+            messages: Vec::new(),
+            messages_after_persist: Vec::new(),
+            election_elapsed: 0,
+            heartbeat_elapsed: 0,
+            randomized_election_timeout: config.election_timeout_ticks,
+            rng: Rng::new(config.seed),
+            config: config.clone(),
+            uncommitted: VecDeque::new(),
+            uncommitted_bytes: 0,
+            pending_broadcast: false,
+            dropped: [0; DropReason::ALL.len()],
+            elections_started: 0,
+            match_scratch: Vec::new(),
+            faults: Faults::default(),
+        };
+        raft.rebuild_progress();
+        raft.become_follower(raft.term, NodeId::NONE);
+        Ok(raft)
+    }
+
+    /// Installs deliberate rule violations (tests of the checkers only).
+    pub fn set_faults(&mut self, faults: Faults) {
+        self.faults = faults;
+    }
+
+    /// The configured fault switches.
+    pub fn faults(&self) -> Faults {
+        self.faults
+    }
+
+    fn rebuild_progress(&mut self) {
+        let next = self.log.last_index().next();
+        let max_inflight = self.config.max_inflight_msgs;
+        let mut progress = Vec::with_capacity(self.conf.voters.len() + self.conf.learners.len());
+        for &id in &self.conf.voters {
+            progress.push(Progress::new(id, next, max_inflight, true));
+        }
+        for &id in &self.conf.learners {
+            progress.push(Progress::new(id, next, max_inflight, false));
+        }
+        self.progress = progress;
+    }
+
+    /// The current term.
+    pub fn term(&self) -> Term {
+        self.term
+    }
+
+    /// The role in the current term.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The known leader of the current term.
+    pub fn leader(&self) -> NodeId {
+        self.leader
+    }
+
+    /// The configuration in force.
+    pub fn conf_state(&self) -> &ConfState {
+        &self.conf
+    }
+
+    /// The durable part of the state, as it should be persisted now.
+    pub fn hard_state(&self) -> HardState {
+        HardState {
+            term: self.term,
+            // The deliberately broken variant "forgets" to persist its vote: after a crash the
+            // node may vote again in the same term.
+            vote: if self.faults.vote_without_persisting {
+                NodeId::NONE
+            } else {
+                self.vote
+            },
+            commit: self.log.committed(),
+        }
+    }
+
+    /// Role and leader.
+    pub fn soft_state(&self) -> SoftState {
+        SoftState {
+            leader: self.leader,
+            role: self.role,
+        }
+    }
+
+    /// Budget of committed-entry bytes per Ready.
+    pub fn committed_bytes_per_ready(&self) -> u64 {
+        self.config.max_committed_bytes_per_ready
+    }
+
+    /// How many messages were dropped for `reason`.
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.dropped[reason.slot()]
+    }
+
+    /// How many elections (real, not pre-vote) this node has started.
+    pub fn elections_started(&self) -> u64 {
+        self.elections_started
+    }
+
+    /// The leader's progress records (empty meaning on non-leaders).
+    pub fn progress(&self) -> &[Progress] {
+        &self.progress
+    }
+
+    fn count_drop(&mut self, reason: DropReason) {
+        self.dropped[reason.slot()] += 1;
+    }
+
+    fn is_voter(&self, id: NodeId) -> bool {
+        self.conf.voters.contains(&id)
+    }
+
+    fn is_member(&self, id: NodeId) -> bool {
+        self.conf.contains(id)
+    }
+
+    fn progress_mut(&mut self, id: NodeId) -> Option<&mut Progress> {
+        self.progress.iter_mut().find(|progress| progress.id == id)
+    }
+
+    fn send(&mut self, to: NodeId, term: Term, body: MessageBody) {
+        let message = Message {
+            from: self.id,
+            to,
+            term,
+            body,
+        };
+        // A leader's appends and heartbeats carry no state of its own that must be durable first
+        // (its term and vote were persisted before it could win). Everything else answers or asks
+        // on the strength of state that the same Ready may still be writing.
+        if self.role == Role::Leader {
+            self.messages.push(message);
+        } else {
+            self.messages_after_persist.push(message);
+        }
+    }
+
+    fn reset_for_term(&mut self, term: Term) {
+        if self.term != term {
+            self.term = term;
+            self.vote = NodeId::NONE;
+        }
+        self.leader = NodeId::NONE;
+        self.election_elapsed = 0;
+        self.heartbeat_elapsed = 0;
+        self.randomized_election_timeout = self.config.election_timeout_ticks
+            + self
+                .rng
+                .below(u64::from(self.config.election_timeout_ticks)) as u32;
+        self.votes.clear();
+        self.uncommitted.clear();
+        self.uncommitted_bytes = 0;
+        self.pending_broadcast = false;
+        let next = self.log.last_index().next();
+        let stable = self.log.stable_last_index();
+        let id = self.id;
+        for progress in &mut self.progress {
+            progress.match_index = if progress.id == id {
+                stable
+            } else {
+                LogIndex::ZERO
+            };
+            progress.restart_probe_at(next);
+            progress.recent_active = progress.id == id;
+        }
+    }
+
+    /// Becomes a follower of `leader` (or of nobody yet) in `term`.
+    pub fn become_follower(&mut self, term: Term, leader: NodeId) {
+        self.reset_for_term(term);
+        self.role = Role::Follower;
+        self.leader = leader;
+    }
+
+    fn become_pre_candidate(&mut self) {
+        assert_ne!(self.role, Role::Leader, "a leader cannot pre-campaign");
+        // Not a new term and no vote: a pre-election changes nothing durable.
+        self.votes.clear();
+        self.role = Role::PreCandidate;
+        self.leader = NodeId::NONE;
+    }
+
+    fn become_candidate(&mut self) {
+        assert_ne!(self.role, Role::Leader, "a leader cannot campaign");
+        let term = self.term.next();
+        self.reset_for_term(term);
+        self.vote = self.id;
+        self.role = Role::Candidate;
+        self.elections_started += 1;
+    }
+
+    fn become_leader(&mut self) {
+        assert_eq!(
+            self.role,
+            Role::Candidate,
+            "only a candidate can become leader"
+        );
+        let term = self.term;
+        self.reset_for_term(term);
+        self.role = Role::Leader;
+        self.leader = self.id;
+        // The no-op of the new term: entries of earlier terms are committed only indirectly, once
+        // an entry of this term is (Raft §5.4.2). Replication starts with the next flush.
+        let index = self.log.last_index().next();
+        self.log.append(&[Entry {
+            term: self.term,
+            index,
+            kind: EntryKind::Empty,
+            data: Bytes::new(),
+        }]);
+        self.pending_broadcast = true;
+    }
+
+    /// Starts an election now (or a pre-election when PreVote is on), as if the election timeout
+    /// had passed. A learner or removed node does not campaign.
+    pub fn campaign(&mut self) {
+        if self.role == Role::Leader || !self.is_voter(self.id) {
+            return;
+        }
+        if self.config.pre_vote {
+            self.become_pre_candidate();
+            self.request_votes(true);
+        } else {
+            self.become_candidate();
+            self.request_votes(false);
+        }
+    }
+
+    fn request_votes(&mut self, pre_vote: bool) {
+        // Vote for ourselves first: a single-voter cluster wins at once.
+        self.record_vote(self.id, true);
+        if self.poll_votes(pre_vote) {
+            return;
+        }
+        let term = if pre_vote {
+            self.term.next()
+        } else {
+            self.term
+        };
+        let last_log_index = self.log.last_index();
+        let last_log_term = self.log.last_term();
+        let voters: Vec<NodeId> = self
+            .conf
+            .voters
+            .iter()
+            .copied()
+            .filter(|id| *id != self.id)
+            .collect();
+        for voter in voters {
+            self.send(
+                voter,
+                term,
+                MessageBody::RequestVote {
+                    pre_vote,
+                    last_log_index,
+                    last_log_term,
+                },
+            );
+        }
+    }
+
+    fn record_vote(&mut self, voter: NodeId, granted: bool) {
+        if !self.votes.iter().any(|(id, _)| *id == voter) {
+            self.votes.push((voter, granted));
+        }
+    }
+
+    /// Acts on the tally; returns true if the election was decided.
+    fn poll_votes(&mut self, pre_vote: bool) -> bool {
+        let votes = &self.votes;
+        let result = quorum::vote_result(&self.conf.voters, |id| {
+            votes
+                .iter()
+                .find(|(voter, _)| *voter == id)
+                .map(|(_, granted)| *granted)
+        });
+        match result {
+            VoteResult::Won if pre_vote => {
+                self.become_candidate();
+                self.request_votes(false);
+                true
+            }
+            VoteResult::Won => {
+                self.become_leader();
+                true
+            }
+            VoteResult::Lost => {
+                self.become_follower(self.term, NodeId::NONE);
+                true
+            }
+            VoteResult::Pending => false,
+        }
+    }
+
+    /// Advances logical time by one tick.
+    pub fn tick(&mut self) {
+        match self.role {
+            Role::Leader => self.tick_leader(),
+            _ => self.tick_election(),
+        }
+    }
+
+    fn tick_election(&mut self) {
+        self.election_elapsed += 1;
+        if self.election_elapsed >= self.randomized_election_timeout && self.is_voter(self.id) {
+            self.election_elapsed = 0;
+            self.campaign();
+        }
+    }
+
+    fn tick_leader(&mut self) {
+        self.heartbeat_elapsed += 1;
+        self.election_elapsed += 1;
+        if self.election_elapsed >= self.config.election_timeout_ticks {
+            self.election_elapsed = 0;
+            if self.config.check_quorum {
+                let id = self.id;
+                let active = self
+                    .progress
+                    .iter()
+                    .filter(|progress| progress.is_voter)
+                    .filter(|progress| progress.recent_active || progress.id == id)
+                    .count();
+                if active < quorum::majority(self.conf.voters.len()) {
+                    // We may be on the minority side of a partition: stop taking proposals
+                    // that cannot commit, and let the majority elect someone.
+                    self.become_follower(self.term, NodeId::NONE);
+                    return;
+                }
+                for progress in &mut self.progress {
+                    progress.recent_active = progress.id == id;
+                }
+            }
+        }
+        if self.heartbeat_elapsed >= self.config.heartbeat_interval_ticks {
+            self.heartbeat_elapsed = 0;
+            self.broadcast_heartbeat();
+        }
+    }
+
+    fn broadcast_heartbeat(&mut self) {
+        let committed = self.log.committed();
+        let targets: Vec<(NodeId, LogIndex)> = self
+            .progress
+            .iter()
+            .filter(|progress| progress.id != self.id)
+            .map(|progress| (progress.id, progress.match_index.min(committed)))
+            .collect();
+        for (to, commit) in targets {
+            self.send(to, self.term, MessageBody::Heartbeat { commit });
+        }
+    }
+
+    /// Proposes an application command. On the leader, returns where it will be in the log.
+    pub fn propose(&mut self, data: Bytes) -> Result<(LogIndex, Term), ProposeError> {
+        if self.role != Role::Leader {
+            return Err(ProposeError::NotLeader {
+                leader_hint: self.leader,
+            });
+        }
+        let entry = Entry {
+            term: self.term,
+            index: self.log.last_index().next(),
+            kind: EntryKind::Normal,
+            data,
+        };
+        let size = entry.size_bytes();
+        if size > self.config.max_entry_bytes {
+            return Err(ProposeError::TooLarge {
+                size,
+                limit: self.config.max_entry_bytes,
+            });
+        }
+        // Always admit one entry when nothing is outstanding, so a large entry cannot wedge.
+        if self.uncommitted_bytes > 0
+            && self.uncommitted_bytes + size > self.config.max_uncommitted_bytes
+        {
+            return Err(ProposeError::Backpressure);
+        }
+        let position = (entry.index, entry.term);
+        self.uncommitted.push_back((entry.index, size));
+        self.uncommitted_bytes += size;
+        self.log.append(std::slice::from_ref(&entry));
+        self.pending_broadcast = true;
+        // A single-voter cluster commits as soon as the entry is durable (see `on_persisted`).
+        Ok(position)
+    }
+
+    /// Sends whatever appends are owed to followers. Called once per batch of inputs (by
+    /// `RawNode::ready`), so many proposals share one message per follower.
+    pub fn flush(&mut self) {
+        if self.role == Role::Leader && self.pending_broadcast {
+            self.pending_broadcast = false;
+            self.broadcast_append();
+        }
+    }
+
+    /// Whether `flush` has work to do.
+    pub fn has_pending_flush(&self) -> bool {
+        self.role == Role::Leader && self.pending_broadcast
+    }
+
+    fn broadcast_append(&mut self) {
+        for position in 0..self.progress.len() {
+            if self.progress[position].id != self.id {
+                self.send_appends(position, false);
+            }
+        }
+    }
+
+    /// Sends appends to the follower at `position` while its window allows and there is
+    /// something to send (or once, empty, if `send_if_empty`, to carry the commit index).
+    fn send_appends(&mut self, position: usize, mut send_if_empty: bool) {
+        loop {
+            let progress = &self.progress[position];
+            if progress.is_paused() {
+                return;
+            }
+            let to = progress.id;
+            let next = progress.next_index;
+            let prev_log_index = next.prev();
+            let last = self.log.last_index();
+            if next > last && !send_if_empty {
+                return;
+            }
+            let prev_log_term = match self.log.term(prev_log_index) {
+                Ok(term) => term,
+                Err(_) => {
+                    // The follower needs entries that were compacted: a snapshot is required.
+                    self.count_drop(DropReason::NeedsSnapshot);
+                    return;
+                }
+            };
+            let entries = match self.log.entries_from(next, self.config.max_size_per_msg) {
+                Ok(entries) => entries,
+                Err(_) => {
+                    self.count_drop(DropReason::NeedsSnapshot);
+                    return;
+                }
+            };
+            let count = entries.len();
+            let last_sent = prev_log_index.plus(count as u64);
+            let leader_commit = self.log.committed();
+            let term = self.term;
+            self.send(
+                to,
+                term,
+                MessageBody::AppendEntries {
+                    prev_log_index,
+                    prev_log_term,
+                    entries,
+                    leader_commit,
+                },
+            );
+            let progress = &mut self.progress[position];
+            progress.sent_entries(last_sent, count);
+            send_if_empty = false;
+            if progress.state == ProgressState::Probe || count == 0 {
+                return;
+            }
+        }
+    }
+
+    /// Handles one message from another node.
+    pub fn step(&mut self, message: Message) {
+        if message.to != self.id {
+            self.count_drop(DropReason::WrongRecipient);
+            return;
+        }
+        if !self.is_member(message.from) || message.from == self.id {
+            self.count_drop(DropReason::UnknownSender);
+            return;
+        }
+        if message.term > self.term {
+            if let MessageBody::RequestVote { .. } = message.body {
+                // Stickiness: while we have heard from a live leader within the minimum election
+                // timeout, a vote request is a disruption, not a sign the leader is gone (§4.2.3).
+                let in_lease = self.config.check_quorum
+                    && self.leader.is_some()
+                    && self.election_elapsed < self.config.election_timeout_ticks;
+                if in_lease {
+                    self.count_drop(DropReason::LeaderLease);
+                    return;
+                }
+            }
+            match message.body {
+                // A pre-vote request does not change our term, and a granted pre-vote answer
+                // echoes the term we would campaign in: neither is news about the cluster's term.
+                MessageBody::RequestVote { pre_vote: true, .. } => {}
+                MessageBody::RequestVoteResponse {
+                    pre_vote: true,
+                    granted: true,
+                } => {}
+                MessageBody::AppendEntries { .. } | MessageBody::Heartbeat { .. } => {
+                    self.become_follower(message.term, message.from);
+                }
+                _ => self.become_follower(message.term, NodeId::NONE),
+            }
+        } else if message.term < self.term {
+            self.count_drop(DropReason::StaleTerm);
+            match message.body {
+                // Tell a stale leader or candidate our term so it steps down; never act on it.
+                MessageBody::AppendEntries { .. } | MessageBody::Heartbeat { .. } => {
+                    self.send(message.from, self.term, MessageBody::HeartbeatResponse);
+                }
+                MessageBody::RequestVote { pre_vote, .. } => {
+                    self.send(
+                        message.from,
+                        self.term,
+                        MessageBody::RequestVoteResponse {
+                            pre_vote,
+                            granted: false,
+                        },
+                    );
+                }
+                _ => {}
+            }
+            return;
+        }
+
+        match message.body {
+            MessageBody::RequestVote {
+                pre_vote,
+                last_log_index,
+                last_log_term,
+            } => self.handle_vote_request(
+                message.from,
+                message.term,
+                pre_vote,
+                last_log_index,
+                last_log_term,
+            ),
+            MessageBody::RequestVoteResponse { pre_vote, granted } => {
+                self.handle_vote_response(message.from, message.term, pre_vote, granted)
+            }
+            MessageBody::AppendEntries {
+                prev_log_index,
+                prev_log_term,
+                entries,
+                leader_commit,
+            } => self.handle_append(
+                message.from,
+                message.term,
+                prev_log_index,
+                prev_log_term,
+                entries,
+                leader_commit,
+            ),
+            MessageBody::AppendEntriesResponse(response) => {
+                self.handle_append_response(message.from, response)
+            }
+            MessageBody::Heartbeat { commit } => self.handle_heartbeat(message.from, commit),
+            MessageBody::HeartbeatResponse => self.handle_heartbeat_response(message.from),
+        }
+    }
+
+    fn handle_vote_request(
+        &mut self,
+        from: NodeId,
+        term: Term,
+        pre_vote: bool,
+        last_log_index: LogIndex,
+        last_log_term: Term,
+    ) {
+        // After the term check, `term >= self.term`; for a pre-vote it may be higher.
+        let can_vote = self.vote == from
+            || (self.vote == NodeId::NONE && self.leader == NodeId::NONE)
+            || (pre_vote && term > self.term);
+        let up_to_date = self.faults.vote_without_log_check
+            || self.log.is_up_to_date(last_log_index, last_log_term);
+        if can_vote && up_to_date {
+            if !pre_vote {
+                self.vote = from;
+                self.election_elapsed = 0;
+            }
+            // Answer in the requester's term, so a granted pre-vote is counted for the election
+            // it probes.
+            self.send(
+                from,
+                term,
+                MessageBody::RequestVoteResponse {
+                    pre_vote,
+                    granted: true,
+                },
+            );
+        } else {
+            self.send(
+                from,
+                self.term,
+                MessageBody::RequestVoteResponse {
+                    pre_vote,
+                    granted: false,
+                },
+            );
+        }
+    }
+
+    fn handle_vote_response(&mut self, from: NodeId, term: Term, pre_vote: bool, granted: bool) {
+        let expected = match self.role {
+            Role::PreCandidate if pre_vote => self.term.next(),
+            Role::Candidate if !pre_vote => self.term,
+            _ => {
+                self.count_drop(DropReason::UnexpectedInRole);
+                return;
+            }
+        };
+        // A rejected pre-vote comes back in the responder's term, which may equal ours.
+        if granted && term != expected {
+            self.count_drop(DropReason::StaleResponse);
+            return;
+        }
+        if !self.is_voter(from) {
+            self.count_drop(DropReason::UnknownSender);
+            return;
+        }
+        self.record_vote(from, granted);
+        self.poll_votes(pre_vote);
+    }
+
+    fn handle_append(
+        &mut self,
+        from: NodeId,
+        term: Term,
+        prev_log_index: LogIndex,
+        prev_log_term: Term,
+        entries: Vec<Entry>,
+        leader_commit: LogIndex,
+    ) {
+        if self.role == Role::Leader {
+            // Two leaders in one term is impossible; a peer claiming it is broken.
+            self.count_drop(DropReason::Malformed);
+            return;
+        }
+        if !Self::entries_are_well_formed(prev_log_index, prev_log_term, term, &entries) {
+            self.count_drop(DropReason::Malformed);
+            return;
+        }
+        self.become_follower_of(from);
+        let committed = self.log.committed();
+        if prev_log_index < committed {
+            // Everything up to our commit index is settled; this append is older than that.
+            self.send(
+                from,
+                self.term,
+                MessageBody::AppendEntriesResponse(AppendResponse::Accepted {
+                    match_index: committed,
+                }),
+            );
+            return;
+        }
+        match self
+            .log
+            .maybe_append(prev_log_index, prev_log_term, &entries)
+        {
+            Some(last_new) => {
+                let commit = leader_commit.min(last_new);
+                self.log.commit_to(commit);
+                self.send(
+                    from,
+                    self.term,
+                    MessageBody::AppendEntriesResponse(AppendResponse::Accepted {
+                        match_index: last_new,
+                    }),
+                );
+            }
+            None => {
+                let hint = prev_log_index.min(self.log.last_index());
+                let hint_index = self.log.find_conflict_by_term(hint, prev_log_term);
+                let hint_term = self.log.term_if_present(hint_index).unwrap_or(Term::ZERO);
+                self.send(
+                    from,
+                    self.term,
+                    MessageBody::AppendEntriesResponse(AppendResponse::Rejected {
+                        rejected_index: prev_log_index,
+                        hint_index,
+                        hint_term,
+                    }),
+                );
+            }
+        }
+    }
+
+    /// Entries must be consecutive from `prev + 1`, with non-decreasing terms not above the
+    /// leader's term and not below `prev_term`.
+    fn entries_are_well_formed(
+        prev_log_index: LogIndex,
+        prev_log_term: Term,
+        leader_term: Term,
+        entries: &[Entry],
+    ) -> bool {
+        if prev_log_term > leader_term
+            || (prev_log_index == LogIndex::ZERO && prev_log_term != Term::ZERO)
+        {
+            return false;
+        }
+        let mut expected_index = prev_log_index.next();
+        let mut last_term = prev_log_term;
+        for entry in entries {
+            if entry.index != expected_index
+                || entry.term < last_term
+                || entry.term > leader_term
+                || (entry.kind == EntryKind::Empty && !entry.data.is_empty())
+            {
+                return false;
+            }
+            expected_index = expected_index.next();
+            last_term = entry.term;
+        }
+        true
+    }
+
+    /// Accepts `leader` for the current term (the caller checked `term == self.term`).
+    fn become_follower_of(&mut self, leader: NodeId) {
+        if self.role != Role::Follower {
+            // A candidate or pre-candidate that hears from the leader of its term yields.
+            self.become_follower(self.term, leader);
+        }
+        self.leader = leader;
+        self.election_elapsed = 0;
+    }
+
+    fn handle_heartbeat(&mut self, from: NodeId, commit: LogIndex) {
+        if self.role == Role::Leader {
+            self.count_drop(DropReason::Malformed);
+            return;
+        }
+        self.become_follower_of(from);
+        // The leader only sends a commit index we have matched; a larger one is a broken peer or
+        // a reordered message from before a truncation: never commit what we do not hold.
+        let commit = if commit > self.log.last_index() {
+            self.count_drop(DropReason::Malformed);
+            self.log.last_index()
+        } else {
+            commit
+        };
+        self.log.commit_to(commit);
+        self.send(from, self.term, MessageBody::HeartbeatResponse);
+    }
+
+    fn handle_heartbeat_response(&mut self, from: NodeId) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let last = self.log.last_index();
+        let Some(position) = self.progress.iter().position(|p| p.id == from) else {
+            return;
+        };
+        let progress = &mut self.progress[position];
+        progress.recent_active = true;
+        progress.probe_sent = false;
+        if progress.state == ProgressState::Replicate && progress.inflights.is_full() {
+            progress.inflights.free_first();
+        }
+        if progress.match_index < last {
+            self.send_appends(position, false);
+            // A probing follower may need an empty append to learn where we match.
+            let progress = &self.progress[position];
+            if progress.state == ProgressState::Probe && !progress.probe_sent {
+                self.send_appends(position, true);
+            }
+        }
+    }
+
+    fn handle_append_response(&mut self, from: NodeId, response: AppendResponse) {
+        if self.role != Role::Leader {
+            self.count_drop(DropReason::UnexpectedInRole);
+            return;
+        }
+        let last = self.log.last_index();
+        let Some(position) = self.progress.iter().position(|p| p.id == from) else {
+            self.count_drop(DropReason::UnknownSender);
+            return;
+        };
+        self.progress[position].recent_active = true;
+        match response {
+            AppendResponse::Accepted { match_index } => {
+                if match_index > last {
+                    self.count_drop(DropReason::Malformed);
+                    return;
+                }
+                let progress = &mut self.progress[position];
+                if !progress.maybe_update(match_index) {
+                    self.count_drop(DropReason::StaleResponse);
+                    // Still possibly room to send after a probe was answered.
+                    self.send_appends(position, false);
+                    return;
+                }
+                match progress.state {
+                    ProgressState::Probe => progress.become_replicate(),
+                    ProgressState::Replicate => progress.inflights.free_up_to(match_index),
+                }
+                if self.maybe_commit() {
+                    // Tell everyone about the new commit index (with the next flush).
+                    self.pending_broadcast = true;
+                    self.broadcast_commit();
+                }
+                self.send_appends(position, false);
+            }
+            AppendResponse::Rejected {
+                rejected_index,
+                hint_index,
+                hint_term,
+            } => {
+                if rejected_index > last || hint_index > rejected_index {
+                    self.count_drop(DropReason::Malformed);
+                    return;
+                }
+                let probe_index = if hint_term > Term::ZERO {
+                    self.log.find_conflict_by_term(hint_index, hint_term)
+                } else {
+                    hint_index
+                };
+                if self.progress[position].maybe_decrease_to(rejected_index, probe_index) {
+                    self.send_appends(position, true);
+                } else {
+                    self.count_drop(DropReason::StaleResponse);
+                }
+            }
+        }
+    }
+
+    /// After a commit advance: followers that are fully caught up get an empty append now so
+    /// they learn the commit index without waiting for the next heartbeat.
+    fn broadcast_commit(&mut self) {
+        let last = self.log.last_index();
+        for position in 0..self.progress.len() {
+            let progress = &self.progress[position];
+            if progress.id != self.id
+                && progress.state == ProgressState::Replicate
+                && progress.next_index > last
+                && !progress.is_paused()
+            {
+                self.send_appends(position, true);
+            }
+        }
+        self.pending_broadcast = false;
+    }
+
+    /// Advances the commit index to what a majority holds, but only through an entry of the
+    /// current term (Raft §5.4.2, Figure 8). Returns whether it moved.
+    fn maybe_commit(&mut self) -> bool {
+        self.match_scratch.clear();
+        self.match_scratch.extend(
+            self.progress
+                .iter()
+                .filter(|progress| progress.is_voter)
+                .map(|progress| progress.match_index),
+        );
+        let candidate = quorum::committed_index(&mut self.match_scratch);
+        if candidate <= self.log.committed() {
+            return false;
+        }
+        if !self.faults.commit_old_term_by_counting
+            && self.log.term_if_present(candidate) != Some(self.term)
+        {
+            return false;
+        }
+        self.log.commit_to(candidate);
+        while self
+            .uncommitted
+            .front()
+            .is_some_and(|(index, _)| *index <= candidate)
+        {
+            let (_, size) = self.uncommitted.pop_front().expect("checked");
+            self.uncommitted_bytes -= size;
+        }
+        true
+    }
+
+    /// The embedder made entries up to `(index, term)` durable. On a leader this counts as its
+    /// own acknowledgement, which may commit.
+    pub fn on_persisted(&mut self, index: LogIndex, term: Term) {
+        self.log.stable_to(index, term);
+        if self.role == Role::Leader && self.log.matches(index, term) {
+            let id = self.id;
+            if let Some(progress) = self.progress_mut(id) {
+                progress.maybe_update(index);
+            }
+            if self.maybe_commit() {
+                self.pending_broadcast = true;
+                self.broadcast_commit();
+            }
+        }
+    }
+
+    /// Checks the node's invariants; returns a description of the first violated one. The O(1)
+    /// checks run after every step in debug builds; the simulator calls this after every event.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let committed = self.log.committed();
+        let applied = self.log.applied();
+        let last = self.log.last_index();
+        if applied > committed {
+            return Err(format!("applied {applied} > committed {committed}"));
+        }
+        if committed > last {
+            return Err(format!("committed {committed} > last index {last}"));
+        }
+        if self.role == Role::Leader {
+            if self.leader != self.id {
+                return Err("leader does not name itself as leader".into());
+            }
+            if self.vote != self.id {
+                return Err("leader did not vote for itself".into());
+            }
+            for progress in &self.progress {
+                if progress.match_index >= progress.next_index {
+                    return Err(format!(
+                        "progress of {}: match {} >= next {}",
+                        progress.id, progress.match_index, progress.next_index
+                    ));
+                }
+                if progress.match_index > last {
+                    return Err(format!(
+                        "progress of {}: match {} beyond last index {last}",
+                        progress.id, progress.match_index
+                    ));
+                }
+            }
+        }
+        if self.role == Role::Candidate && self.vote != self.id {
+            return Err("candidate did not vote for itself".into());
+        }
+        Ok(())
+    }
+}
+
+/// Why a node could not be built.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NewNodeError {
+    /// The configuration is invalid.
+    Config(crate::config::ConfigError),
+    /// The durable state could not be read or is inconsistent.
+    Storage(StorageError),
+}
+
+impl fmt::Display for NewNodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NewNodeError::Config(error) => error.fmt(f),
+            NewNodeError::Storage(error) => write!(f, "cannot read durable state: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for NewNodeError {}

@@ -1,0 +1,272 @@
+//! The embedder's interface: feed inputs (`tick`, `step`, `propose`), collect a [`Ready`] of
+//! work, do it, and acknowledge durability with [`RawNode::on_persisted`].
+//!
+//! The contract, in the order an embedder follows it for each `Ready`:
+//! 1. Send `ready.messages` at once (in parallel with the write; they do not depend on it).
+//! 2. Make `ready.hard_state` and `ready.entries` durable, in the order the Readies were produced
+//!    (a later Ready's entries may overwrite an earlier one's tail), then write them into the
+//!    [`Storage`] the node reads and call [`RawNode::on_persisted`] with the Ready's number.
+//! 3. Only then send `ready.persisted_messages`: they promise durable state (a vote, an
+//!    acknowledged append).
+//! 4. Apply `ready.committed_entries` to the state machine in order. They are always durable
+//!    locally and committed cluster-wide.
+
+use crate::config::Config;
+use crate::message::Message;
+use crate::raft::{DropReason, Faults, NewNodeError, ProposeError, Raft};
+use crate::storage::Storage;
+use crate::tracker::Progress;
+use crate::types::{ConfState, Entry, HardState, LogIndex, NodeId, Role, SoftState, Term};
+use bytes::Bytes;
+use std::collections::VecDeque;
+
+/// One batch of work for the embedder. See the module docs for the order of operations.
+#[derive(Debug, Default)]
+pub struct Ready {
+    /// Acknowledge with `on_persisted(number)` once the writes below are durable. Numbers grow by
+    /// one per Ready.
+    pub number: u64,
+    /// The new role/leader, if either changed since the previous Ready.
+    pub soft_state: Option<SoftState>,
+    /// The hard state to persist, if it changed since the previous Ready.
+    pub hard_state: Option<HardState>,
+    /// Entries to append to the durable log (possibly overwriting a conflicting tail).
+    pub entries: Vec<Entry>,
+    /// Messages to send now.
+    pub messages: Vec<Message>,
+    /// Messages to send only after this Ready's writes are durable.
+    pub persisted_messages: Vec<Message>,
+    /// Committed entries to apply, in order.
+    pub committed_entries: Vec<Entry>,
+}
+
+impl Ready {
+    /// Whether the embedder must write (and sync) anything before acknowledging.
+    pub fn must_persist(&self) -> bool {
+        self.hard_state.is_some() || !self.entries.is_empty()
+    }
+}
+
+/// A snapshot of a node's state for status reports and tests.
+#[derive(Clone, Debug)]
+pub struct Status {
+    /// This node.
+    pub id: NodeId,
+    /// Durable state.
+    pub hard_state: HardState,
+    /// Role and leader.
+    pub soft_state: SoftState,
+    /// Highest index handed to the state machine.
+    pub applied: LogIndex,
+    /// Last index in the log.
+    pub last_index: LogIndex,
+    /// The leader's view of each member (empty on followers).
+    pub progress: Vec<Progress>,
+}
+
+/// A Raft node driven by its embedder.
+pub struct RawNode<S: Storage> {
+    raft: Raft<S>,
+    previous_soft_state: SoftState,
+    previous_hard_state: HardState,
+    next_ready_number: u64,
+    /// For each Ready not yet acknowledged: its number and the last entry it carried.
+    unacknowledged: VecDeque<(u64, Option<(LogIndex, Term)>)>,
+}
+
+impl<S: Storage> RawNode<S> {
+    /// Builds a node over `storage`, which holds whatever this member has made durable before
+    /// (nothing, for a brand-new member: then the storage's configuration names the initial
+    /// members).
+    pub fn new(config: &Config, storage: S) -> Result<RawNode<S>, NewNodeError> {
+        let raft = Raft::new(config, storage)?;
+        let previous_hard_state = raft.hard_state();
+        Ok(RawNode {
+            previous_soft_state: raft.soft_state(),
+            previous_hard_state,
+            raft,
+            next_ready_number: 1,
+            unacknowledged: VecDeque::new(),
+        })
+    }
+
+    /// Advances logical time by one tick (elections, heartbeats, CheckQuorum).
+    pub fn tick(&mut self) {
+        self.raft.tick();
+        self.debug_check();
+    }
+
+    /// Feeds a message from another member. Malformed or irrelevant messages are dropped and
+    /// counted (see [`RawNode::dropped`]); nothing from outside can panic the node.
+    pub fn step(&mut self, message: Message) {
+        self.raft.step(message);
+        self.debug_check();
+    }
+
+    /// Proposes a command; on the leader, returns the index and term it will have if committed.
+    /// Commitment is learned from `committed_entries`: if a different entry turns up at that
+    /// index, the proposal was lost (for example to a leader change).
+    pub fn propose(&mut self, data: Bytes) -> Result<(LogIndex, Term), ProposeError> {
+        let result = self.raft.propose(data);
+        self.debug_check();
+        result
+    }
+
+    /// Starts an election at once (tests, and embedders that know the leader is gone).
+    pub fn campaign(&mut self) {
+        self.raft.campaign();
+        self.debug_check();
+    }
+
+    /// Whether `ready()` would return any work.
+    pub fn has_ready(&self) -> bool {
+        self.raft.soft_state() != self.previous_soft_state
+            || self.raft.hard_state() != self.previous_hard_state
+            || self.raft.log.has_unpersisted()
+            || !self.raft.messages.is_empty()
+            || !self.raft.messages_after_persist.is_empty()
+            || self.raft.has_pending_flush()
+            || self.raft.log.has_entries_to_apply()
+    }
+
+    /// Collects all pending work. Call it after a batch of inputs; everything it returns must be
+    /// carried out as the module docs describe.
+    pub fn ready(&mut self) -> Ready {
+        self.raft.flush();
+        let soft_state = self.raft.soft_state();
+        let hard_state = self.raft.hard_state();
+        let entries = self.raft.log.take_unpersisted();
+        let number = self.next_ready_number;
+        self.next_ready_number += 1;
+        let last_entry = entries.last().map(|entry| (entry.index, entry.term));
+        let ready = Ready {
+            number,
+            soft_state: (soft_state != self.previous_soft_state).then_some(soft_state),
+            hard_state: (hard_state != self.previous_hard_state).then_some(hard_state),
+            entries,
+            messages: std::mem::take(&mut self.raft.messages),
+            persisted_messages: std::mem::take(&mut self.raft.messages_after_persist),
+            committed_entries: self
+                .raft
+                .log
+                .take_entries_to_apply(self.raft.committed_bytes_per_ready()),
+        };
+        self.previous_soft_state = soft_state;
+        self.previous_hard_state = hard_state;
+        self.unacknowledged.push_back((number, last_entry));
+        ready
+    }
+
+    /// The embedder has made the writes of Ready `number` (and of every earlier Ready) durable
+    /// and visible through the storage.
+    pub fn on_persisted(&mut self, number: u64) {
+        while let Some(&(ready_number, last_entry)) = self.unacknowledged.front() {
+            if ready_number > number {
+                break;
+            }
+            self.unacknowledged.pop_front();
+            if let Some((index, term)) = last_entry {
+                self.raft.on_persisted(index, term);
+            }
+        }
+        self.debug_check();
+    }
+
+    /// The storage, for reading.
+    pub fn storage(&self) -> &S {
+        self.raft.log.storage()
+    }
+
+    /// The storage, for writing the entries and hard state of a Ready before `on_persisted`.
+    pub fn storage_mut(&mut self) -> &mut S {
+        self.raft.log.storage_mut()
+    }
+
+    /// Current facts about the node.
+    pub fn status(&self) -> Status {
+        Status {
+            id: self.raft.id,
+            hard_state: HardState {
+                term: self.raft.term,
+                vote: self.raft.vote,
+                commit: self.raft.log.committed(),
+            },
+            soft_state: self.raft.soft_state(),
+            applied: self.raft.log.applied(),
+            last_index: self.raft.log.last_index(),
+            progress: if self.raft.role() == Role::Leader {
+                self.raft.progress().to_vec()
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    /// The current term.
+    pub fn term(&self) -> Term {
+        self.raft.term()
+    }
+
+    /// The current role.
+    pub fn role(&self) -> Role {
+        self.raft.role()
+    }
+
+    /// The known leader.
+    pub fn leader(&self) -> NodeId {
+        self.raft.leader()
+    }
+
+    /// The commit index.
+    pub fn committed(&self) -> LogIndex {
+        self.raft.log.committed()
+    }
+
+    /// The last index of the log (durable or not).
+    pub fn last_index(&self) -> LogIndex {
+        self.raft.log.last_index()
+    }
+
+    /// The term of the entry at `index`, if held.
+    pub fn term_at(&self, index: LogIndex) -> Option<Term> {
+        self.raft.log.term_if_present(index)
+    }
+
+    /// Entries in `[low, high)` as the node sees them (durable or not).
+    pub fn entries(&self, low: LogIndex, high: LogIndex) -> Vec<Entry> {
+        self.raft.log.slice(low, high, u64::MAX).unwrap_or_default()
+    }
+
+    /// The configuration in force.
+    pub fn conf_state(&self) -> &ConfState {
+        self.raft.conf_state()
+    }
+
+    /// How many messages were dropped for `reason`.
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.raft.dropped(reason)
+    }
+
+    /// How many real elections this node has started.
+    pub fn elections_started(&self) -> u64 {
+        self.raft.elections_started()
+    }
+
+    /// Installs deliberately broken rules, for tests that prove the checkers have teeth.
+    pub fn set_faults(&mut self, faults: Faults) {
+        self.raft.set_faults(faults);
+    }
+
+    /// Checks the node's invariants (see [`Raft::check_invariants`]).
+    pub fn check_invariants(&self) -> Result<(), String> {
+        self.raft.check_invariants()
+    }
+
+    fn debug_check(&self) {
+        if cfg!(debug_assertions)
+            && let Err(violation) = self.raft.check_invariants()
+        {
+            panic!("raft invariant violated on {}: {violation}", self.raft.id);
+        }
+    }
+}
