@@ -1,0 +1,327 @@
+//! The one driver of a raftkv member.
+//!
+//! [`Node`] owns the Raft core, the state machine and the table of client requests waiting for
+//! their entries to commit. It takes events (a tick, a peer message, a client request, "your
+//! write is durable") and emits [`Action`]s (persist, send, reply). It has no tokio, no clock and
+//! no I/O, so the simulator and the server run exactly the same code: the simulator executes the
+//! actions over a simulated network and disk, the server over real ones.
+//!
+//! Durability order is enforced here: messages that promise durable state (vote grants, append
+//! acknowledgements) are held back until every write before them is acknowledged with
+//! [`Node::persisted`].
+
+use bytes::Bytes;
+use raft::{
+    Config, Entry, EntryKind, HardState, LogIndex, MemStorage, Message, NewNodeError, ProposeError,
+    RawNode, SoftState, Term,
+};
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+
+/// What a member replicates. Implementations must be deterministic: the same entries in the same
+/// order give the same responses on every member.
+pub trait StateMachine {
+    /// What the client who proposed a command is told.
+    type Response: Clone + fmt::Debug;
+
+    /// Applies the command in the entry at `index` (called exactly once per index, in order).
+    fn apply(&mut self, index: LogIndex, term: Term, data: &Bytes) -> Self::Response;
+}
+
+impl StateMachine for kv::KvStore {
+    type Response = kv::Response;
+
+    fn apply(&mut self, _index: LogIndex, _term: Term, data: &Bytes) -> kv::Response {
+        self.apply_bytes(data)
+    }
+}
+
+/// The embedder's handle on a client request, echoed in its reply.
+pub type RequestId = u64;
+
+/// Why a request was not (or may not have been) carried out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RequestError {
+    /// This member cannot accept proposals; try the hinted leader. Certainly not applied.
+    NotLeader {
+        /// The leader this member knows of, or `NodeId::NONE`.
+        leader_hint: raft::NodeId,
+    },
+    /// The leader is overloaded; retry later. Certainly not applied.
+    Backpressure,
+    /// The command is too large. Certainly not applied.
+    TooLarge {
+        /// Its size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// The entry was replaced by another leader's entry at its index: this attempt will never be
+    /// applied (a retry with the same session sequence is safe).
+    Dropped,
+}
+
+impl fmt::Display for RequestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RequestError::NotLeader { leader_hint } if leader_hint.is_some() => {
+                write!(f, "not the leader (leader is {leader_hint})")
+            }
+            RequestError::NotLeader { .. } => f.write_str("no leader"),
+            RequestError::Backpressure => f.write_str("too many requests in flight"),
+            RequestError::TooLarge { size, limit } => {
+                write!(f, "request of {size} bytes exceeds the limit of {limit}")
+            }
+            RequestError::Dropped => f.write_str("proposal dropped by a leader change"),
+        }
+    }
+}
+
+impl std::error::Error for RequestError {}
+
+impl From<ProposeError> for RequestError {
+    fn from(error: ProposeError) -> RequestError {
+        match error {
+            ProposeError::NotLeader { leader_hint } => RequestError::NotLeader { leader_hint },
+            ProposeError::Backpressure => RequestError::Backpressure,
+            ProposeError::TooLarge { size, limit } => RequestError::TooLarge { size, limit },
+        }
+    }
+}
+
+/// Writes that must be durable before [`Node::persisted`] is called with this task.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PersistTask {
+    /// The Ready it came from; tasks must complete in increasing order.
+    pub number: u64,
+    /// The hard state to write, if it changed.
+    pub hard_state: Option<HardState>,
+    /// Entries to append (overwriting any conflicting tail).
+    pub entries: Vec<Entry>,
+}
+
+/// Something the embedder must do.
+#[derive(Debug)]
+pub enum Action<R> {
+    /// Make these writes durable (one sync), then call [`Node::persisted`] with the task.
+    Persist(PersistTask),
+    /// Deliver a message to a peer (best effort: Raft tolerates loss).
+    Send(Message),
+    /// Answer a client request.
+    Reply {
+        /// The request.
+        request: RequestId,
+        /// The state machine's answer, or why there is none.
+        result: Result<R, RequestError>,
+    },
+    /// Role or leader changed (for logs, metrics and the simulator's checks).
+    RoleChanged {
+        /// The term of the change.
+        term: Term,
+        /// The new role and leader.
+        soft_state: SoftState,
+    },
+    /// An entry was applied to the state machine (observability and checkers).
+    Applied {
+        /// Its index.
+        index: LogIndex,
+        /// Its term.
+        term: Term,
+    },
+}
+
+/// A member: Raft core + state machine + waiting requests.
+pub struct Node<M: StateMachine> {
+    raw: RawNode<MemStorage>,
+    state_machine: M,
+    /// Requests waiting for their entry: index -> (term, request).
+    waiting: BTreeMap<LogIndex, (Term, RequestId)>,
+    /// Readies in order whose persisted messages wait for their writes (or earlier writes).
+    held: VecDeque<HeldReady>,
+    applied: LogIndex,
+}
+
+#[derive(Debug)]
+struct HeldReady {
+    number: u64,
+    has_writes: bool,
+    messages: Vec<Message>,
+}
+
+impl<M: StateMachine> Node<M> {
+    /// Starts a member from its durable state (`storage`) and a state machine that has applied
+    /// everything up to `config.applied`.
+    pub fn new(
+        config: &Config,
+        storage: MemStorage,
+        state_machine: M,
+    ) -> Result<Self, NewNodeError> {
+        let raw = RawNode::new(config, storage)?;
+        let applied = config.applied;
+        Ok(Node {
+            raw,
+            state_machine,
+            waiting: BTreeMap::new(),
+            held: VecDeque::new(),
+            applied,
+        })
+    }
+
+    /// The Raft core, for inspection.
+    pub fn raw(&self) -> &RawNode<MemStorage> {
+        &self.raw
+    }
+
+    /// The Raft core, for test-only fault switches and direct control.
+    pub fn raw_mut(&mut self) -> &mut RawNode<MemStorage> {
+        &mut self.raw
+    }
+
+    /// The state machine, for inspection (local, possibly stale reads).
+    pub fn state_machine(&self) -> &M {
+        &self.state_machine
+    }
+
+    /// The last applied index.
+    pub fn applied(&self) -> LogIndex {
+        self.applied
+    }
+
+    /// How many requests wait for their entries.
+    pub fn waiting_requests(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// One tick of logical time.
+    pub fn tick(&mut self) {
+        self.raw.tick();
+    }
+
+    /// A message from a peer.
+    pub fn receive(&mut self, message: Message) {
+        self.raw.step(message);
+    }
+
+    /// Starts an election now.
+    pub fn campaign(&mut self) {
+        self.raw.campaign();
+    }
+
+    /// A client command. Its reply comes as an [`Action::Reply`] from a later (or this) `poll`.
+    pub fn submit(&mut self, request: RequestId, data: Bytes, out: &mut Vec<Action<M::Response>>) {
+        match self.raw.propose(data) {
+            Ok((index, term)) => {
+                // An older waiter at this index belonged to an entry that has been overwritten.
+                if let Some((_, previous)) = self.waiting.insert(index, (term, request)) {
+                    out.push(Action::Reply {
+                        request: previous,
+                        result: Err(RequestError::Dropped),
+                    });
+                }
+            }
+            Err(error) => out.push(Action::Reply {
+                request,
+                result: Err(error.into()),
+            }),
+        }
+    }
+
+    /// The writes of `task` are durable. Records them in the node's view of its storage and
+    /// releases the messages that waited for them.
+    pub fn persisted(&mut self, task: PersistTask, out: &mut Vec<Action<M::Response>>) {
+        let storage = self.raw.storage_mut();
+        if let Some(hard_state) = task.hard_state {
+            storage.set_hard_state(hard_state);
+        }
+        storage.append(&task.entries);
+        self.raw.on_persisted(task.number);
+        let front = self.held.front().map(|held| held.number);
+        assert_eq!(
+            front,
+            Some(task.number),
+            "persist tasks must complete in order"
+        );
+        let done = self.held.pop_front().expect("checked");
+        out.extend(done.messages.into_iter().map(Action::Send));
+        self.release_held(out);
+    }
+
+    /// Releases held Readies without writes that no longer wait behind a write.
+    fn release_held(&mut self, out: &mut Vec<Action<M::Response>>) {
+        while self.held.front().is_some_and(|held| !held.has_writes) {
+            let held = self.held.pop_front().expect("checked");
+            self.raw.on_persisted(held.number);
+            out.extend(held.messages.into_iter().map(Action::Send));
+        }
+    }
+
+    /// Whether `poll` has work.
+    pub fn has_work(&self) -> bool {
+        self.raw.has_ready()
+    }
+
+    /// Collects all pending work as actions.
+    pub fn poll(&mut self, out: &mut Vec<Action<M::Response>>) {
+        while self.raw.has_ready() {
+            let ready = self.raw.ready();
+            if let Some(soft_state) = ready.soft_state {
+                out.push(Action::RoleChanged {
+                    term: self.raw.term(),
+                    soft_state,
+                });
+            }
+            let has_writes = ready.must_persist();
+            out.extend(ready.messages.into_iter().map(Action::Send));
+            if has_writes {
+                out.push(Action::Persist(PersistTask {
+                    number: ready.number,
+                    hard_state: ready.hard_state,
+                    entries: ready.entries,
+                }));
+            }
+            self.held.push_back(HeldReady {
+                number: ready.number,
+                has_writes,
+                messages: ready.persisted_messages,
+            });
+            self.release_held(out);
+            self.apply(ready.committed_entries, out);
+        }
+    }
+
+    fn apply(&mut self, entries: Vec<Entry>, out: &mut Vec<Action<M::Response>>) {
+        for entry in entries {
+            assert_eq!(
+                entry.index,
+                self.applied.next(),
+                "entries must be applied in order without gaps"
+            );
+            self.applied = entry.index;
+            let response = match entry.kind {
+                EntryKind::Normal => Some(self.state_machine.apply(
+                    entry.index,
+                    entry.term,
+                    &entry.data,
+                )),
+                EntryKind::Empty => None,
+            };
+            out.push(Action::Applied {
+                index: entry.index,
+                term: entry.term,
+            });
+            // Waiters at or below this index are settled: either this is their entry, or their
+            // entry was replaced and can never be applied.
+            while let Some((&index, &(term, request))) = self.waiting.first_key_value() {
+                if index > entry.index {
+                    break;
+                }
+                self.waiting.pop_first();
+                let result = match (&response, index == entry.index && term == entry.term) {
+                    (Some(response), true) => Ok(response.clone()),
+                    _ => Err(RequestError::Dropped),
+                };
+                out.push(Action::Reply { request, result });
+            }
+        }
+    }
+}
