@@ -71,6 +71,15 @@ impl Unstable {
     }
 }
 
+/// Why a leader's entries were not appended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppendError {
+    /// The log does not hold the entry before them: the leader must back off.
+    Mismatch,
+    /// They would replace a committed entry: the sender is broken; drop the message.
+    ConflictsWithCommitted(LogIndex),
+}
+
 /// The log as the protocol sees it: stable entries in storage, then the unstable tail.
 pub struct RaftLog<S: Storage> {
     storage: S,
@@ -233,7 +242,7 @@ impl<S: Storage> RaftLog<S> {
     }
 
     /// Appends entries from a leader after `(prev_index, prev_term)` matched; returns the last
-    /// index now known to match the leader, or `None` if the previous entry did not match.
+    /// index now known to match the leader, or why nothing was appended.
     ///
     /// Entries already present with the same term are skipped (an append may be a duplicate or a
     /// reordered older message); from the first conflicting entry on, the suffix is replaced.
@@ -242,9 +251,9 @@ impl<S: Storage> RaftLog<S> {
         prev_index: LogIndex,
         prev_term: Term,
         entries: &[Entry],
-    ) -> Option<LogIndex> {
+    ) -> Result<LogIndex, AppendError> {
         if !self.matches(prev_index, prev_term) {
-            return None;
+            return Err(AppendError::Mismatch);
         }
         let last_new = prev_index.plus(entries.len() as u64);
         let conflict = entries
@@ -252,14 +261,13 @@ impl<S: Storage> RaftLog<S> {
             .position(|entry| !self.matches(entry.index, entry.term));
         if let Some(position) = conflict {
             let first_conflict = entries[position].index;
-            assert!(
-                first_conflict > self.committed,
-                "entry {first_conflict} conflicts with committed entry (committed {})",
-                self.committed
-            );
+            if first_conflict <= self.committed {
+                // Only a broken or malicious leader sends this; never overwrite committed state.
+                return Err(AppendError::ConflictsWithCommitted(first_conflict));
+            }
             self.append(&entries[position..]);
         }
-        Some(last_new)
+        Ok(last_new)
     }
 
     /// Appends entries at the end (or over a conflicting tail) and returns the new last index.
@@ -365,17 +373,26 @@ mod tests {
         // Duplicate of what is there: no change.
         assert_eq!(
             log.maybe_append(LogIndex(1), Term(1), &[entry(2, 1)]),
-            Some(LogIndex(2))
+            Ok(LogIndex(2))
         );
         assert_eq!(log.last_index(), LogIndex(3));
         // Conflict at 3: replaced.
         assert_eq!(
             log.maybe_append(LogIndex(2), Term(1), &[entry(3, 3), entry(4, 3)]),
-            Some(LogIndex(4))
+            Ok(LogIndex(4))
         );
         assert_eq!(log.term(LogIndex(3)), Ok(Term(3)));
         // Mismatching previous entry.
-        assert_eq!(log.maybe_append(LogIndex(4), Term(2), &[]), None);
+        assert_eq!(
+            log.maybe_append(LogIndex(4), Term(2), &[]),
+            Err(AppendError::Mismatch)
+        );
+        // Never over committed entries.
+        log.commit_to(LogIndex(2));
+        assert_eq!(
+            log.maybe_append(LogIndex(1), Term(1), &[entry(2, 5)]),
+            Err(AppendError::ConflictsWithCommitted(LogIndex(2)))
+        );
         // Stable index stops before the unstable replacement.
         assert_eq!(log.stable_last_index(), LogIndex(2));
     }

@@ -4,7 +4,7 @@
 //! appends, hard-state changes) that [`crate::RawNode`] packages into a `Ready`.
 
 use crate::config::Config;
-use crate::log::RaftLog;
+use crate::log::{AppendError, RaftLog};
 use crate::message::{AppendResponse, Message, MessageBody};
 use crate::quorum::{self, VoteResult};
 use crate::rng::Rng;
@@ -16,6 +16,9 @@ use crate::types::{
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::fmt;
+
+/// Heartbeat answers in a row without progress before a replicating follower is probed again.
+const STALLED_HEARTBEATS_BEFORE_PROBE: u32 = 3;
 
 /// Why a proposal was not accepted. All of these are operating conditions: the caller may retry
 /// (elsewhere, or later).
@@ -517,13 +520,14 @@ impl<S: Storage> Raft<S> {
 
     fn broadcast_heartbeat(&mut self) {
         let committed = self.log.committed();
-        let targets: Vec<(NodeId, LogIndex)> = self
-            .progress
-            .iter()
-            .filter(|progress| progress.id != self.id)
-            .map(|progress| (progress.id, progress.match_index.min(committed)))
-            .collect();
-        for (to, commit) in targets {
+        for position in 0..self.progress.len() {
+            let progress = &mut self.progress[position];
+            if progress.id == self.id {
+                continue;
+            }
+            let to = progress.id;
+            let commit = progress.match_index.min(committed);
+            progress.sent_commit = progress.sent_commit.max(commit);
             self.send(to, self.term, MessageBody::Heartbeat { commit });
         }
     }
@@ -577,10 +581,15 @@ impl<S: Storage> Raft<S> {
         self.role == Role::Leader && self.pending_broadcast
     }
 
+    /// Sends new entries to every follower, and an empty append to those that are caught up but
+    /// have not yet heard of the current commit index.
     fn broadcast_append(&mut self) {
+        let committed = self.log.committed();
         for position in 0..self.progress.len() {
-            if self.progress[position].id != self.id {
-                self.send_appends(position, false);
+            let progress = &self.progress[position];
+            if progress.id != self.id {
+                let announce_commit = progress.sent_commit < committed;
+                self.send_appends(position, announce_commit);
             }
         }
     }
@@ -631,6 +640,7 @@ impl<S: Storage> Raft<S> {
             );
             let progress = &mut self.progress[position];
             progress.sent_entries(last_sent, count);
+            progress.sent_commit = progress.sent_commit.max(leader_commit.min(last_sent));
             send_if_empty = false;
             if progress.state == ProgressState::Probe || count == 0 {
                 return;
@@ -829,7 +839,7 @@ impl<S: Storage> Raft<S> {
             .log
             .maybe_append(prev_log_index, prev_log_term, &entries)
         {
-            Some(last_new) => {
+            Ok(last_new) => {
                 let commit = leader_commit.min(last_new);
                 self.log.commit_to(commit);
                 self.send(
@@ -840,7 +850,10 @@ impl<S: Storage> Raft<S> {
                     }),
                 );
             }
-            None => {
+            Err(AppendError::ConflictsWithCommitted(_)) => {
+                self.count_drop(DropReason::Malformed);
+            }
+            Err(AppendError::Mismatch) => {
                 let hint = prev_log_index.min(self.log.last_index());
                 let hint_index = self.log.find_conflict_by_term(hint, prev_log_term);
                 let hint_term = self.log.term_if_present(hint_index).unwrap_or(Term::ZERO);
@@ -925,8 +938,14 @@ impl<S: Storage> Raft<S> {
         let progress = &mut self.progress[position];
         progress.recent_active = true;
         progress.probe_sent = false;
-        if progress.state == ProgressState::Replicate && progress.inflights.is_full() {
-            progress.inflights.free_first();
+        if progress.state == ProgressState::Replicate && progress.match_index < last {
+            // Acknowledgements normally arrive between heartbeats. If several heartbeats pass
+            // while the follower stays behind, the tail of the pipeline was lost (a dropped or
+            // reordered append): fall back to probing from the match index.
+            progress.stalled_heartbeats += 1;
+            if progress.stalled_heartbeats >= STALLED_HEARTBEATS_BEFORE_PROBE {
+                progress.become_probe();
+            }
         }
         if progress.match_index < last {
             self.send_appends(position, false);
@@ -967,9 +986,8 @@ impl<S: Storage> Raft<S> {
                     ProgressState::Replicate => progress.inflights.free_up_to(match_index),
                 }
                 if self.maybe_commit() {
-                    // Tell everyone about the new commit index (with the next flush).
+                    // Everyone hears of the new commit index with the next flush, once per batch.
                     self.pending_broadcast = true;
-                    self.broadcast_commit();
                 }
                 self.send_appends(position, false);
             }
@@ -994,23 +1012,6 @@ impl<S: Storage> Raft<S> {
                 }
             }
         }
-    }
-
-    /// After a commit advance: followers that are fully caught up get an empty append now so
-    /// they learn the commit index without waiting for the next heartbeat.
-    fn broadcast_commit(&mut self) {
-        let last = self.log.last_index();
-        for position in 0..self.progress.len() {
-            let progress = &self.progress[position];
-            if progress.id != self.id
-                && progress.state == ProgressState::Replicate
-                && progress.next_index > last
-                && !progress.is_paused()
-            {
-                self.send_appends(position, true);
-            }
-        }
-        self.pending_broadcast = false;
     }
 
     /// Advances the commit index to what a majority holds, but only through an entry of the
@@ -1055,7 +1056,6 @@ impl<S: Storage> Raft<S> {
             }
             if self.maybe_commit() {
                 self.pending_broadcast = true;
-                self.broadcast_commit();
             }
         }
     }

@@ -95,6 +95,11 @@ pub struct Progress {
     pub recent_active: bool,
     /// Whether the member votes (learners do not).
     pub is_voter: bool,
+    /// The commit index last sent to the member, so a commit advance is announced once.
+    pub sent_commit: LogIndex,
+    /// Heartbeat answers received in the replicate state while the match index stood still
+    /// behind the log: a sign the tail of the pipeline was lost.
+    pub stalled_heartbeats: u32,
 }
 
 impl Progress {
@@ -109,6 +114,8 @@ impl Progress {
             inflights: Inflights::new(max_inflight),
             recent_active: false,
             is_voter,
+            sent_commit: LogIndex::ZERO,
+            stalled_heartbeats: 0,
         }
     }
 
@@ -133,6 +140,8 @@ impl Progress {
         self.state = ProgressState::Probe;
         self.next_index = next_index;
         self.probe_sent = false;
+        self.sent_commit = LogIndex::ZERO;
+        self.stalled_heartbeats = 0;
         self.inflights.reset();
     }
 
@@ -164,6 +173,7 @@ impl Progress {
         if updated {
             self.match_index = index;
             self.probe_sent = false;
+            self.stalled_heartbeats = 0;
         }
         if self.next_index <= index {
             self.next_index = index.next();
@@ -177,7 +187,10 @@ impl Progress {
     pub fn maybe_decrease_to(&mut self, rejected_index: LogIndex, probe_index: LogIndex) -> bool {
         match self.state {
             ProgressState::Replicate => {
-                if rejected_index <= self.match_index {
+                // A rejection of an append that started at or before the match is stale, except
+                // the one that started right after it: that append was not taken, so neither
+                // were the ones pipelined behind it (they arrived out of order or were lost).
+                if rejected_index < self.match_index {
                     return false;
                 }
                 // The pipeline was built on a wrong guess: restart probing after the match.
@@ -224,9 +237,11 @@ mod tests {
         // Replicate: rejections at or below match are stale.
         progress.maybe_update(LogIndex(6));
         progress.become_replicate();
-        assert!(!progress.maybe_decrease_to(LogIndex(6), LogIndex(0)));
-        assert!(progress.maybe_decrease_to(LogIndex(7), LogIndex(0)));
+        assert!(!progress.maybe_decrease_to(LogIndex(5), LogIndex(0)));
+        assert!(progress.maybe_decrease_to(LogIndex(6), LogIndex(0)));
         assert_eq!(progress.state, ProgressState::Probe);
         assert_eq!(progress.next_index, LogIndex(7));
+        progress.become_replicate();
+        assert!(progress.maybe_decrease_to(LogIndex(7), LogIndex(0)));
     }
 }

@@ -1,0 +1,186 @@
+//! `sim`: runs seeds of the deterministic simulator and reports violations.
+
+use sim::{FaultSet, Options, Outcome};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+const USAGE: &str = "\
+usage: sim [--seeds N] [--first-seed S] [--nodes K] [--faults all|none|LIST] [--threads T]
+       sim --seed S [--nodes K] [--faults LIST] [--trace]
+
+  --seeds N       run seeds S..S+N (default 100); cluster size cycles over 3, 5, 7 unless --nodes
+                  is given, and each seed picks a random subset of the allowed faults
+  --seed S        replay exactly one seed with exactly the given faults
+  --faults        all, none, or a comma-separated list of:
+                  loss, duplicate, reorder, partition, crash, crash-all, slow-disk, give-up
+  --trace         print a timestamped trace of every event (with --seed)
+  --break RULE    build the core with a deliberately broken rule, to see the checkers catch it:
+                  commit-old-term, forget-vote, skip-log-check
+
+Prints a line for each failing seed with the command that replays it, then one summary line:
+  seeds=N violations=V elections=.. commits=.. virtual_secs=..
+Exit status is 1 if any seed failed.";
+
+struct Args {
+    seeds: u64,
+    first_seed: u64,
+    single_seed: Option<u64>,
+    nodes: Option<usize>,
+    faults: FaultSet,
+    trace: bool,
+    threads: usize,
+    core_faults: raft::Faults,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        seeds: 100,
+        first_seed: 0,
+        single_seed: None,
+        nodes: None,
+        faults: FaultSet::ALL,
+        trace: false,
+        core_faults: raft::Faults::default(),
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let mut iter = std::env::args().skip(1);
+    while let Some(flag) = iter.next() {
+        let mut value = |name: &str| iter.next().ok_or_else(|| format!("{name} needs a value"));
+        match flag.as_str() {
+            "--seeds" => args.seeds = parse_number(&value("--seeds")?)?,
+            "--first-seed" => args.first_seed = parse_number(&value("--first-seed")?)?,
+            "--seed" => args.single_seed = Some(parse_number(&value("--seed")?)?),
+            "--nodes" => {
+                let nodes = parse_number(&value("--nodes")?)?;
+                if !(1..=9).contains(&nodes) {
+                    return Err("--nodes must be between 1 and 9".into());
+                }
+                args.nodes = Some(nodes as usize);
+            }
+            "--faults" => args.faults = FaultSet::parse(&value("--faults")?)?,
+            "--threads" => args.threads = parse_number(&value("--threads")?)?.max(1) as usize,
+            "--trace" => args.trace = true,
+            "--break" => match value("--break")?.as_str() {
+                "commit-old-term" => args.core_faults.commit_old_term_by_counting = true,
+                "forget-vote" => args.core_faults.vote_without_persisting = true,
+                "skip-log-check" => args.core_faults.vote_without_log_check = true,
+                other => return Err(format!("unknown rule to break: {other:?}")),
+            },
+            "--help" | "-h" => return Err(String::new()),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(args)
+}
+
+fn parse_number(text: &str) -> Result<u64, String> {
+    text.parse()
+        .map_err(|_| format!("{text:?} is not a non-negative integer"))
+}
+
+fn report_failure(outcome: &Outcome) {
+    println!(
+        "FAIL seed={} nodes={} faults={}: {}",
+        outcome.options.seed, outcome.options.nodes, outcome.options.faults, outcome.violations[0]
+    );
+    for violation in outcome.violations.iter().skip(1).take(4) {
+        println!("     also: {violation}");
+    }
+    println!("     replay: {}", outcome.replay_command());
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(message) => {
+            if message.is_empty() {
+                println!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("sim: {message}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(seed) = args.single_seed {
+        let mut options = Options::new(seed, args.nodes.unwrap_or(3), args.faults);
+        options.trace = args.trace;
+        options.core_faults = args.core_faults;
+        let outcome = sim::run(options);
+        if !outcome.passed() {
+            report_failure(&outcome);
+        }
+        let s = &outcome.stats;
+        println!(
+            "seeds=1 violations={} elections={} commits={} virtual_secs={:.1} ops={} ok={} unknown={} crashes={} partitions={} messages={}",
+            outcome.violations.len(),
+            s.elections,
+            s.commits,
+            s.virtual_us as f64 / 1e6,
+            s.operations,
+            s.operations_ok,
+            s.operations_unknown,
+            s.crashes,
+            s.partitions,
+            s.messages
+        );
+        return if outcome.passed() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
+    let sizes: Vec<usize> = match args.nodes {
+        Some(n) => vec![n],
+        None => vec![3, 5, 7],
+    };
+    let next = Arc::new(AtomicU64::new(args.first_seed));
+    let end = args.first_seed + args.seeds;
+    let totals = Arc::new(Mutex::new((0u64, 0u64, 0u64, 0u64, 0u64)));
+    let workers: Vec<_> = (0..args.threads)
+        .map(|_| {
+            let next = Arc::clone(&next);
+            let totals = Arc::clone(&totals);
+            let sizes = sizes.clone();
+            let faults = args.faults;
+            let core_faults = args.core_faults;
+            std::thread::spawn(move || {
+                loop {
+                    let seed = next.fetch_add(1, Ordering::Relaxed);
+                    if seed >= end {
+                        break;
+                    }
+                    let mut options = Options::for_seed(seed, &sizes, faults);
+                    options.core_faults = core_faults;
+                    let outcome = sim::run(options);
+                    let mut totals = totals.lock().expect("no panics while held");
+                    if !outcome.passed() {
+                        report_failure(&outcome);
+                        totals.0 += 1;
+                    }
+                    totals.1 += outcome.stats.elections;
+                    totals.2 += outcome.stats.commits;
+                    totals.3 += outcome.stats.virtual_us;
+                    totals.4 += 1;
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        if worker.join().is_err() {
+            eprintln!("sim: a worker panicked (a panic in the core is itself a failure)");
+            return ExitCode::FAILURE;
+        }
+    }
+    let (violations, elections, commits, virtual_us, seeds) =
+        *totals.lock().expect("workers are done");
+    println!(
+        "seeds={seeds} violations={violations} elections={elections} commits={commits} virtual_secs={:.0}",
+        virtual_us as f64 / 1e6
+    );
+    if violations > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

@@ -1,0 +1,1283 @@
+//! The simulated world: nodes, their disks, the network, clients, the nemesis, and the event
+//! queue that orders everything in virtual time.
+
+use crate::checker::{Checker, EntryPrint, Violation};
+use crate::options::Options;
+use bytes::Bytes;
+use kv::{Command, KvStore, Request, Response};
+use lincheck::{Input, Operation, Output};
+use node::{Action, Node, PersistTask, RequestError};
+use raft::{ConfState, Config, LogIndex, MemStorage, Message, MessageBody, NodeId, Rng, Role};
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, VecDeque};
+
+/// Virtual microseconds per Raft tick.
+pub const TICK_US: u64 = 10_000;
+/// Election timeout in ticks (T): followers time out after `[T, 2T)` ticks.
+pub const ELECTION_TICKS: u32 = 10;
+/// Heartbeat interval in ticks (H).
+pub const HEARTBEAT_TICKS: u32 = 2;
+/// A client retries elsewhere after this long without an answer.
+const CLIENT_TIMEOUT_US: u64 = 300_000;
+/// How long a client waits before retrying after a redirect or a dropped proposal.
+const CLIENT_BACKOFF_US: u64 = 5_000;
+
+/// Counters that show what a run exercised.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Elections started (candidacies, not pre-votes).
+    pub elections: u64,
+    /// Entries known committed at the end.
+    pub commits: u64,
+    /// Virtual microseconds simulated.
+    pub virtual_us: u64,
+    /// Events processed.
+    pub events: u64,
+    /// Messages sent by nodes.
+    pub messages: u64,
+    /// Messages dropped by loss or partitions.
+    pub messages_dropped: u64,
+    /// Client operations recorded.
+    pub operations: u64,
+    /// Client operations that completed.
+    pub operations_ok: u64,
+    /// Client operations abandoned with an unknown outcome.
+    pub operations_unknown: u64,
+    /// Node crashes.
+    pub crashes: u64,
+    /// Partitions installed.
+    pub partitions: u64,
+    /// Virtual microseconds from the heal to the first leader, the first completed write, and
+    /// full convergence.
+    pub heal_to_leader_us: Option<u64>,
+    /// See `heal_to_leader_us`.
+    pub heal_to_write_us: Option<u64>,
+    /// See `heal_to_leader_us`.
+    pub heal_to_converged_us: Option<u64>,
+}
+
+/// The result of one run.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// The options the run used (the seed and the fault choice).
+    pub options: Options,
+    /// Broken properties; empty for a passing run.
+    pub violations: Vec<Violation>,
+    /// What the run exercised.
+    pub stats: Stats,
+}
+
+impl Outcome {
+    /// Whether every property held.
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty()
+    }
+
+    /// The command line that replays this run with a trace.
+    pub fn replay_command(&self) -> String {
+        format!(
+            "cargo run --release -p sim -- --seed {} --nodes {} --faults {} --trace",
+            self.options.seed, self.options.nodes, self.options.faults
+        )
+    }
+}
+
+#[derive(Debug)]
+enum Event {
+    Tick {
+        node: usize,
+        epoch: u64,
+    },
+    Deliver {
+        to: usize,
+        message: Message,
+    },
+    PersistDone {
+        node: usize,
+        epoch: u64,
+    },
+    ClientArrive {
+        node: usize,
+        client: usize,
+        attempt: u64,
+        data: Bytes,
+    },
+    ClientReply {
+        client: usize,
+        attempt: u64,
+        result: Result<Response, RequestError>,
+    },
+    ClientTimeout {
+        client: usize,
+        attempt: u64,
+    },
+    ClientRetry {
+        client: usize,
+        attempt: u64,
+    },
+    ClientNext {
+        client: usize,
+    },
+    Nemesis,
+    Churn,
+    Restart {
+        node: usize,
+    },
+}
+
+struct Scheduled {
+    at: u64,
+    sequence: u64,
+    event: Event,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.sequence) == (other.at, other.sequence)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> Ordering {
+        // Reversed: BinaryHeap is a max-heap and we want the earliest event first.
+        (other.at, other.sequence).cmp(&(self.at, self.sequence))
+    }
+}
+
+struct SimNode {
+    id: NodeId,
+    node: Option<Node<KvStore>>,
+    /// What has reached stable storage: survives crashes.
+    disk: MemStorage,
+    /// Incarnation; events of an earlier incarnation are dropped.
+    epoch: u64,
+    /// Writes issued to the disk, oldest first, not yet durable.
+    in_flight: VecDeque<PersistTask>,
+    disk_busy_until: u64,
+    /// Commit index last checked, for this incarnation.
+    checked_commit: LogIndex,
+    /// Role last seen, to spot a new leadership.
+    last_role: Role,
+}
+
+struct Pending {
+    history_index: usize,
+    data: Bytes,
+}
+
+struct Client {
+    id: u64,
+    sequence: u64,
+    pending: Option<Pending>,
+    target: usize,
+    attempt: u64,
+    /// In the liveness phase: the one write issued after the heal has been started.
+    final_write_started: bool,
+    /// Values this client has seen per key, to build compare-and-sets that can succeed.
+    last_seen: Vec<Option<u64>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Safety,
+    Liveness { healed_at: u64 },
+}
+
+/// The simulated cluster and everything around it.
+pub struct Sim {
+    options: Options,
+    rng: Rng,
+    now: u64,
+    sequence: u64,
+    queue: BinaryHeap<Scheduled>,
+    nodes: Vec<SimNode>,
+    clients: Vec<Client>,
+    clients_enabled: bool,
+    history: Vec<Operation>,
+    checker: Checker,
+    /// `cut[from][to]`: messages on this directed link are dropped.
+    cut: Vec<Vec<bool>>,
+    loss_permille: u64,
+    duplicate_permille: u64,
+    delay_us: (u64, u64),
+    reorder_permille: u64,
+    disk_latency_us: (u64, u64),
+    /// Per-seed replication limits, so some seeds split batches into many small messages.
+    max_size_per_msg: u64,
+    max_inflight_msgs: usize,
+    phase: Phase,
+    stats: Stats,
+    actions: Vec<Action<Response>>,
+    trace: bool,
+}
+
+impl Sim {
+    /// A cluster of `options.nodes` fresh members, all up, with clients ready but not started.
+    pub fn new(options: Options) -> Sim {
+        let mut rng = Rng::new(options.seed);
+        let n = options.nodes;
+        let conf = ConfState::with_voters((1..=n as u64).map(NodeId));
+        let faults = options.faults;
+        let loss_permille = if faults.loss { rng.range(5, 150) } else { 0 };
+        let duplicate_permille = if faults.duplicate {
+            rng.range(5, 100)
+        } else {
+            0
+        };
+        let reorder_permille = if faults.reorder {
+            rng.range(50, 300)
+        } else {
+            0
+        };
+        let disk_latency_us = if faults.slow_disk {
+            (200, rng.range(2_000, 40_000))
+        } else {
+            (50, 500)
+        };
+        let trace = options.trace;
+        let max_size_per_msg = [128, 512, 4096, 65536][rng.below(4) as usize];
+        let max_inflight_msgs = [1, 4, 16, 256][rng.below(4) as usize];
+        let mut sim = Sim {
+            max_size_per_msg,
+            max_inflight_msgs,
+            nodes: (0..n)
+                .map(|i| SimNode {
+                    id: NodeId(i as u64 + 1),
+                    node: None,
+                    disk: MemStorage::new_with_conf_state(conf.clone()),
+                    epoch: 0,
+                    in_flight: VecDeque::new(),
+                    disk_busy_until: 0,
+                    checked_commit: LogIndex::ZERO,
+                    last_role: Role::Follower,
+                })
+                .collect(),
+            clients: (0..options.clients)
+                .map(|i| Client {
+                    id: i as u64 + 1,
+                    sequence: 0,
+                    pending: None,
+                    target: i % n,
+                    attempt: 0,
+                    final_write_started: false,
+                    last_seen: vec![None; options.keys as usize],
+                })
+                .collect(),
+            clients_enabled: false,
+            history: Vec::new(),
+            checker: Checker::default(),
+            cut: vec![vec![false; n]; n],
+            loss_permille,
+            duplicate_permille,
+            delay_us: (100, 2_000),
+            reorder_permille,
+            disk_latency_us,
+            phase: Phase::Safety,
+            stats: Stats::default(),
+            actions: Vec::new(),
+            trace,
+            now: 0,
+            sequence: 0,
+            queue: BinaryHeap::new(),
+            rng,
+            options,
+        };
+        for index in 0..n {
+            sim.start_node(index);
+        }
+        sim
+    }
+
+    fn schedule(&mut self, delay: u64, event: Event) {
+        self.sequence += 1;
+        self.queue.push(Scheduled {
+            at: self.now + delay,
+            sequence: self.sequence,
+            event,
+        });
+    }
+
+    fn trace(&self, line: std::fmt::Arguments<'_>) {
+        if self.trace {
+            println!("{:>10.6}s  {line}", self.now as f64 / 1e6);
+        }
+    }
+
+    fn node_config(&self, index: usize) -> Config {
+        let mut config = Config::new(NodeId(index as u64 + 1));
+        config.election_timeout_ticks = ELECTION_TICKS;
+        config.heartbeat_interval_ticks = HEARTBEAT_TICKS;
+        config.max_size_per_msg = self.max_size_per_msg;
+        config.max_inflight_msgs = self.max_inflight_msgs;
+        config.seed = self.options.seed
+            ^ (index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ self.nodes[index].epoch.wrapping_mul(0xD6E8_FEB8_6659_FD93);
+        config
+    }
+
+    fn start_node(&mut self, index: usize) {
+        let config = self.node_config(index);
+        let storage = self.nodes[index].disk.clone();
+        let mut node = Node::new(&config, storage, KvStore::new())
+            .unwrap_or_else(|error| panic!("node {} cannot start: {error}", index + 1));
+        node.raw_mut().set_faults(self.options.core_faults);
+        let sim_node = &mut self.nodes[index];
+        sim_node.checked_commit = node.raw().committed();
+        sim_node.last_role = Role::Follower;
+        sim_node.node = Some(node);
+        let epoch = sim_node.epoch;
+        // A random phase, so nodes do not tick in lockstep.
+        let phase = self.rng.below(TICK_US);
+        self.schedule(phase, Event::Tick { node: index, epoch });
+        self.trace(format_args!("n{} starts (epoch {epoch})", index + 1));
+    }
+
+    /// The current virtual time in microseconds.
+    pub fn now_us(&self) -> u64 {
+        self.now
+    }
+
+    /// Violations found so far.
+    pub fn violations(&self) -> &[Violation] {
+        &self.checker.violations
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The recorded client history.
+    pub fn history(&self) -> &[Operation] {
+        &self.history
+    }
+
+    /// The node `id` (if up), for inspection.
+    pub fn node(&self, id: NodeId) -> Option<&Node<KvStore>> {
+        self.nodes[(id.get() - 1) as usize].node.as_ref()
+    }
+
+    /// The node's durable storage (survives crashes).
+    pub fn disk(&self, id: NodeId) -> &MemStorage {
+        &self.nodes[(id.get() - 1) as usize].disk
+    }
+
+    /// Ids of all nodes.
+    pub fn ids(&self) -> Vec<NodeId> {
+        self.nodes.iter().map(|n| n.id).collect()
+    }
+
+    /// The leader with the highest term among live nodes, if any.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.node.as_ref())
+            .filter(|n| n.raw().role() == Role::Leader)
+            .max_by_key(|n| n.raw().term())
+            .map(|n| n.raw().status().id)
+    }
+
+    /// Runs events until virtual time `until_us` (or the queue empties).
+    pub fn run_until(&mut self, until_us: u64) {
+        while self.queue.peek().is_some_and(|next| next.at <= until_us) {
+            self.step();
+        }
+        self.now = self.now.max(until_us);
+    }
+
+    /// Runs for `duration_us` more virtual microseconds.
+    pub fn run_for(&mut self, duration_us: u64) {
+        self.run_until(self.now + duration_us);
+    }
+
+    /// Runs until `condition` holds (checked after every event) or `timeout_us` passes. Returns
+    /// whether the condition was met.
+    pub fn run_until_condition(
+        &mut self,
+        timeout_us: u64,
+        mut condition: impl FnMut(&Sim) -> bool,
+    ) -> bool {
+        let deadline = self.now + timeout_us;
+        loop {
+            if condition(self) {
+                return true;
+            }
+            if !self.checker.violations.is_empty() {
+                return false;
+            }
+            match self.queue.peek() {
+                Some(next) if next.at <= deadline => self.step(),
+                _ => {
+                    self.now = self.now.max(deadline);
+                    return condition(self);
+                }
+            }
+        }
+    }
+
+    /// Processes the next event.
+    fn step(&mut self) {
+        let Some(scheduled) = self.queue.pop() else {
+            return;
+        };
+        self.now = scheduled.at;
+        self.checker.set_now(self.now);
+        self.stats.events += 1;
+        match scheduled.event {
+            Event::Tick { node, epoch } => {
+                if self.nodes[node].epoch == epoch
+                    && let Some(n) = self.nodes[node].node.as_mut()
+                {
+                    n.tick();
+                    self.schedule(TICK_US, Event::Tick { node, epoch });
+                    self.drain(node);
+                }
+            }
+            Event::Deliver { to, message } => {
+                if self.nodes[to].node.is_some() {
+                    if self.trace {
+                        let line = format!("n{} <- {}", to + 1, describe(&message));
+                        self.trace(format_args!("{line}"));
+                    }
+                    let n = self.nodes[to].node.as_mut().expect("checked");
+                    n.receive(message);
+                    self.drain(to);
+                }
+            }
+            Event::PersistDone { node, epoch } => {
+                if self.nodes[node].epoch == epoch {
+                    let task = self.nodes[node]
+                        .in_flight
+                        .pop_front()
+                        .expect("a completion for every issued write");
+                    self.write_to_disk(node, &task);
+                    let mut actions = std::mem::take(&mut self.actions);
+                    self.nodes[node]
+                        .node
+                        .as_mut()
+                        .expect("an up node for a current-epoch completion")
+                        .persisted(task, &mut actions);
+                    self.actions = actions;
+                    self.drain(node);
+                }
+            }
+            Event::ClientArrive {
+                node,
+                client,
+                attempt,
+                data,
+            } => {
+                if let Some(n) = self.nodes[node].node.as_mut() {
+                    let mut actions = std::mem::take(&mut self.actions);
+                    n.submit(request_id(client, attempt), data, &mut actions);
+                    self.actions = actions;
+                    self.drain(node);
+                }
+            }
+            Event::ClientReply {
+                client,
+                attempt,
+                result,
+            } => self.client_reply(client, attempt, result),
+            Event::ClientTimeout { client, attempt } => self.client_timeout(client, attempt),
+            Event::ClientRetry { client, attempt } => {
+                if self.clients[client].attempt == attempt && self.clients[client].pending.is_some()
+                {
+                    self.send_attempt(client);
+                }
+            }
+            Event::ClientNext { client } => self.client_next(client),
+            Event::Nemesis => self.nemesis(),
+            Event::Churn => self.churn(),
+            Event::Restart { node } => {
+                if self.nodes[node].node.is_none() {
+                    self.start_node(node);
+                }
+            }
+        }
+        if self.stats.events.is_multiple_of(4096) {
+            self.check_log_matching();
+        }
+    }
+
+    /// Executes everything node `index` wants done, then checks it.
+    fn drain(&mut self, index: usize) {
+        let mut actions = std::mem::take(&mut self.actions);
+        if let Some(node) = self.nodes[index].node.as_mut() {
+            node.poll(&mut actions);
+        }
+        // Commits first: the actions include applications of what was just committed.
+        self.check_commit(index);
+        for action in actions.drain(..) {
+            self.execute(index, action);
+        }
+        self.actions = actions;
+        self.check_node(index);
+    }
+
+    fn execute(&mut self, index: usize, action: Action<Response>) {
+        match action {
+            Action::Persist(task) => {
+                let latency = self
+                    .rng
+                    .range(self.disk_latency_us.0, self.disk_latency_us.1);
+                let sim_node = &mut self.nodes[index];
+                let done_at = self.now.max(sim_node.disk_busy_until) + latency;
+                sim_node.disk_busy_until = done_at;
+                sim_node.in_flight.push_back(task);
+                let epoch = sim_node.epoch;
+                self.schedule(
+                    done_at - self.now,
+                    Event::PersistDone { node: index, epoch },
+                );
+            }
+            Action::Send(message) => self.send(index, message),
+            Action::Reply { request, result } => {
+                let (client, attempt) = split_request_id(request);
+                if client < self.clients.len() {
+                    let delay = self.rng.range(self.delay_us.0, self.delay_us.1);
+                    self.schedule(
+                        delay,
+                        Event::ClientReply {
+                            client,
+                            attempt,
+                            result,
+                        },
+                    );
+                }
+            }
+            Action::RoleChanged { term, soft_state } => {
+                self.trace(format_args!(
+                    "n{} is {} in {term} (leader {})",
+                    index + 1,
+                    soft_state.role,
+                    soft_state.leader
+                ));
+                if soft_state.role == Role::Candidate {
+                    self.stats.elections += 1;
+                }
+            }
+            Action::Applied { index: at, term } => {
+                let id = self.nodes[index].id;
+                self.checker.observe_applied(id, at, term);
+            }
+        }
+    }
+
+    fn send(&mut self, from: usize, message: Message) {
+        self.stats.messages += 1;
+        if let MessageBody::RequestVoteResponse {
+            pre_vote: false,
+            granted: true,
+        } = message.body
+        {
+            self.checker
+                .observe_vote_granted(message.from, message.term, message.to);
+        }
+        let to = (message.to.get() as usize).wrapping_sub(1);
+        if to >= self.nodes.len() || self.cut[from][to] {
+            self.stats.messages_dropped += 1;
+            return;
+        }
+        if self.loss_permille > 0 && self.rng.below(1000) < self.loss_permille {
+            self.stats.messages_dropped += 1;
+            return;
+        }
+        let copies =
+            if self.duplicate_permille > 0 && self.rng.below(1000) < self.duplicate_permille {
+                2
+            } else {
+                1
+            };
+        for _ in 1..copies {
+            let delay = self.message_delay();
+            self.schedule(
+                delay,
+                Event::Deliver {
+                    to,
+                    message: message.clone(),
+                },
+            );
+        }
+        let delay = self.message_delay();
+        self.schedule(delay, Event::Deliver { to, message });
+    }
+
+    fn message_delay(&mut self) -> u64 {
+        let mut delay = self.rng.range(self.delay_us.0, self.delay_us.1);
+        if self.reorder_permille > 0 && self.rng.below(1000) < self.reorder_permille {
+            delay += self.rng.range(1_000, 40_000);
+        }
+        delay
+    }
+
+    fn write_to_disk(&mut self, index: usize, task: &PersistTask) {
+        let id = self.nodes[index].id;
+        if let Some(hard_state) = task.hard_state {
+            let before = self.nodes[index].disk.hard_state();
+            self.checker
+                .observe_hard_state_write(id, before, hard_state);
+            self.nodes[index].disk.set_hard_state(hard_state);
+        }
+        self.nodes[index].disk.append(&task.entries);
+    }
+
+    /// Invariants of one node after it handled an event.
+    fn check_node(&mut self, index: usize) {
+        let Some(node) = self.nodes[index].node.as_ref() else {
+            return;
+        };
+        let raw = node.raw();
+        let id = self.nodes[index].id;
+        if let Err(violation) = raw.check_invariants() {
+            self.checker.observe_node_invariant(id, violation);
+        }
+        let role = raw.role();
+        let term = raw.term();
+        self.checker.observe_role(id, term, role);
+        if role == Role::Leader && self.nodes[index].last_role != Role::Leader {
+            let node = self.nodes[index].node.as_ref().expect("up");
+            self.checker
+                .observe_new_leader(id, |at| node.raw().term_at(at));
+            if let Phase::Liveness { healed_at } = self.phase
+                && self.stats.heal_to_leader_us.is_none()
+            {
+                self.stats.heal_to_leader_us = Some(self.now - healed_at);
+            }
+        }
+        self.nodes[index].last_role = role;
+        self.check_commit(index);
+    }
+
+    /// Committed entries never change, never go back, and are durable on a quorum.
+    fn check_commit(&mut self, index: usize) {
+        let Some(node) = self.nodes[index].node.as_ref() else {
+            return;
+        };
+        let id = self.nodes[index].id;
+        let committed = node.raw().committed();
+        let checked = self.nodes[index].checked_commit;
+        if committed < checked {
+            self.checker
+                .observe_commit_regression(id, checked, committed);
+        } else if committed > checked {
+            let entries = node.raw().entries(checked.next(), committed.next());
+            let disks: Vec<&MemStorage> = self.nodes.iter().map(|n| &n.disk).collect();
+            let voters = self.nodes.len();
+            self.checker.observe_commit(id, &entries, &disks, voters);
+            self.nodes[index].checked_commit = committed;
+        }
+    }
+
+    fn check_log_matching(&mut self) {
+        let logs: Vec<(NodeId, Vec<EntryPrint>)> = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.node.as_ref().map(|node| (n.id, node)))
+            .map(|(id, node)| {
+                let last = node.raw().last_index();
+                let prints = node
+                    .raw()
+                    .entries(LogIndex(1), last.next())
+                    .iter()
+                    .map(EntryPrint::of)
+                    .collect();
+                (id, prints)
+            })
+            .collect();
+        self.checker.check_log_matching(&logs);
+    }
+
+    // ----- clients -----
+
+    /// Lets clients issue operations (each starts after a short random delay).
+    pub fn start_clients(&mut self) {
+        self.clients_enabled = true;
+        for client in 0..self.clients.len() {
+            let delay = self.rng.below(10_000);
+            self.schedule(delay, Event::ClientNext { client });
+        }
+    }
+
+    fn client_next(&mut self, client: usize) {
+        if !self.clients_enabled || self.clients[client].pending.is_some() {
+            return;
+        }
+        if let Phase::Liveness { .. } = self.phase {
+            if self.clients[client].final_write_started {
+                return;
+            }
+            self.clients[client].final_write_started = true;
+        }
+        let key = self.rng.below(self.options.keys);
+        let c = &mut self.clients[client];
+        c.sequence += 1;
+        let unique = (c.id << 40) | c.sequence;
+        let force_write = matches!(self.phase, Phase::Liveness { .. });
+        let roll = if force_write { 50 } else { self.rng.below(100) };
+        let last_seen = c.last_seen[key as usize];
+        let (input, command) = if roll < 40 {
+            (
+                Input::Read,
+                Command::Get {
+                    key: key_bytes(key),
+                },
+            )
+        } else if roll < 75 {
+            (
+                Input::Write(unique),
+                Command::Put {
+                    key: key_bytes(key),
+                    value: value_bytes(unique),
+                },
+            )
+        } else if roll < 95 {
+            let expected = last_seen.unwrap_or(unique ^ 1);
+            (
+                Input::Cas {
+                    expected,
+                    new: unique,
+                },
+                Command::CompareAndSet {
+                    key: key_bytes(key),
+                    expected: value_bytes(expected),
+                    new: value_bytes(unique),
+                },
+            )
+        } else {
+            (
+                Input::Delete,
+                Command::Delete {
+                    key: key_bytes(key),
+                },
+            )
+        };
+        let c = &mut self.clients[client];
+        let data = Request {
+            client_id: c.id,
+            sequence: c.sequence,
+            command,
+        }
+        .encode();
+        self.history.push(Operation {
+            client: c.id,
+            key,
+            call: self.now,
+            ret: None,
+            input,
+            output: Output::Unknown,
+        });
+        self.stats.operations += 1;
+        c.pending = Some(Pending {
+            history_index: self.history.len() - 1,
+            data,
+        });
+        self.send_attempt(client);
+    }
+
+    fn send_attempt(&mut self, client: usize) {
+        let c = &mut self.clients[client];
+        c.attempt += 1;
+        let attempt = c.attempt;
+        let node = c.target;
+        let data = c.pending.as_ref().expect("pending").data.clone();
+        let delay = self.rng.range(self.delay_us.0, self.delay_us.1);
+        self.schedule(
+            delay,
+            Event::ClientArrive {
+                node,
+                client,
+                attempt,
+                data,
+            },
+        );
+        self.schedule(CLIENT_TIMEOUT_US, Event::ClientTimeout { client, attempt });
+    }
+
+    fn client_reply(
+        &mut self,
+        client: usize,
+        attempt: u64,
+        result: Result<Response, RequestError>,
+    ) {
+        if self.clients[client].attempt != attempt || self.clients[client].pending.is_none() {
+            return;
+        }
+        match result {
+            Ok(response) => self.complete(client, response),
+            Err(RequestError::NotLeader { leader_hint }) => {
+                let n = self.nodes.len();
+                let c = &mut self.clients[client];
+                c.target = if leader_hint.is_some() && (leader_hint.get() as usize) <= n {
+                    (leader_hint.get() - 1) as usize
+                } else {
+                    (c.target + 1) % n
+                };
+                self.schedule(CLIENT_BACKOFF_US, Event::ClientRetry { client, attempt });
+            }
+            Err(RequestError::Dropped | RequestError::Backpressure) => {
+                self.schedule(CLIENT_BACKOFF_US, Event::ClientRetry { client, attempt });
+            }
+            Err(error @ RequestError::TooLarge { .. }) => {
+                self.checker
+                    .fail("client-error", format!("unexpected error: {error}"));
+            }
+        }
+    }
+
+    fn complete(&mut self, client: usize, response: Response) {
+        let pending = self.clients[client].pending.take().expect("pending");
+        let operation = &mut self.history[pending.history_index];
+        let key = operation.key as usize;
+        let output = match (operation.input, response) {
+            (Input::Read, Response::Value(value)) => {
+                let value = value.as_ref().map(decode_value);
+                self.clients[client].last_seen[key] = value;
+                Output::Read(value)
+            }
+            (Input::Write(value), Response::Done) => {
+                self.clients[client].last_seen[key] = Some(value);
+                Output::Write
+            }
+            (Input::Delete, Response::Done) => {
+                self.clients[client].last_seen[key] = None;
+                Output::Delete
+            }
+            (Input::Cas { new, .. }, Response::CompareAndSet { succeeded, found }) => {
+                self.clients[client].last_seen[key] = if succeeded {
+                    Some(new)
+                } else {
+                    found.as_ref().map(decode_value)
+                };
+                Output::Cas { succeeded }
+            }
+            (input, response) => {
+                self.checker.fail(
+                    "client-response",
+                    format!("{input:?} answered with {response:?}"),
+                );
+                return;
+            }
+        };
+        let operation = &mut self.history[pending.history_index];
+        operation.ret = Some(self.now);
+        operation.output = output;
+        self.stats.operations_ok += 1;
+        if let Phase::Liveness { healed_at } = self.phase
+            && self.stats.heal_to_write_us.is_none()
+        {
+            self.stats.heal_to_write_us = Some(self.now - healed_at);
+        }
+        let think = self.rng.below(20_000);
+        self.schedule(think, Event::ClientNext { client });
+    }
+
+    fn client_timeout(&mut self, client: usize, attempt: u64) {
+        if self.clients[client].attempt != attempt || self.clients[client].pending.is_none() {
+            return;
+        }
+        let give_up =
+            self.options.faults.give_up && self.phase == Phase::Safety && self.rng.chance(1, 4);
+        if give_up {
+            // The outcome stays unknown: the request may still be applied at any later time.
+            self.clients[client].pending = None;
+            self.clients[client].attempt += 1;
+            self.stats.operations_unknown += 1;
+            self.schedule(1_000, Event::ClientNext { client });
+            return;
+        }
+        let n = self.nodes.len() as u64;
+        let c = &mut self.clients[client];
+        c.target = ((c.target as u64 + 1 + self.rng.below(n - 1).min(n - 1)) % n) as usize;
+        self.send_attempt(client);
+    }
+
+    // ----- faults -----
+
+    /// Crashes node `id`: volatile state is lost; writes not yet durable are lost, or partly kept
+    /// (a crash in the middle of a write), chosen by the seed.
+    pub fn crash(&mut self, id: NodeId) {
+        let index = (id.get() - 1) as usize;
+        if self.nodes[index].node.is_none() {
+            return;
+        }
+        let in_flight: Vec<PersistTask> = self.nodes[index].in_flight.drain(..).collect();
+        let keep = self.rng.below(in_flight.len() as u64 + 1) as usize;
+        for (position, task) in in_flight.into_iter().enumerate() {
+            if position < keep {
+                self.write_to_disk(index, &task);
+            } else if position == keep && !task.entries.is_empty() && self.rng.chance(1, 2) {
+                // A torn batch: a prefix of the entries made it. The hard state is written after
+                // the entries (as a WAL does), so it did not.
+                let prefix = self.rng.below(task.entries.len() as u64) as usize;
+                let torn = PersistTask {
+                    number: task.number,
+                    hard_state: None,
+                    entries: task.entries[..prefix].to_vec(),
+                };
+                self.write_to_disk(index, &torn);
+                break;
+            } else {
+                break;
+            }
+        }
+        let sim_node = &mut self.nodes[index];
+        sim_node.node = None;
+        sim_node.epoch += 1;
+        sim_node.disk_busy_until = self.now;
+        self.stats.crashes += 1;
+        self.trace(format_args!("n{} crashes", index + 1));
+    }
+
+    /// Restarts a crashed node from its disk.
+    pub fn restart(&mut self, id: NodeId) {
+        let index = (id.get() - 1) as usize;
+        if self.nodes[index].node.is_none() {
+            self.start_node(index);
+        }
+    }
+
+    /// Cuts every link between the groups (nodes in no group are isolated from everyone).
+    pub fn partition(&mut self, groups: &[Vec<NodeId>]) {
+        let n = self.nodes.len();
+        let group_of = |id: usize| {
+            groups
+                .iter()
+                .position(|group| group.contains(&NodeId(id as u64 + 1)))
+        };
+        for from in 0..n {
+            for to in 0..n {
+                let same = from == to
+                    || matches!((group_of(from), group_of(to)), (Some(a), Some(b)) if a == b);
+                self.cut[from][to] = !same;
+            }
+        }
+        self.stats.partitions += 1;
+        self.trace(format_args!("partition {groups:?}"));
+    }
+
+    /// Cuts the one-way link `from -> to`.
+    pub fn cut_link(&mut self, from: NodeId, to: NodeId) {
+        self.cut[(from.get() - 1) as usize][(to.get() - 1) as usize] = true;
+        self.trace(format_args!("cut {from} -> {to}"));
+    }
+
+    /// Restores every link.
+    pub fn heal_network(&mut self) {
+        for row in &mut self.cut {
+            row.fill(false);
+        }
+        self.trace(format_args!("network healed"));
+    }
+
+    /// Makes the network perfect: no loss, duplication or reordering from now on.
+    pub fn calm_network(&mut self) {
+        self.loss_permille = 0;
+        self.duplicate_permille = 0;
+        self.reorder_permille = 0;
+    }
+
+    fn random_node(&mut self) -> NodeId {
+        NodeId(self.rng.below(self.nodes.len() as u64) + 1)
+    }
+
+    /// The leader half the time (leader faults find the most bugs), otherwise any node.
+    fn victim(&mut self) -> NodeId {
+        match self.leader() {
+            Some(leader) if self.rng.chance(1, 2) => leader,
+            _ => self.random_node(),
+        }
+    }
+
+    /// Figure-8 churn: crash the leader soon after it took proposals, restart nodes so that
+    /// about a quorum stays up, over and over.
+    fn churn(&mut self) {
+        if self.phase != Phase::Safety {
+            return;
+        }
+        let n = self.nodes.len();
+        if let Some(leader) = self.leader()
+            && self.rng.chance(1, 2)
+        {
+            self.crash(leader);
+        }
+        let down: Vec<usize> = (0..n).filter(|i| self.nodes[*i].node.is_none()).collect();
+        let up = n - down.len();
+        if !down.is_empty() && (up < n / 2 + 1 || self.rng.chance(1, 3)) {
+            let pick = down[self.rng.below(down.len() as u64) as usize];
+            self.start_node(pick);
+        }
+        let next = self.rng.range(5_000, 80_000);
+        self.schedule(next, Event::Churn);
+    }
+
+    fn nemesis(&mut self) {
+        if self.phase != Phase::Safety {
+            return;
+        }
+        let faults = self.options.faults;
+        let mut choices: Vec<u8> = Vec::new();
+        if faults.partition {
+            choices.extend([0, 1, 2, 3, 4]);
+        }
+        if faults.crash {
+            choices.extend([5, 5]);
+        }
+        if faults.crash_all {
+            choices.push(6);
+        }
+        if choices.is_empty() {
+            return;
+        }
+        let choice = choices[self.rng.below(choices.len() as u64) as usize];
+        let n = self.nodes.len() as u64;
+        match choice {
+            0 => self.heal_network(),
+            1 => {
+                // A random split into two sides.
+                let mut ids: Vec<NodeId> = self.ids();
+                for i in (1..ids.len()).rev() {
+                    let j = self.rng.below(i as u64 + 1) as usize;
+                    ids.swap(i, j);
+                }
+                let cut = self.rng.range(1, n) as usize;
+                let (a, b) = ids.split_at(cut);
+                self.partition(&[a.to_vec(), b.to_vec()]);
+            }
+            2 => {
+                // Isolate one node, usually the leader.
+                let victim = self.victim();
+                let rest: Vec<NodeId> = self.ids().into_iter().filter(|id| *id != victim).collect();
+                self.partition(&[vec![victim], rest]);
+            }
+            3 => {
+                // One-way links: a few directed links drop everything.
+                self.heal_network();
+                for _ in 0..self.rng.range(1, n) {
+                    let from = self.random_node();
+                    let to = self.random_node();
+                    if from != to {
+                        self.cut_link(from, to);
+                    }
+                }
+                self.stats.partitions += 1;
+            }
+            4 => {
+                // A bridge: two halves that only the bridge node sees both of.
+                let bridge = self.victim();
+                let others: Vec<NodeId> =
+                    self.ids().into_iter().filter(|id| *id != bridge).collect();
+                let half = others.len() / 2;
+                let (a, b) = others.split_at(half);
+                self.partition(&[a.to_vec(), b.to_vec()]);
+                let bi = (bridge.get() - 1) as usize;
+                for other in 0..self.nodes.len() {
+                    self.cut[bi][other] = false;
+                    self.cut[other][bi] = false;
+                }
+            }
+            5 => {
+                let victim = self.victim();
+                self.crash(victim);
+                let down = self.rng.range(50_000, 1_500_000);
+                self.schedule(
+                    down,
+                    Event::Restart {
+                        node: (victim.get() - 1) as usize,
+                    },
+                );
+            }
+            _ => {
+                for index in 0..self.nodes.len() {
+                    self.crash(NodeId(index as u64 + 1));
+                }
+                for index in 0..self.nodes.len() {
+                    let down = self.rng.range(10_000, 500_000);
+                    self.schedule(down, Event::Restart { node: index });
+                }
+            }
+        }
+        let next = self.rng.range(100_000, 800_000);
+        self.schedule(next, Event::Nemesis);
+    }
+
+    /// Ends the safety phase: every node up, every link healed, the network calm, disks fast.
+    /// Clients each finish their operation and issue one more write.
+    pub fn heal_all(&mut self) {
+        self.heal_network();
+        self.calm_network();
+        self.disk_latency_us = (50, 500);
+        for index in 0..self.nodes.len() {
+            self.restart(NodeId(index as u64 + 1));
+        }
+        self.phase = Phase::Liveness {
+            healed_at: self.now,
+        };
+        for client in 0..self.clients.len() {
+            self.schedule(0, Event::ClientNext { client });
+        }
+    }
+
+    fn clients_done(&self) -> bool {
+        self.clients
+            .iter()
+            .all(|c| c.pending.is_none() && (!self.clients_enabled || c.final_write_started))
+    }
+
+    /// Whether every node is up and has applied the same entries to the same state.
+    pub fn converged(&self) -> bool {
+        let mut nodes = self.nodes.iter().map(|n| n.node.as_ref());
+        let Some(Some(first)) = nodes.next() else {
+            return false;
+        };
+        let applied = first.applied();
+        let digest = first.state_machine().digest();
+        applied >= first.raw().committed()
+            && applied.get() >= self.checker.committed_len()
+            && nodes.all(|n| {
+                n.is_some_and(|n| n.applied() == applied && n.state_machine().digest() == digest)
+            })
+    }
+
+    /// Runs the whole scenario: the safety phase with faults and clients, then the liveness phase.
+    pub fn run(mut self) -> Outcome {
+        self.start_clients();
+        if self.options.faults.partition
+            || self.options.faults.crash
+            || self.options.faults.crash_all
+        {
+            let first = self.rng.range(200_000, 1_000_000);
+            self.schedule(first, Event::Nemesis);
+        }
+        if self.options.faults.churn {
+            let first = self.rng.range(100_000, 500_000);
+            self.schedule(first, Event::Churn);
+        }
+        self.run_until(self.options.safety_phase_us);
+        if !self.checker.violations.is_empty() {
+            return self.outcome();
+        }
+        self.finish()
+    }
+
+    /// Heals everything, runs the liveness phase, and performs the end-of-run checks.
+    pub fn finish(mut self) -> Outcome {
+        self.heal_all();
+        let healed_at = self.now;
+        let limit = self.options.liveness_phase_us;
+        let converged =
+            self.run_until_condition(limit, |sim| sim.clients_done() && sim.converged());
+        if converged {
+            self.stats.heal_to_converged_us = Some(self.now - healed_at);
+        } else {
+            let detail = format!(
+                "not converged {}s after the heal: clients done={}, applied={:?}, committed={}",
+                limit / 1_000_000,
+                self.clients_done(),
+                self.nodes
+                    .iter()
+                    .map(|n| n.node.as_ref().map(|n| n.applied().get()))
+                    .collect::<Vec<_>>(),
+                self.checker.committed_len()
+            );
+            self.checker.fail("liveness", detail);
+        }
+        match self.stats.heal_to_leader_us {
+            Some(us) if us <= 5_000_000 => {}
+            // A leader elected before the heal that kept its office is fine.
+            None if self.leader().is_some() && converged => {}
+            other => self.checker.fail(
+                "liveness",
+                format!("no leader within 5s of the heal ({other:?})"),
+            ),
+        }
+        if self.clients_enabled {
+            match self.stats.heal_to_write_us {
+                Some(us) if us <= 10_000_000 => {}
+                other => self.checker.fail(
+                    "liveness",
+                    format!("no write completed within 10s of the heal ({other:?})"),
+                ),
+            }
+        }
+        self.check_log_matching();
+        if self.checker.violations.is_empty() {
+            let verdict = lincheck::check(&self.history, &lincheck::CheckOptions::default());
+            if !verdict.is_linearizable() {
+                self.checker.fail(
+                    "linearizability",
+                    format!("history not linearizable: {verdict}"),
+                );
+            }
+        }
+        self.outcome()
+    }
+
+    fn outcome(mut self) -> Outcome {
+        self.stats.commits = self.checker.committed_len();
+        self.stats.virtual_us = self.now;
+        Outcome {
+            options: self.options,
+            violations: self.checker.violations,
+            stats: self.stats,
+        }
+    }
+}
+
+fn request_id(client: usize, attempt: u64) -> u64 {
+    ((client as u64) << 40) | (attempt & ((1 << 40) - 1))
+}
+
+fn split_request_id(request: u64) -> (usize, u64) {
+    ((request >> 40) as usize, request & ((1 << 40) - 1))
+}
+
+fn key_bytes(key: u64) -> Bytes {
+    Bytes::copy_from_slice(&key.to_be_bytes())
+}
+
+fn value_bytes(value: u64) -> Bytes {
+    Bytes::copy_from_slice(&value.to_be_bytes())
+}
+
+fn decode_value(bytes: &Bytes) -> u64 {
+    let mut raw = [0u8; 8];
+    let len = bytes.len().min(8);
+    raw[8 - len..].copy_from_slice(&bytes[..len]);
+    u64::from_be_bytes(raw)
+}
+
+/// A one-line description of a message for traces.
+pub fn describe(message: &Message) -> String {
+    let detail = match &message.body {
+        MessageBody::RequestVote {
+            last_log_index,
+            last_log_term,
+            ..
+        } => format!("last={last_log_index}/{last_log_term}"),
+        MessageBody::RequestVoteResponse { granted, .. } => format!("granted={granted}"),
+        MessageBody::AppendEntries {
+            prev_log_index,
+            prev_log_term,
+            entries,
+            leader_commit,
+        } => format!(
+            "prev={prev_log_index}/{prev_log_term} entries={} commit={leader_commit}",
+            entries.len()
+        ),
+        MessageBody::AppendEntriesResponse(response) => format!("{response:?}"),
+        MessageBody::Heartbeat { commit } => format!("commit={commit}"),
+        MessageBody::HeartbeatResponse => String::new(),
+    };
+    format!(
+        "{} from {} {} {detail}",
+        message.body.kind_name(),
+        message.from,
+        message.term
+    )
+}
