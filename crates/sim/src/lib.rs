@@ -13,6 +13,7 @@
 
 pub mod checker;
 pub mod options;
+pub mod scenario;
 pub mod world;
 
 pub use checker::Violation;

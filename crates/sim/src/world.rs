@@ -967,6 +967,23 @@ impl Sim {
         self.trace(format_args!("cut {from} -> {to}"));
     }
 
+    /// Nodes on a ring each reach only their nearest neighbours: every node sees a majority
+    /// (itself and `reach` neighbours on each side), but no two nodes see the same majority.
+    /// PreVote plus CheckQuorum must keep such a cluster live.
+    pub fn majorities_ring(&mut self) {
+        let n = self.nodes.len();
+        let reach = (n / 2 + 1) / 2;
+        for from in 0..n {
+            for to in 0..n {
+                let distance = (from + n - to) % n;
+                let distance = distance.min(n - distance);
+                self.cut[from][to] = distance > reach;
+            }
+        }
+        self.stats.partitions += 1;
+        self.trace(format_args!("majorities ring (reach {reach})"));
+    }
+
     /// Restores every link.
     pub fn heal_network(&mut self) {
         for row in &mut self.cut {
@@ -1023,7 +1040,7 @@ impl Sim {
         let faults = self.options.faults;
         let mut choices: Vec<u8> = Vec::new();
         if faults.partition {
-            choices.extend([0, 1, 2, 3, 4]);
+            choices.extend([0, 1, 2, 3, 4, 7]);
         }
         if faults.crash {
             choices.extend([5, 5]);
@@ -1092,6 +1109,7 @@ impl Sim {
                     },
                 );
             }
+            7 => self.majorities_ring(),
             _ => {
                 for index in 0..self.nodes.len() {
                     self.crash(NodeId(index as u64 + 1));
