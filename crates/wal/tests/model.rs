@@ -1,0 +1,88 @@
+//! Model-based tests: long random sequences of appends (plain and truncating), hard states,
+//! local and leader snapshots, releases and reopens give the same answers through
+//! `raft::Storage` as `raft::MemStorage` with the WAL's documented snapshot rule.
+
+mod common;
+
+use common::*;
+use proptest::prelude::*;
+use raft::Storage;
+use wal::{SimDisk, StdDisk, Wal};
+
+#[derive(Clone, Debug)]
+enum Step {
+    Op(OpSpec),
+    Reopen,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        12 => op_spec().prop_map(Step::Op),
+        1 => Just(Step::Reopen),
+    ]
+}
+
+fn run_model<D: wal::Disk + Clone>(
+    disk: D,
+    dir: &std::path::Path,
+    steps: &[Step],
+    cache: u64,
+) -> Result<(), TestCaseError> {
+    let options = small_options(cache);
+    let mut wal = Wal::create_on(disk.clone(), dir, options.clone(), conf()).unwrap();
+    let mut model = Model::new();
+    let mut term = 0;
+    for (nonce, step) in steps.iter().enumerate() {
+        match step {
+            Step::Op(spec) => {
+                let Some(op) = resolve(spec, &model, &mut term, nonce as u64) else {
+                    continue;
+                };
+                op.run(&mut wal)
+                    .map_err(|e| TestCaseError::fail(format!("{op:?}: {e}")))?;
+                model.apply(&op);
+            }
+            Step::Reopen => {
+                drop(wal);
+                wal = Wal::open_on(disk.clone(), dir, options.clone())
+                    .map_err(|e| TestCaseError::fail(format!("reopen: {e}")))?;
+                prop_assert!(wal.recovery_report().torn_tail.is_none());
+            }
+        }
+        compare(&wal, &model.mem)
+            .map_err(|e| TestCaseError::fail(format!("after step {nonce} {step:?}: {e}")))?;
+    }
+    // Whatever happened, a final reopen agrees too, and released segments stay released.
+    let segments = wal.segments().len();
+    drop(wal);
+    let wal = Wal::open_on(disk, dir, options).unwrap();
+    compare(&wal, &model.mem).map_err(|e| TestCaseError::fail(format!("final reopen: {e}")))?;
+    prop_assert_eq!(wal.segments().len(), segments);
+    prop_assert!(wal.position_table_len() <= (wal.last_index().get() + 1) as usize * 2);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(128), ..ProptestConfig::default() })]
+
+    #[test]
+    fn wal_agrees_with_mem_storage(
+        steps in prop::collection::vec(step(), 1..120),
+        cache in prop_oneof![Just(0u64), Just(700u64), Just(1u64 << 20)],
+    ) {
+        run_model(SimDisk::new(), &dir(), &steps, cache)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
+
+    /// The same on the real file system (fewer cases: every write is an fdatasync).
+    #[test]
+    fn wal_agrees_with_mem_storage_on_real_disk(
+        steps in prop::collection::vec(step(), 1..60),
+    ) {
+        let temp = tempfile::tempdir().unwrap();
+        run_model(StdDisk, &temp.path().join("wal"), &steps, 600)?;
+    }
+}
