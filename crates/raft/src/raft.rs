@@ -308,7 +308,12 @@ impl<S: Storage> Raft<S> {
         // A leader's appends and heartbeats carry no state of its own that must be durable first
         // (its term and vote were persisted before it could win). Everything else answers or asks
         // on the strength of state that the same Ready may still be writing.
-        if self.role == Role::Leader {
+        let promises_nothing_durable = matches!(
+            message.body,
+            MessageBody::RequestVote { pre_vote: true, .. }
+                | MessageBody::RequestVoteResponse { pre_vote: true, .. }
+        );
+        if self.role == Role::Leader || promises_nothing_durable {
             self.messages.push(message);
         } else {
             self.messages_after_persist.push(message);
@@ -394,7 +399,7 @@ impl<S: Storage> Raft<S> {
     /// Starts an election now (or a pre-election when PreVote is on), as if the election timeout
     /// had passed. A learner or removed node does not campaign.
     pub fn campaign(&mut self) {
-        if self.role == Role::Leader || !self.is_voter(self.id) {
+        if self.role == Role::Leader || !self.is_voter(self.id) || self.term.next() == self.term {
             return;
         }
         if self.config.pre_vote {
@@ -658,6 +663,29 @@ impl<S: Storage> Raft<S> {
             self.count_drop(DropReason::UnknownSender);
             return;
         }
+        // The largest term can never be followed by a new one: a node there could not campaign
+        // without voting twice in it. Only a broken peer sends it.
+        if message.term == Term(u64::MAX) {
+            self.count_drop(DropReason::Malformed);
+            return;
+        }
+        // Validate content before the term can change anything durable.
+        if let MessageBody::AppendEntries {
+            prev_log_index,
+            prev_log_term,
+            entries,
+            ..
+        } = &message.body
+            && !Self::entries_are_well_formed(
+                *prev_log_index,
+                *prev_log_term,
+                message.term,
+                entries,
+            )
+        {
+            self.count_drop(DropReason::Malformed);
+            return;
+        }
         if message.term > self.term {
             if let MessageBody::RequestVote { .. } = message.body {
                 // Stickiness: while we have heard from a live leader within the minimum election
@@ -818,10 +846,6 @@ impl<S: Storage> Raft<S> {
             self.count_drop(DropReason::Malformed);
             return;
         }
-        if !Self::entries_are_well_formed(prev_log_index, prev_log_term, term, &entries) {
-            self.count_drop(DropReason::Malformed);
-            return;
-        }
         self.become_follower_of(from);
         let committed = self.log.committed();
         if prev_log_index < committed {
@@ -915,15 +939,13 @@ impl<S: Storage> Raft<S> {
             return;
         }
         self.become_follower_of(from);
-        // The leader only sends a commit index we have matched; a larger one is a broken peer or
-        // a reordered message from before a truncation: never commit what we do not hold.
-        let commit = if commit > self.log.last_index() {
+        if commit > self.log.last_index() {
+            // The leader only sends a commit index we have matched; a larger one comes from a
+            // broken peer. Clamping it would commit a tail nobody confirmed matches the leader.
             self.count_drop(DropReason::Malformed);
-            self.log.last_index()
         } else {
-            commit
-        };
-        self.log.commit_to(commit);
+            self.log.commit_to(commit);
+        }
         self.send(from, self.term, MessageBody::HeartbeatResponse);
     }
 
@@ -976,8 +998,8 @@ impl<S: Storage> Raft<S> {
                 }
                 let progress = &mut self.progress[position];
                 if !progress.maybe_update(match_index) {
-                    self.count_drop(DropReason::StaleResponse);
-                    // Still possibly room to send after a probe was answered.
+                    // Nothing new (an answer to a commit announcement or a duplicate): there may
+                    // still be room to send after a probe was answered.
                     self.send_appends(position, false);
                     return;
                 }
