@@ -755,7 +755,6 @@ impl<S: Storage> Raft<S> {
                 leader_commit,
             } => self.handle_append(
                 message.from,
-                message.term,
                 prev_log_index,
                 prev_log_term,
                 entries,
@@ -835,7 +834,6 @@ impl<S: Storage> Raft<S> {
     fn handle_append(
         &mut self,
         from: NodeId,
-        term: Term,
         prev_log_index: LogIndex,
         prev_log_term: Term,
         entries: Vec<Entry>,
