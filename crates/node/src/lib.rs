@@ -23,16 +23,42 @@ use std::fmt;
 pub trait StateMachine {
     /// What the client who proposed a command is told.
     type Response: Clone + fmt::Debug;
+    /// A read served without going through the log (after a ReadIndex confirmation).
+    type Query: fmt::Debug;
 
     /// Applies the command in the entry at `index` (called exactly once per index, in order).
     fn apply(&mut self, index: LogIndex, term: Term, data: &Bytes) -> Self::Response;
+
+    /// Answers a read from the current state. Never changes the state.
+    fn query(&self, query: &Self::Query) -> Self::Response;
+
+    /// The whole state as bytes, for a Raft snapshot (log compaction, lagging followers).
+    fn snapshot(&self) -> Bytes;
+
+    /// Replaces the whole state by a snapshot. A snapshot that cannot be decoded is an error;
+    /// the member must stop rather than serve a half-restored state.
+    fn restore(&mut self, data: &Bytes) -> Result<(), String>;
 }
 
 impl StateMachine for kv::KvStore {
     type Response = kv::Response;
+    type Query = Bytes;
 
     fn apply(&mut self, _index: LogIndex, _term: Term, data: &Bytes) -> kv::Response {
         self.apply_bytes(data)
+    }
+
+    fn query(&self, key: &Bytes) -> kv::Response {
+        kv::Response::Value(self.get(key).cloned())
+    }
+
+    fn snapshot(&self) -> Bytes {
+        kv::KvStore::snapshot(self)
+    }
+
+    fn restore(&mut self, data: &Bytes) -> Result<(), String> {
+        *self = kv::KvStore::restore(data).map_err(|error| error.to_string())?;
+        Ok(())
     }
 }
 
@@ -49,6 +75,8 @@ pub enum RequestError {
     },
     /// The leader is overloaded; retry later. Certainly not applied.
     Backpressure,
+    /// Leadership is being handed over; retry shortly (at the new leader). Certainly not applied.
+    TransferInProgress,
     /// The command is too large. Certainly not applied.
     TooLarge {
         /// Its size.
@@ -59,6 +87,9 @@ pub enum RequestError {
     /// The entry was replaced by another leader's entry at its index: this attempt will never be
     /// applied (a retry with the same session sequence is safe).
     Dropped,
+    /// This member replaced its state by a leader's snapshot that may or may not include the
+    /// entry: the outcome is unknown (a retry with the same session sequence is safe).
+    OutcomeUnknown,
 }
 
 impl fmt::Display for RequestError {
@@ -73,6 +104,8 @@ impl fmt::Display for RequestError {
                 write!(f, "request of {size} bytes exceeds the limit of {limit}")
             }
             RequestError::Dropped => f.write_str("proposal dropped by a leader change"),
+            RequestError::OutcomeUnknown => f.write_str("outcome unknown; retry to find out"),
+            RequestError::TransferInProgress => f.write_str("leadership transfer in progress"),
         }
     }
 }
@@ -85,6 +118,7 @@ impl From<ProposeError> for RequestError {
             ProposeError::NotLeader { leader_hint } => RequestError::NotLeader { leader_hint },
             ProposeError::Backpressure => RequestError::Backpressure,
             ProposeError::TooLarge { size, limit } => RequestError::TooLarge { size, limit },
+            ProposeError::TransferInProgress => RequestError::TransferInProgress,
         }
     }
 }
@@ -94,6 +128,8 @@ impl From<ProposeError> for RequestError {
 pub struct PersistTask {
     /// The Ready it came from; tasks must complete in increasing order.
     pub number: u64,
+    /// A leader's snapshot replacing the log (written before `entries`).
+    pub snapshot: Option<raft::Snapshot>,
     /// The hard state to write, if it changed.
     pub hard_state: Option<HardState>,
     /// Entries to append (overwriting any conflicting tail).
@@ -121,6 +157,11 @@ pub enum Action<R> {
         /// The new role and leader.
         soft_state: SoftState,
     },
+    /// The state machine was replaced by a leader's snapshot ending at `index`.
+    SnapshotInstalled {
+        /// The snapshot's last index.
+        index: LogIndex,
+    },
     /// An entry was applied to the state machine (observability and checkers).
     Applied {
         /// Its index.
@@ -129,6 +170,32 @@ pub enum Action<R> {
         term: Term,
     },
 }
+
+/// Why a member could not start.
+#[derive(Debug)]
+pub enum NodeStartError {
+    /// The core refused its configuration or durable state.
+    Raft(NewNodeError),
+    /// The durable snapshot does not decode into a state machine.
+    BadSnapshot(String),
+}
+
+impl From<NewNodeError> for NodeStartError {
+    fn from(error: NewNodeError) -> NodeStartError {
+        NodeStartError::Raft(error)
+    }
+}
+
+impl fmt::Display for NodeStartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NodeStartError::Raft(error) => error.fmt(f),
+            NodeStartError::BadSnapshot(reason) => write!(f, "cannot restore snapshot: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for NodeStartError {}
 
 /// A member: Raft core + state machine + waiting requests.
 pub struct Node<M: StateMachine> {
@@ -139,6 +206,12 @@ pub struct Node<M: StateMachine> {
     /// Readies in order whose persisted messages wait for their writes (or earlier writes).
     held: VecDeque<HeldReady>,
     applied: LogIndex,
+    /// Reads waiting for their read index: request -> query.
+    reads_unconfirmed: BTreeMap<RequestId, M::Query>,
+    /// Confirmed reads waiting for the state machine to reach their index: (index, request).
+    reads_confirmed: BTreeMap<(LogIndex, RequestId), M::Query>,
+    /// The leader last seen, to fail forwarded reads when it changes.
+    known_leader: raft::NodeId,
 }
 
 #[derive(Debug)]
@@ -154,16 +227,29 @@ impl<M: StateMachine> Node<M> {
     pub fn new(
         config: &Config,
         storage: MemStorage,
-        state_machine: M,
-    ) -> Result<Self, NewNodeError> {
-        let raw = RawNode::new(config, storage)?;
-        let applied = config.applied;
+        mut state_machine: M,
+    ) -> Result<Self, NodeStartError> {
+        // A compacted log starts from its snapshot: the state machine is restored from it, and
+        // only entries after it are applied again.
+        let snapshot = raft::Storage::snapshot(&storage).map_err(NewNodeError::Storage)?;
+        let mut config = config.clone();
+        if !snapshot.is_empty() {
+            state_machine
+                .restore(&snapshot.data)
+                .map_err(NodeStartError::BadSnapshot)?;
+            config.applied = config.applied.max(snapshot.metadata.index);
+        }
+        let raw = RawNode::new(&config, storage)?;
+        let applied = raw.applied();
         Ok(Node {
             raw,
             state_machine,
             waiting: BTreeMap::new(),
             held: VecDeque::new(),
             applied,
+            reads_unconfirmed: BTreeMap::new(),
+            reads_confirmed: BTreeMap::new(),
+            known_leader: raft::NodeId::NONE,
         })
     }
 
@@ -226,10 +312,62 @@ impl<M: StateMachine> Node<M> {
         }
     }
 
+    /// A linearizable read (ReadIndex): answered from the state machine once the leader has
+    /// confirmed its leadership and this member has applied up to the confirmed index. Served by
+    /// followers too, without going through the log.
+    pub fn read(
+        &mut self,
+        request: RequestId,
+        query: M::Query,
+        out: &mut Vec<Action<M::Response>>,
+    ) {
+        match self.raw.read_index(request) {
+            Ok(()) => {
+                self.reads_unconfirmed.insert(request, query);
+            }
+            Err(raft::ReadIndexError::NoLeader) => out.push(Action::Reply {
+                request,
+                result: Err(RequestError::NotLeader {
+                    leader_hint: raft::NodeId::NONE,
+                }),
+            }),
+            Err(raft::ReadIndexError::TransferInProgress) => out.push(Action::Reply {
+                request,
+                result: Err(RequestError::TransferInProgress),
+            }),
+        }
+    }
+
+    /// Hands leadership to `target` (see `RawNode::transfer_leader`).
+    pub fn transfer_leader(&mut self, target: raft::NodeId) -> Result<(), raft::TransferError> {
+        self.raw.transfer_leader(target)
+    }
+
+    /// How many reads wait for confirmation or for the state machine to catch up.
+    pub fn waiting_reads(&self) -> usize {
+        self.reads_unconfirmed.len() + self.reads_confirmed.len()
+    }
+
+    fn serve_reads(&mut self, out: &mut Vec<Action<M::Response>>) {
+        while let Some(entry) = self.reads_confirmed.first_entry() {
+            if entry.key().0 > self.applied {
+                break;
+            }
+            let ((_, request), query) = entry.remove_entry();
+            out.push(Action::Reply {
+                request,
+                result: Ok(self.state_machine.query(&query)),
+            });
+        }
+    }
+
     /// The writes of `task` are durable. Records them in the node's view of its storage and
     /// releases the messages that waited for them.
     pub fn persisted(&mut self, task: PersistTask, out: &mut Vec<Action<M::Response>>) {
         let storage = self.raw.storage_mut();
+        if let Some(snapshot) = task.snapshot {
+            storage.apply_snapshot(snapshot);
+        }
         if let Some(hard_state) = task.hard_state {
             storage.set_hard_state(hard_state);
         }
@@ -269,12 +407,43 @@ impl<M: StateMachine> Node<M> {
                     term: self.raw.term(),
                     soft_state,
                 });
+                if soft_state.leader != self.known_leader {
+                    // A read forwarded to the old leader may never be answered: fail it so the
+                    // client retries (the read was not served, so this is a definite failure).
+                    self.known_leader = soft_state.leader;
+                    let stranded = std::mem::take(&mut self.reads_unconfirmed);
+                    for request in stranded.into_keys() {
+                        out.push(Action::Reply {
+                            request,
+                            result: Err(RequestError::NotLeader {
+                                leader_hint: soft_state.leader,
+                            }),
+                        });
+                    }
+                }
+            }
+            for read in &ready.read_states {
+                let Some(query) = self.reads_unconfirmed.remove(&read.context) else {
+                    continue;
+                };
+                match read.index {
+                    Some(index) => {
+                        self.reads_confirmed.insert((index, read.context), query);
+                    }
+                    None => out.push(Action::Reply {
+                        request: read.context,
+                        result: Err(RequestError::NotLeader {
+                            leader_hint: self.raw.leader(),
+                        }),
+                    }),
+                }
             }
             let has_writes = ready.must_persist();
             out.extend(ready.messages.into_iter().map(Action::Send));
             if has_writes {
                 out.push(Action::Persist(PersistTask {
                     number: ready.number,
+                    snapshot: ready.snapshot.clone(),
                     hard_state: ready.hard_state,
                     entries: ready.entries,
                 }));
@@ -285,8 +454,54 @@ impl<M: StateMachine> Node<M> {
                 messages: ready.persisted_messages,
             });
             self.release_held(out);
+            if let Some(snapshot) = &ready.snapshot {
+                self.install_snapshot(snapshot, out);
+            }
             self.apply(ready.committed_entries, out);
+            self.serve_reads(out);
         }
+    }
+
+    /// Replaces the state machine by a leader's snapshot. Requests waiting at indices it covers
+    /// cannot know whether their entry made it in.
+    fn install_snapshot(&mut self, snapshot: &raft::Snapshot, out: &mut Vec<Action<M::Response>>) {
+        if let Err(reason) = self.state_machine.restore(&snapshot.data) {
+            // The leader's snapshot is checksummed end to end; if it still does not decode, the
+            // member cannot continue without serving wrong data.
+            panic!(
+                "snapshot at {} from the leader cannot be restored: {reason}",
+                snapshot.metadata.index
+            );
+        }
+        let index = snapshot.metadata.index;
+        self.applied = self.applied.max(index);
+        out.push(Action::SnapshotInstalled { index });
+        while let Some((&at, &(_, request))) = self.waiting.first_key_value() {
+            if at > index {
+                break;
+            }
+            self.waiting.pop_first();
+            out.push(Action::Reply {
+                request,
+                result: Err(RequestError::OutcomeUnknown),
+            });
+        }
+    }
+
+    /// Compacts the log up to the applied index: takes a state machine snapshot there and drops
+    /// the entries it covers. Returns the snapshot, which the embedder must make durable (with
+    /// the log's own compaction) before relying on it after a restart. Followers that need the
+    /// dropped entries receive the snapshot instead.
+    pub fn compact(&mut self) -> Option<raft::Snapshot> {
+        let applied = self.applied;
+        let storage = self.raw.storage();
+        if applied < raft::Storage::first_index(storage) {
+            return None;
+        }
+        let data = self.state_machine.snapshot();
+        let storage = self.raw.storage_mut();
+        storage.compact(applied, data);
+        raft::Storage::snapshot(storage).ok()
     }
 
     fn apply(&mut self, entries: Vec<Entry>, out: &mut Vec<Action<M::Response>>) {

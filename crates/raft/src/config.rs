@@ -34,6 +34,15 @@ pub struct Config {
     pub max_committed_bytes_per_ready: u64,
     /// Upper bound on the bytes of one proposal.
     pub max_entry_bytes: u64,
+    /// A leader waits this many ticks for a snapshot it sent to be acknowledged (or reported
+    /// failed by the transport) before it probes the follower again and, if still needed, resends
+    /// it. Long enough for a large snapshot to stream; short enough that a lost one is retried.
+    pub snapshot_timeout_ticks: u32,
+    /// How the leader confirms it may serve a read.
+    pub read_only: ReadOnlyOption,
+    /// With [`ReadOnlyOption::LeaseBased`]: how many ticks a member's clock may run slow relative
+    /// to the leader's over one election timeout. The lease is shortened by this much.
+    pub lease_drift_ticks: u32,
     /// The index the state machine has already applied when the node (re)starts, so committed
     /// entries are not handed out twice.
     pub applied: LogIndex,
@@ -54,6 +63,9 @@ impl Config {
             max_uncommitted_bytes: 64 * 1024 * 1024,
             max_committed_bytes_per_ready: 16 * 1024 * 1024,
             max_entry_bytes: 8 * 1024 * 1024,
+            snapshot_timeout_ticks: 200,
+            read_only: ReadOnlyOption::Safe,
+            lease_drift_ticks: 2,
             applied: LogIndex::ZERO,
         }
     }
@@ -85,13 +97,44 @@ impl Config {
                 "max_entry_bytes must be at least 1 and at most max_uncommitted_bytes".into(),
             ));
         }
+        if self.snapshot_timeout_ticks == 0 {
+            return Err(ConfigError(
+                "snapshot_timeout_ticks must be at least 1".into(),
+            ));
+        }
         if self.max_committed_bytes_per_ready == 0 {
             return Err(ConfigError(
                 "max_committed_bytes_per_ready must be at least 1".into(),
             ));
         }
+        if self.read_only == ReadOnlyOption::LeaseBased {
+            if !self.check_quorum {
+                return Err(ConfigError(
+                    "lease-based reads need check_quorum (the lease is what it guarantees)".into(),
+                ));
+            }
+            if self.lease_drift_ticks >= self.election_timeout_ticks {
+                return Err(ConfigError(
+                    "lease_drift_ticks must be smaller than election_timeout_ticks".into(),
+                ));
+            }
+        }
         Ok(())
     }
+}
+
+/// How a leader makes sure it is still leader before serving a read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ReadOnlyOption {
+    /// Confirm leadership with a quorum heartbeat round per batch of reads (ReadIndex). Safe
+    /// under any clock behaviour.
+    #[default]
+    Safe,
+    /// Serve reads without a round while the leader's lease holds: a quorum answered a heartbeat
+    /// sent less than `election_timeout - lease_drift_ticks` ticks ago, so no other leader can
+    /// have been elected since. Requires CheckQuorum, and clocks whose rates differ by less than
+    /// the drift bound; pauses of the leader process longer than that break it (RELIABILITY 8).
+    LeaseBased,
 }
 
 /// A configuration that cannot work, with the reason in words.
@@ -119,6 +162,10 @@ mod tests {
         assert!(Config::new(NodeId(0)).validate().is_err());
         let mut config = Config::new(NodeId(1));
         config.max_inflight_msgs = 0;
+        assert!(config.validate().is_err());
+        let mut config = Config::new(NodeId(1));
+        config.read_only = ReadOnlyOption::LeaseBased;
+        config.check_quorum = false;
         assert!(config.validate().is_err());
     }
 }

@@ -45,9 +45,11 @@ pub mod storage;
 pub mod tracker;
 pub mod types;
 
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, ReadOnlyOption};
 pub use message::{AppendResponse, Message, MessageBody};
-pub use raft::{DropReason, Faults, NewNodeError, ProposeError};
+pub use raft::{
+    DropReason, Faults, NewNodeError, ProposeError, ReadIndexError, ReadState, TransferError,
+};
 pub use raw_node::{RawNode, Ready, Status};
 pub use rng::Rng;
 pub use storage::{MemStorage, Storage, StorageError};

@@ -6,7 +6,7 @@
 //! core keeps running.
 
 use crate::storage::{Storage, StorageError};
-use crate::types::{Entry, LogIndex, Term};
+use crate::types::{Entry, LogIndex, Snapshot, Term};
 
 /// Entries not yet known to be durable.
 ///
@@ -17,6 +17,11 @@ struct Unstable {
     offset: LogIndex,
     entries: Vec<Entry>,
     in_progress: usize,
+    /// A snapshot received from the leader, not yet durable. When present, `offset` is its index
+    /// plus one and nothing in storage counts until it is persisted.
+    snapshot: Option<Snapshot>,
+    /// Whether `snapshot` has been handed out for writing.
+    snapshot_in_progress: bool,
 }
 
 impl Unstable {
@@ -30,7 +35,10 @@ impl Unstable {
 
     fn term(&self, index: LogIndex) -> Option<Term> {
         if index < self.offset {
-            return None;
+            return match &self.snapshot {
+                Some(snapshot) if snapshot.metadata.index == index => Some(snapshot.metadata.term),
+                _ => None,
+            };
         }
         self.entries
             .get((index.get() - self.offset.get()) as usize)
@@ -101,6 +109,8 @@ impl<S: Storage> RaftLog<S> {
                 offset: last.next(),
                 entries: Vec::new(),
                 in_progress: 0,
+                snapshot: None,
+                snapshot_in_progress: false,
             },
             committed,
             applied,
@@ -129,18 +139,29 @@ impl<S: Storage> RaftLog<S> {
 
     /// The first index still held.
     pub fn first_index(&self) -> LogIndex {
-        self.storage.first_index()
+        match &self.unstable.snapshot {
+            Some(snapshot) => snapshot.metadata.index.next(),
+            None => self.storage.first_index(),
+        }
     }
 
     /// The last index, stable or not.
     pub fn last_index(&self) -> LogIndex {
-        self.unstable
-            .last_index()
-            .unwrap_or_else(|| self.storage.last_index())
+        if let Some(last) = self.unstable.last_index() {
+            return last;
+        }
+        match &self.unstable.snapshot {
+            Some(snapshot) => snapshot.metadata.index,
+            None => self.storage.last_index(),
+        }
     }
 
     /// The last index that is durable and will not be replaced by an unstable entry.
     pub fn stable_last_index(&self) -> LogIndex {
+        if self.unstable.snapshot.is_some() {
+            // Nothing counts as durable until the snapshot is; storage may hold an old log.
+            return LogIndex::ZERO;
+        }
         self.unstable.offset.prev().min(self.storage.last_index())
     }
 
@@ -154,6 +175,11 @@ impl<S: Storage> RaftLog<S> {
         }
         if index >= self.unstable.offset {
             return Err(StorageError::Unavailable);
+        }
+        if let Some(snapshot) = &self.unstable.snapshot
+            && index < snapshot.metadata.index
+        {
+            return Err(StorageError::Compacted);
         }
         self.storage.term(index)
     }
@@ -314,6 +340,49 @@ impl<S: Storage> RaftLog<S> {
     /// The embedder has made entries up to `(index, term)` durable and put them into storage.
     pub fn stable_to(&mut self, index: LogIndex, term: Term) {
         self.unstable.stable_to(index, term);
+    }
+
+    /// Replaces the whole log by a snapshot from the leader (its index is beyond our commit
+    /// index, and our log does not hold its last entry). Entries after it arrive later.
+    pub fn restore(&mut self, snapshot: Snapshot) {
+        let index = snapshot.metadata.index;
+        assert!(index > self.committed, "restoring an older snapshot");
+        self.unstable.offset = index.next();
+        self.unstable.entries.clear();
+        self.unstable.in_progress = 0;
+        self.unstable.snapshot = Some(snapshot);
+        self.unstable.snapshot_in_progress = false;
+        self.committed = index;
+    }
+
+    /// The snapshot to persist and restore, if one arrived and was not handed out yet. Marks it
+    /// handed out and the state machine as having applied it.
+    pub fn take_unpersisted_snapshot(&mut self) -> Option<Snapshot> {
+        if self.unstable.snapshot_in_progress {
+            return None;
+        }
+        let snapshot = self.unstable.snapshot.clone()?;
+        self.unstable.snapshot_in_progress = true;
+        self.applied = self.applied.max(snapshot.metadata.index);
+        Some(snapshot)
+    }
+
+    /// Whether a received snapshot waits to be handed out.
+    pub fn has_unpersisted_snapshot(&self) -> bool {
+        self.unstable.snapshot.is_some() && !self.unstable.snapshot_in_progress
+    }
+
+    /// The embedder has made the snapshot at `index` durable and installed it in storage.
+    pub fn stable_snapshot_to(&mut self, index: LogIndex) {
+        if self
+            .unstable
+            .snapshot
+            .as_ref()
+            .is_some_and(|snapshot| snapshot.metadata.index == index)
+        {
+            self.unstable.snapshot = None;
+            self.unstable.snapshot_in_progress = false;
+        }
     }
 
     /// The highest index that is both committed and durable here, so it may be applied.

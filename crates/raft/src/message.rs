@@ -1,6 +1,6 @@
 //! Messages between members. Plain data: a transport may encode them however it likes.
 
-use crate::types::{Entry, LogIndex, NodeId, Term};
+use crate::types::{Entry, LogIndex, NodeId, Snapshot, Term};
 
 /// One message from one member to another. Every message carries the sender's term, which is how
 /// stale leaders and candidates learn that they are stale (Raft §5.1).
@@ -30,6 +30,9 @@ pub enum MessageBody {
         last_log_index: LogIndex,
         /// Term of the candidate's last log entry.
         last_log_term: Term,
+        /// The election was started by the leader's TimeoutNow (a leadership transfer): voters
+        /// answer even though they heard from that live leader recently.
+        transfer: bool,
     },
     /// The answer to [`MessageBody::RequestVote`].
     RequestVoteResponse {
@@ -56,9 +59,37 @@ pub enum MessageBody {
     Heartbeat {
         /// `min(leader commit, follower's match index)`.
         commit: LogIndex,
+        /// The leader's heartbeat round. A quorum answering round `r` proves the sender was still
+        /// leader after every read queued for round `r` (ReadIndex, dissertation §6.4).
+        round: u64,
     },
     /// The answer to a heartbeat; it tells the leader the follower is alive and in its term.
-    HeartbeatResponse,
+    HeartbeatResponse {
+        /// Echoes the heartbeat's round (0 when answering a stale leader).
+        round: u64,
+    },
+    /// A follower asks the leader for a read index on behalf of one of its clients.
+    ReadIndex {
+        /// The follower's handle for the read, echoed in the answer.
+        context: u64,
+    },
+    /// The leader's answer to [`MessageBody::ReadIndex`].
+    ReadIndexResponse {
+        /// Echoes the request.
+        context: u64,
+        /// The index the follower must apply before serving the read; `None` if the leader
+        /// refused (it is stepping down or transferring leadership): retry.
+        index: Option<LogIndex>,
+    },
+    /// The leader tells the target of a leadership transfer to start an election at once.
+    TimeoutNow,
+    /// The leader sends its snapshot to a follower that needs compacted entries. The follower
+    /// answers with an `AppendEntriesResponse` accepting up to the snapshot's index. The core
+    /// carries the whole snapshot; a transport streams it in chunks and reassembles it.
+    InstallSnapshot {
+        /// The snapshot, with its position and configuration.
+        snapshot: Snapshot,
+    },
 }
 
 /// A follower's answer to an append.
@@ -97,7 +128,11 @@ impl MessageBody {
             MessageBody::AppendEntries { .. } => "AppendEntries",
             MessageBody::AppendEntriesResponse(_) => "AppendEntriesResp",
             MessageBody::Heartbeat { .. } => "Heartbeat",
-            MessageBody::HeartbeatResponse => "HeartbeatResp",
+            MessageBody::HeartbeatResponse { .. } => "HeartbeatResp",
+            MessageBody::ReadIndex { .. } => "ReadIndex",
+            MessageBody::ReadIndexResponse { .. } => "ReadIndexResp",
+            MessageBody::TimeoutNow => "TimeoutNow",
+            MessageBody::InstallSnapshot { .. } => "InstallSnapshot",
         }
     }
 }

@@ -31,6 +31,8 @@ pub enum ProposeError {
     },
     /// The leader holds too many uncommitted bytes; retry once replication catches up.
     Backpressure,
+    /// The leader is handing leadership to another member and takes no proposals meanwhile.
+    TransferInProgress,
     /// The entry is larger than `Config::max_entry_bytes`.
     TooLarge {
         /// The proposal's size.
@@ -48,6 +50,7 @@ impl fmt::Display for ProposeError {
             }
             ProposeError::NotLeader { .. } => f.write_str("not the leader; no leader is known"),
             ProposeError::Backpressure => f.write_str("too many uncommitted proposals"),
+            ProposeError::TransferInProgress => f.write_str("leadership transfer in progress"),
             ProposeError::TooLarge { size, limit } => {
                 write!(f, "proposal of {size} bytes exceeds the limit of {limit}")
             }
@@ -145,7 +148,108 @@ pub struct Raft<S: Storage> {
     /// Scratch buffer for commit computation (no allocation per acknowledgement).
     match_scratch: Vec<LogIndex>,
     faults: Faults,
+    /// On a leader: the member it is handing leadership to, or `NodeId::NONE`.
+    lead_transferee: NodeId,
+    /// On a leader: ticks since the transfer started (abandoned after an election timeout).
+    transfer_elapsed: u32,
+    reads: ReadOnly,
+    snapshots_sent: u64,
+    snapshots_installed: u64,
+    /// Ticks since this node started: under lease-based reads it grants no vote during its first
+    /// election timeout, as it may have acknowledged a lease just before it restarted.
+    ticks_since_start: u64,
 }
+
+/// A read waiting for its heartbeat round to be confirmed by a quorum.
+#[derive(Clone, Copy, Debug)]
+struct PendingRead {
+    context: u64,
+    from: NodeId,
+    index: LogIndex,
+    round: u64,
+}
+
+/// The result of a read-index request: once the state machine has applied `index`, the read
+/// identified by `context` may be served and is linearizable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadState {
+    /// The embedder's handle of the read.
+    pub context: u64,
+    /// The index to wait for; `None` if the read was refused (leadership lost or in transfer).
+    pub index: Option<LogIndex>,
+}
+
+/// The leader's read-index machinery (dissertation §6.4): reads join the next heartbeat round;
+/// when a quorum has answered a round, every read queued for it or earlier is confirmed.
+#[derive(Debug, Default)]
+struct ReadOnly {
+    pending: VecDeque<PendingRead>,
+    /// Reads that arrived before this leader committed an entry of its term: its commit index
+    /// may still be behind the cluster's until then.
+    awaiting_term_commit: Vec<(u64, NodeId)>,
+    /// The last heartbeat round broadcast.
+    round: u64,
+    /// A read joined round `round + 1`, which must be broadcast at the next flush.
+    round_needed: bool,
+    /// The highest round a quorum has answered.
+    quorum_round: u64,
+    /// When each recent round was sent (leader ticks), for the lease.
+    round_sent_at: VecDeque<(u64, u64)>,
+    /// The send time of the latest quorum-confirmed round: the lease runs from there.
+    lease_start: Option<u64>,
+    /// Ticks since this node became leader.
+    leader_ticks: u64,
+    /// Results for the embedder.
+    ready: Vec<ReadState>,
+}
+
+/// How many recent heartbeat send times a leader remembers for its lease.
+const ROUND_HISTORY: usize = 64;
+
+/// Why a read-index request could not be started.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReadIndexError {
+    /// No leader is known to ask.
+    NoLeader,
+    /// The leader is handing over leadership; retry once it is done.
+    TransferInProgress,
+}
+
+impl fmt::Display for ReadIndexError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReadIndexError::NoLeader => f.write_str("no leader"),
+            ReadIndexError::TransferInProgress => f.write_str("leadership transfer in progress"),
+        }
+    }
+}
+
+impl std::error::Error for ReadIndexError {}
+
+/// Why a leadership transfer could not be started.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TransferError {
+    /// Only the leader can transfer leadership.
+    NotLeader {
+        /// The leader to ask instead, if known.
+        leader_hint: NodeId,
+    },
+    /// The target is not a voter of the configuration.
+    NotAVoter(NodeId),
+}
+
+impl fmt::Display for TransferError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TransferError::NotLeader { leader_hint } => {
+                write!(f, "not the leader (leader is {leader_hint})")
+            }
+            TransferError::NotAVoter(id) => write!(f, "{id} is not a voting member"),
+        }
+    }
+}
+
+impl std::error::Error for TransferError {}
 
 impl<S: Storage> Raft<S> {
     /// Builds a node from its durable state. Fails if the configuration is invalid or storage
@@ -190,6 +294,12 @@ impl<S: Storage> Raft<S> {
             elections_started: 0,
             match_scratch: Vec::new(),
             faults: Faults::default(),
+            lead_transferee: NodeId::NONE,
+            transfer_elapsed: 0,
+            reads: ReadOnly::default(),
+            ticks_since_start: 0,
+            snapshots_sent: 0,
+            snapshots_installed: 0,
         };
         raft.rebuild_progress();
         raft.become_follower(raft.term, NodeId::NONE);
@@ -312,6 +422,7 @@ impl<S: Storage> Raft<S> {
             message.body,
             MessageBody::RequestVote { pre_vote: true, .. }
                 | MessageBody::RequestVoteResponse { pre_vote: true, .. }
+                | MessageBody::ReadIndex { .. }
         );
         if self.role == Role::Leader || promises_nothing_durable {
             self.messages.push(message);
@@ -336,6 +447,9 @@ impl<S: Storage> Raft<S> {
         self.uncommitted.clear();
         self.uncommitted_bytes = 0;
         self.pending_broadcast = false;
+        self.lead_transferee = NodeId::NONE;
+        self.transfer_elapsed = 0;
+        self.refuse_pending_reads();
         let next = self.log.last_index().next();
         let stable = self.log.stable_last_index();
         let id = self.id;
@@ -404,14 +518,23 @@ impl<S: Storage> Raft<S> {
         }
         if self.config.pre_vote {
             self.become_pre_candidate();
-            self.request_votes(true);
+            self.request_votes(true, false);
         } else {
             self.become_candidate();
-            self.request_votes(false);
+            self.request_votes(false, false);
         }
     }
 
-    fn request_votes(&mut self, pre_vote: bool) {
+    /// Campaigns at once for real, skipping PreVote: the leader asked us to (TimeoutNow).
+    fn campaign_for_transfer(&mut self) {
+        if self.role == Role::Leader || !self.is_voter(self.id) || self.term.next() == self.term {
+            return;
+        }
+        self.become_candidate();
+        self.request_votes(false, true);
+    }
+
+    fn request_votes(&mut self, pre_vote: bool, transfer: bool) {
         // Vote for ourselves first: a single-voter cluster wins at once.
         self.record_vote(self.id, true);
         if self.poll_votes(pre_vote) {
@@ -439,6 +562,7 @@ impl<S: Storage> Raft<S> {
                     pre_vote,
                     last_log_index,
                     last_log_term,
+                    transfer,
                 },
             );
         }
@@ -462,7 +586,7 @@ impl<S: Storage> Raft<S> {
         match result {
             VoteResult::Won if pre_vote => {
                 self.become_candidate();
-                self.request_votes(false);
+                self.request_votes(false, false);
                 true
             }
             VoteResult::Won => {
@@ -479,6 +603,7 @@ impl<S: Storage> Raft<S> {
 
     /// Advances logical time by one tick.
     pub fn tick(&mut self) {
+        self.ticks_since_start = self.ticks_since_start.saturating_add(1);
         match self.role {
             Role::Leader => self.tick_leader(),
             _ => self.tick_election(),
@@ -496,6 +621,25 @@ impl<S: Storage> Raft<S> {
     fn tick_leader(&mut self) {
         self.heartbeat_elapsed += 1;
         self.election_elapsed += 1;
+        self.reads.leader_ticks += 1;
+        let snapshot_timeout = self.config.snapshot_timeout_ticks;
+        for progress in &mut self.progress {
+            if matches!(progress.state, ProgressState::Snapshot { .. }) {
+                progress.snapshot_elapsed += 1;
+                if progress.snapshot_elapsed >= snapshot_timeout {
+                    // Lost on the way: probe again, which resends it if still needed.
+                    progress.become_probe();
+                }
+            }
+        }
+        if self.lead_transferee.is_some() {
+            self.transfer_elapsed += 1;
+            if self.transfer_elapsed >= self.config.election_timeout_ticks {
+                // The target did not take over in time: keep leading and take proposals again.
+                self.lead_transferee = NodeId::NONE;
+                self.transfer_elapsed = 0;
+            }
+        }
         if self.election_elapsed >= self.config.election_timeout_ticks {
             self.election_elapsed = 0;
             if self.config.check_quorum {
@@ -525,6 +669,15 @@ impl<S: Storage> Raft<S> {
 
     fn broadcast_heartbeat(&mut self) {
         let committed = self.log.committed();
+        self.reads.round += 1;
+        self.reads.round_needed = false;
+        let round = self.reads.round;
+        if self.reads.round_sent_at.len() == ROUND_HISTORY {
+            self.reads.round_sent_at.pop_front();
+        }
+        self.reads
+            .round_sent_at
+            .push_back((round, self.reads.leader_ticks));
         for position in 0..self.progress.len() {
             let progress = &mut self.progress[position];
             if progress.id == self.id {
@@ -533,7 +686,7 @@ impl<S: Storage> Raft<S> {
             let to = progress.id;
             let commit = progress.match_index.min(committed);
             progress.sent_commit = progress.sent_commit.max(commit);
-            self.send(to, self.term, MessageBody::Heartbeat { commit });
+            self.send(to, self.term, MessageBody::Heartbeat { commit, round });
         }
     }
 
@@ -543,6 +696,9 @@ impl<S: Storage> Raft<S> {
             return Err(ProposeError::NotLeader {
                 leader_hint: self.leader,
             });
+        }
+        if self.lead_transferee.is_some() {
+            return Err(ProposeError::TransferInProgress);
         }
         let entry = Entry {
             term: self.term,
@@ -579,11 +735,204 @@ impl<S: Storage> Raft<S> {
             self.pending_broadcast = false;
             self.broadcast_append();
         }
+        if self.role == Role::Leader && self.reads.round_needed {
+            // One round confirms every read that arrived since the last flush.
+            self.heartbeat_elapsed = 0;
+            self.broadcast_heartbeat();
+        }
     }
 
     /// Whether `flush` has work to do.
     pub fn has_pending_flush(&self) -> bool {
-        self.role == Role::Leader && self.pending_broadcast
+        self.role == Role::Leader && (self.pending_broadcast || self.reads.round_needed)
+    }
+
+    /// Read results ready for the embedder.
+    pub fn take_read_states(&mut self) -> Vec<ReadState> {
+        std::mem::take(&mut self.reads.ready)
+    }
+
+    /// Whether read results wait for the embedder.
+    pub fn has_read_states(&self) -> bool {
+        !self.reads.ready.is_empty()
+    }
+
+    /// Starts a linearizable read identified by `context` (unique per read). Its [`ReadState`]
+    /// comes out of a later `Ready`; the read may be served once the state machine has applied
+    /// the index it names.
+    pub fn read_index(&mut self, context: u64) -> Result<(), ReadIndexError> {
+        match self.role {
+            Role::Leader => {
+                if self.lead_transferee.is_some() {
+                    return Err(ReadIndexError::TransferInProgress);
+                }
+                self.leader_read(context, self.id);
+                Ok(())
+            }
+            _ if self.leader.is_some() => {
+                let leader = self.leader;
+                self.send(leader, self.term, MessageBody::ReadIndex { context });
+                Ok(())
+            }
+            _ => Err(ReadIndexError::NoLeader),
+        }
+    }
+
+    fn committed_in_current_term(&self) -> bool {
+        self.log.term_if_present(self.log.committed()) == Some(self.term)
+    }
+
+    fn leader_read(&mut self, context: u64, from: NodeId) {
+        if self.lead_transferee.is_some() {
+            self.answer_read(context, from, None);
+            return;
+        }
+        if !self.committed_in_current_term() {
+            // Our commit index may lag what earlier leaders committed until our no-op commits.
+            self.reads.awaiting_term_commit.push((context, from));
+            return;
+        }
+        let index = self.log.committed();
+        let alone = self.conf.voters.len() == 1 && self.is_voter(self.id);
+        if alone || self.lease_is_valid() {
+            self.answer_read(context, from, Some(index));
+            return;
+        }
+        self.reads.pending.push_back(PendingRead {
+            context,
+            from,
+            index,
+            round: self.reads.round + 1,
+        });
+        self.reads.round_needed = true;
+    }
+
+    fn answer_read(&mut self, context: u64, from: NodeId, index: Option<LogIndex>) {
+        if from == self.id {
+            self.reads.ready.push(ReadState { context, index });
+        } else {
+            let term = self.term;
+            self.send(
+                from,
+                term,
+                MessageBody::ReadIndexResponse { context, index },
+            );
+        }
+    }
+
+    /// Whether the leader may serve a read without a round: lease-based reads are configured, no
+    /// transfer is under way, and a quorum answered a heartbeat sent less than
+    /// `election_timeout - drift` ticks ago, so no other leader can have been elected since.
+    pub fn lease_is_valid(&self) -> bool {
+        self.role == Role::Leader
+            && self.config.read_only == crate::config::ReadOnlyOption::LeaseBased
+            && self.lead_transferee == NodeId::NONE
+            && self.reads.lease_start.is_some_and(|start| {
+                let lease =
+                    u64::from(self.config.election_timeout_ticks - self.config.lease_drift_ticks);
+                self.reads.leader_ticks < start + lease
+            })
+    }
+
+    /// Confirms the reads whose round a quorum has answered.
+    fn advance_reads(&mut self) {
+        let id = self.id;
+        let round = self.reads.round;
+        let mut acked: Vec<u64> = self
+            .progress
+            .iter()
+            .filter(|progress| progress.is_voter)
+            .map(|progress| {
+                if progress.id == id {
+                    round
+                } else {
+                    progress.acked_round
+                }
+            })
+            .collect();
+        if acked.is_empty() {
+            return;
+        }
+        acked.sort_unstable_by(|a, b| b.cmp(a));
+        let quorum_round = acked[quorum::majority(acked.len()) - 1];
+        if quorum_round <= self.reads.quorum_round {
+            return;
+        }
+        self.reads.quorum_round = quorum_round;
+        if let Some(&(_, sent_at)) = self
+            .reads
+            .round_sent_at
+            .iter()
+            .find(|(sent_round, _)| *sent_round == quorum_round)
+        {
+            self.reads.lease_start = Some(sent_at);
+        }
+        while let Some(read) = self.reads.pending.front().copied() {
+            if read.round > quorum_round {
+                break;
+            }
+            self.reads.pending.pop_front();
+            self.answer_read(read.context, read.from, Some(read.index));
+        }
+    }
+
+    /// Leadership is lost or changing hands: every read not yet confirmed is refused, so that
+    /// its client retries instead of waiting forever.
+    fn refuse_pending_reads(&mut self) {
+        let pending: Vec<(u64, NodeId)> = self
+            .reads
+            .pending
+            .drain(..)
+            .map(|read| (read.context, read.from))
+            .chain(self.reads.awaiting_term_commit.drain(..))
+            .collect();
+        for (context, from) in pending {
+            self.answer_read(context, from, None);
+        }
+        let ready = std::mem::take(&mut self.reads.ready);
+        self.reads = ReadOnly {
+            ready,
+            ..ReadOnly::default()
+        };
+    }
+
+    /// Hands leadership to `target` (dissertation §3.10): stop taking proposals, bring the
+    /// target up to date, then tell it to campaign at once. Abandoned after an election timeout.
+    pub fn transfer_leader(&mut self, target: NodeId) -> Result<(), TransferError> {
+        if self.role != Role::Leader {
+            return Err(TransferError::NotLeader {
+                leader_hint: self.leader,
+            });
+        }
+        if !self.is_voter(target) {
+            return Err(TransferError::NotAVoter(target));
+        }
+        if target == self.id || self.lead_transferee == target {
+            return Ok(());
+        }
+        self.lead_transferee = target;
+        self.transfer_elapsed = 0;
+        // Reads waiting on a round could be confirmed after the target took over; refuse them.
+        let pending: Vec<PendingRead> = self.reads.pending.drain(..).collect();
+        for read in pending {
+            self.answer_read(read.context, read.from, None);
+        }
+        let position = self
+            .progress
+            .iter()
+            .position(|progress| progress.id == target)
+            .expect("voters have progress");
+        if self.progress[position].match_index == self.log.last_index() {
+            self.send(target, self.term, MessageBody::TimeoutNow);
+        } else {
+            self.send_appends(position, true);
+        }
+        Ok(())
+    }
+
+    /// The member leadership is being handed to, if any.
+    pub fn lead_transferee(&self) -> NodeId {
+        self.lead_transferee
     }
 
     /// Sends new entries to every follower, and an empty append to those that are caught up but
@@ -617,15 +966,15 @@ impl<S: Storage> Raft<S> {
             let prev_log_term = match self.log.term(prev_log_index) {
                 Ok(term) => term,
                 Err(_) => {
-                    // The follower needs entries that were compacted: a snapshot is required.
-                    self.count_drop(DropReason::NeedsSnapshot);
+                    // The follower needs entries that were compacted: send the snapshot.
+                    self.send_snapshot(position);
                     return;
                 }
             };
             let entries = match self.log.entries_from(next, self.config.max_size_per_msg) {
                 Ok(entries) => entries,
                 Err(_) => {
-                    self.count_drop(DropReason::NeedsSnapshot);
+                    self.send_snapshot(position);
                     return;
                 }
             };
@@ -651,6 +1000,88 @@ impl<S: Storage> Raft<S> {
                 return;
             }
         }
+    }
+
+    fn send_snapshot(&mut self, position: usize) {
+        let snapshot = match self.log.storage().snapshot() {
+            Ok(snapshot) if !snapshot.is_empty() => snapshot,
+            // Not available right now (being built, or storage trouble): try again later.
+            _ => {
+                self.count_drop(DropReason::NeedsSnapshot);
+                return;
+            }
+        };
+        let progress = &mut self.progress[position];
+        progress.become_snapshot(snapshot.metadata.index);
+        let to = progress.id;
+        self.snapshots_sent += 1;
+        self.send(to, self.term, MessageBody::InstallSnapshot { snapshot });
+    }
+
+    /// The transport reports whether a snapshot reached `to` (or failed to). A failure lets the
+    /// follower leave the snapshot state at once, so it is retried rather than waited for.
+    pub fn report_snapshot(&mut self, to: NodeId, delivered: bool) {
+        if self.role != Role::Leader {
+            return;
+        }
+        if let Some(progress) = self.progress_mut(to)
+            && matches!(progress.state, ProgressState::Snapshot { .. })
+        {
+            progress.become_probe();
+            // On success, wait for the follower's answer (or the next heartbeat) before probing.
+            progress.probe_sent = delivered;
+        }
+    }
+
+    /// The transport could not reach `to`: stop pipelining to it and probe once it answers.
+    pub fn report_unreachable(&mut self, to: NodeId) {
+        if self.role != Role::Leader {
+            return;
+        }
+        if let Some(progress) = self.progress_mut(to)
+            && progress.state == ProgressState::Replicate
+        {
+            progress.become_probe();
+        }
+    }
+
+    /// How many snapshots this node sent as leader.
+    pub fn snapshots_sent(&self) -> u64 {
+        self.snapshots_sent
+    }
+
+    /// How many snapshots from a leader this node installed.
+    pub fn snapshots_installed(&self) -> u64 {
+        self.snapshots_installed
+    }
+
+    fn handle_install_snapshot(&mut self, from: NodeId, snapshot: crate::types::Snapshot) {
+        if self.role == Role::Leader {
+            self.count_drop(DropReason::Malformed);
+            return;
+        }
+        self.become_follower_of(from);
+        let index = snapshot.metadata.index;
+        let committed = self.log.committed();
+        let match_index = if index <= committed {
+            // Older than what we have settled: never move state backwards (RELIABILITY 11).
+            committed
+        } else if self.log.matches(index, snapshot.metadata.term) {
+            // We hold its last entry: our log already contains it; just learn it is committed.
+            self.log.commit_to(index);
+            index
+        } else {
+            self.conf = snapshot.metadata.conf_state.clone();
+            self.log.restore(snapshot);
+            self.rebuild_progress();
+            self.snapshots_installed += 1;
+            index
+        };
+        self.send(
+            from,
+            self.term,
+            MessageBody::AppendEntriesResponse(AppendResponse::Accepted { match_index }),
+        );
     }
 
     /// Handles one message from another node.
@@ -686,14 +1117,29 @@ impl<S: Storage> Raft<S> {
             self.count_drop(DropReason::Malformed);
             return;
         }
+        if let MessageBody::InstallSnapshot { snapshot } = &message.body
+            && (snapshot.metadata.index == LogIndex::ZERO
+                || snapshot.metadata.term > message.term
+                || snapshot.metadata.term == Term::ZERO
+                || snapshot.metadata.conf_state.voters.is_empty())
+        {
+            self.count_drop(DropReason::Malformed);
+            return;
+        }
         if message.term > self.term {
-            if let MessageBody::RequestVote { .. } = message.body {
+            if let MessageBody::RequestVote { transfer, .. } = message.body {
                 // Stickiness: while we have heard from a live leader within the minimum election
                 // timeout, a vote request is a disruption, not a sign the leader is gone (§4.2.3).
+                // A transfer's election is the leader's own wish and goes through.
                 let in_lease = self.config.check_quorum
                     && self.leader.is_some()
                     && self.election_elapsed < self.config.election_timeout_ticks;
-                if in_lease {
+                // Under lease-based reads, a node that just (re)started may have acknowledged a
+                // lease before it went down: it waits out one election timeout before voting.
+                let just_started = self.config.read_only
+                    == crate::config::ReadOnlyOption::LeaseBased
+                    && self.ticks_since_start < u64::from(self.config.election_timeout_ticks);
+                if (in_lease || just_started) && !transfer {
                     self.count_drop(DropReason::LeaderLease);
                     return;
                 }
@@ -706,7 +1152,9 @@ impl<S: Storage> Raft<S> {
                     pre_vote: true,
                     granted: true,
                 } => {}
-                MessageBody::AppendEntries { .. } | MessageBody::Heartbeat { .. } => {
+                MessageBody::AppendEntries { .. }
+                | MessageBody::Heartbeat { .. }
+                | MessageBody::InstallSnapshot { .. } => {
                     self.become_follower(message.term, message.from);
                 }
                 _ => self.become_follower(message.term, NodeId::NONE),
@@ -715,8 +1163,14 @@ impl<S: Storage> Raft<S> {
             self.count_drop(DropReason::StaleTerm);
             match message.body {
                 // Tell a stale leader or candidate our term so it steps down; never act on it.
-                MessageBody::AppendEntries { .. } | MessageBody::Heartbeat { .. } => {
-                    self.send(message.from, self.term, MessageBody::HeartbeatResponse);
+                MessageBody::AppendEntries { .. }
+                | MessageBody::Heartbeat { .. }
+                | MessageBody::InstallSnapshot { .. } => {
+                    self.send(
+                        message.from,
+                        self.term,
+                        MessageBody::HeartbeatResponse { round: 0 },
+                    );
                 }
                 MessageBody::RequestVote { pre_vote, .. } => {
                     self.send(
@@ -738,6 +1192,7 @@ impl<S: Storage> Raft<S> {
                 pre_vote,
                 last_log_index,
                 last_log_term,
+                transfer: _,
             } => self.handle_vote_request(
                 message.from,
                 message.term,
@@ -763,8 +1218,43 @@ impl<S: Storage> Raft<S> {
             MessageBody::AppendEntriesResponse(response) => {
                 self.handle_append_response(message.from, response)
             }
-            MessageBody::Heartbeat { commit } => self.handle_heartbeat(message.from, commit),
-            MessageBody::HeartbeatResponse => self.handle_heartbeat_response(message.from),
+            MessageBody::Heartbeat { commit, round } => {
+                self.handle_heartbeat(message.from, commit, round)
+            }
+            MessageBody::HeartbeatResponse { round } => {
+                self.handle_heartbeat_response(message.from, round)
+            }
+            MessageBody::ReadIndex { context } => {
+                if self.role == Role::Leader {
+                    self.leader_read(context, message.from);
+                } else {
+                    self.send(
+                        message.from,
+                        self.term,
+                        MessageBody::ReadIndexResponse {
+                            context,
+                            index: None,
+                        },
+                    );
+                }
+            }
+            MessageBody::ReadIndexResponse { context, index } => {
+                if self.role == Role::Leader {
+                    self.count_drop(DropReason::UnexpectedInRole);
+                } else {
+                    self.reads.ready.push(ReadState { context, index });
+                }
+            }
+            MessageBody::InstallSnapshot { snapshot } => {
+                self.handle_install_snapshot(message.from, snapshot)
+            }
+            MessageBody::TimeoutNow => {
+                if self.role == Role::Leader {
+                    self.count_drop(DropReason::UnexpectedInRole);
+                } else {
+                    self.campaign_for_transfer();
+                }
+            }
         }
     }
 
@@ -931,7 +1421,7 @@ impl<S: Storage> Raft<S> {
         self.election_elapsed = 0;
     }
 
-    fn handle_heartbeat(&mut self, from: NodeId, commit: LogIndex) {
+    fn handle_heartbeat(&mut self, from: NodeId, commit: LogIndex, round: u64) {
         if self.role == Role::Leader {
             self.count_drop(DropReason::Malformed);
             return;
@@ -944,10 +1434,10 @@ impl<S: Storage> Raft<S> {
         } else {
             self.log.commit_to(commit);
         }
-        self.send(from, self.term, MessageBody::HeartbeatResponse);
+        self.send(from, self.term, MessageBody::HeartbeatResponse { round });
     }
 
-    fn handle_heartbeat_response(&mut self, from: NodeId) {
+    fn handle_heartbeat_response(&mut self, from: NodeId, round: u64) {
         if self.role != Role::Leader {
             return;
         }
@@ -958,6 +1448,11 @@ impl<S: Storage> Raft<S> {
         let progress = &mut self.progress[position];
         progress.recent_active = true;
         progress.probe_sent = false;
+        if round > progress.acked_round && round <= self.reads.round {
+            progress.acked_round = round;
+            self.advance_reads();
+        }
+        let progress = &mut self.progress[position];
         if progress.state == ProgressState::Replicate && progress.match_index < last {
             // Acknowledgements normally arrive between heartbeats. If several heartbeats pass
             // while the follower stays behind, the tail of the pipeline was lost (a dropped or
@@ -1004,10 +1499,18 @@ impl<S: Storage> Raft<S> {
                 match progress.state {
                     ProgressState::Probe => progress.become_replicate(),
                     ProgressState::Replicate => progress.inflights.free_up_to(match_index),
+                    ProgressState::Snapshot { pending_index } => {
+                        if match_index >= pending_index {
+                            progress.become_replicate();
+                        }
+                    }
                 }
                 if self.maybe_commit() {
                     // Everyone hears of the new commit index with the next flush, once per batch.
                     self.pending_broadcast = true;
+                }
+                if from == self.lead_transferee && match_index == self.log.last_index() {
+                    self.send(from, self.term, MessageBody::TimeoutNow);
                 }
                 self.send_appends(position, false);
             }
@@ -1054,6 +1557,12 @@ impl<S: Storage> Raft<S> {
             return false;
         }
         self.log.commit_to(candidate);
+        if !self.reads.awaiting_term_commit.is_empty() && self.committed_in_current_term() {
+            let waiting = std::mem::take(&mut self.reads.awaiting_term_commit);
+            for (context, from) in waiting {
+                self.leader_read(context, from);
+            }
+        }
         while self
             .uncommitted
             .front()

@@ -13,10 +13,14 @@
 
 use crate::config::Config;
 use crate::message::Message;
-use crate::raft::{DropReason, Faults, NewNodeError, ProposeError, Raft};
+use crate::raft::{
+    DropReason, Faults, NewNodeError, ProposeError, Raft, ReadIndexError, ReadState, TransferError,
+};
 use crate::storage::Storage;
 use crate::tracker::Progress;
-use crate::types::{ConfState, Entry, HardState, LogIndex, NodeId, Role, SoftState, Term};
+use crate::types::{
+    ConfState, Entry, HardState, LogIndex, NodeId, Role, Snapshot, SoftState, Term,
+};
 use bytes::Bytes;
 use std::collections::VecDeque;
 
@@ -28,6 +32,9 @@ pub struct Ready {
     pub number: u64,
     /// The new role/leader, if either changed since the previous Ready.
     pub soft_state: Option<SoftState>,
+    /// A snapshot from the leader to persist (before `entries`, which follow it) and to restore
+    /// the state machine from (before applying `committed_entries`).
+    pub snapshot: Option<Snapshot>,
     /// The hard state to persist, if it changed since the previous Ready.
     pub hard_state: Option<HardState>,
     /// Entries to append to the durable log (possibly overwriting a conflicting tail).
@@ -38,12 +45,14 @@ pub struct Ready {
     pub persisted_messages: Vec<Message>,
     /// Committed entries to apply, in order.
     pub committed_entries: Vec<Entry>,
+    /// Results of read-index requests: serve each read once `index` is applied.
+    pub read_states: Vec<ReadState>,
 }
 
 impl Ready {
     /// Whether the embedder must write (and sync) anything before acknowledging.
     pub fn must_persist(&self) -> bool {
-        self.hard_state.is_some() || !self.entries.is_empty()
+        self.hard_state.is_some() || !self.entries.is_empty() || self.snapshot.is_some()
     }
 }
 
@@ -64,14 +73,22 @@ pub struct Status {
     pub progress: Vec<Progress>,
 }
 
+/// What one handed-out Ready asked to write, to mark it stable when acknowledged.
+#[derive(Clone, Copy, Debug)]
+struct PendingWrite {
+    number: u64,
+    snapshot_index: Option<LogIndex>,
+    last_entry: Option<(LogIndex, Term)>,
+}
+
 /// A Raft node driven by its embedder.
 pub struct RawNode<S: Storage> {
     raft: Raft<S>,
     previous_soft_state: SoftState,
     previous_hard_state: HardState,
     next_ready_number: u64,
-    /// For each Ready not yet acknowledged: its number and the last entry it carried.
-    unacknowledged: VecDeque<(u64, Option<(LogIndex, Term)>)>,
+    /// The Readies not yet acknowledged, oldest first.
+    unacknowledged: VecDeque<PendingWrite>,
 }
 
 impl<S: Storage> RawNode<S> {
@@ -112,6 +129,33 @@ impl<S: Storage> RawNode<S> {
         result
     }
 
+    /// Starts a linearizable read (ReadIndex, dissertation §6.4). `context` identifies it and must
+    /// be unique among reads in flight; the answer arrives as a [`ReadState`] in a later Ready.
+    /// Many reads share one heartbeat round.
+    pub fn read_index(&mut self, context: u64) -> Result<(), ReadIndexError> {
+        let result = self.raft.read_index(context);
+        self.debug_check();
+        result
+    }
+
+    /// Hands leadership to `target`; proposals are refused until it completes or is abandoned
+    /// (after an election timeout).
+    pub fn transfer_leader(&mut self, target: NodeId) -> Result<(), TransferError> {
+        let result = self.raft.transfer_leader(target);
+        self.debug_check();
+        result
+    }
+
+    /// The member leadership is being handed to, or `NodeId::NONE`.
+    pub fn lead_transferee(&self) -> NodeId {
+        self.raft.lead_transferee()
+    }
+
+    /// Whether this leader may serve reads from its lease right now (lease-based reads only).
+    pub fn lease_is_valid(&self) -> bool {
+        self.raft.lease_is_valid()
+    }
+
     /// Starts an election at once (tests, and embedders that know the leader is gone).
     pub fn campaign(&mut self) {
         self.raft.campaign();
@@ -123,10 +167,12 @@ impl<S: Storage> RawNode<S> {
         self.raft.soft_state() != self.previous_soft_state
             || self.raft.hard_state() != self.previous_hard_state
             || self.raft.log.has_unpersisted()
+            || self.raft.log.has_unpersisted_snapshot()
             || !self.raft.messages.is_empty()
             || !self.raft.messages_after_persist.is_empty()
             || self.raft.has_pending_flush()
             || self.raft.log.has_entries_to_apply()
+            || self.raft.has_read_states()
     }
 
     /// Collects all pending work. Call it after a batch of inputs; everything it returns must be
@@ -135,6 +181,10 @@ impl<S: Storage> RawNode<S> {
         self.raft.flush();
         let soft_state = self.raft.soft_state();
         let hard_state = self.raft.hard_state();
+        // The snapshot first: handing it out moves the applied index past it, so no entry it
+        // replaces is handed out for applying.
+        let snapshot = self.raft.log.take_unpersisted_snapshot();
+        let snapshot_index = snapshot.as_ref().map(|s| s.metadata.index);
         let entries = self.raft.log.take_unpersisted();
         let number = self.next_ready_number;
         self.next_ready_number += 1;
@@ -142,6 +192,7 @@ impl<S: Storage> RawNode<S> {
         let ready = Ready {
             number,
             soft_state: (soft_state != self.previous_soft_state).then_some(soft_state),
+            snapshot,
             hard_state: (hard_state != self.previous_hard_state).then_some(hard_state),
             entries,
             messages: std::mem::take(&mut self.raft.messages),
@@ -150,26 +201,55 @@ impl<S: Storage> RawNode<S> {
                 .raft
                 .log
                 .take_entries_to_apply(self.raft.committed_bytes_per_ready()),
+            read_states: self.raft.take_read_states(),
         };
         self.previous_soft_state = soft_state;
         self.previous_hard_state = hard_state;
-        self.unacknowledged.push_back((number, last_entry));
+        self.unacknowledged.push_back(PendingWrite {
+            number,
+            snapshot_index,
+            last_entry,
+        });
         ready
     }
 
     /// The embedder has made the writes of Ready `number` (and of every earlier Ready) durable
     /// and visible through the storage.
     pub fn on_persisted(&mut self, number: u64) {
-        while let Some(&(ready_number, last_entry)) = self.unacknowledged.front() {
-            if ready_number > number {
+        while let Some(&write) = self.unacknowledged.front() {
+            if write.number > number {
                 break;
             }
             self.unacknowledged.pop_front();
-            if let Some((index, term)) = last_entry {
+            if let Some(index) = write.snapshot_index {
+                self.raft.log.stable_snapshot_to(index);
+            }
+            if let Some((index, term)) = write.last_entry {
                 self.raft.on_persisted(index, term);
             }
         }
         self.debug_check();
+    }
+
+    /// The transport reports whether a snapshot sent to `to` was delivered; a failure makes the
+    /// leader retry instead of waiting (see `Config::snapshot_timeout_ticks`).
+    pub fn report_snapshot(&mut self, to: NodeId, delivered: bool) {
+        self.raft.report_snapshot(to, delivered);
+    }
+
+    /// The transport could not reach `to`; replication to it falls back to probing.
+    pub fn report_unreachable(&mut self, to: NodeId) {
+        self.raft.report_unreachable(to);
+    }
+
+    /// Snapshots sent as leader, and installed from a leader (for statistics).
+    pub fn snapshot_counts(&self) -> (u64, u64) {
+        (self.raft.snapshots_sent(), self.raft.snapshots_installed())
+    }
+
+    /// The applied index as the core sees it (entries and snapshots handed out).
+    pub fn applied(&self) -> LogIndex {
+        self.raft.log.applied()
     }
 
     /// The storage, for reading.

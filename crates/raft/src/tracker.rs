@@ -11,6 +11,12 @@ pub enum ProgressState {
     /// The follower's log matches up to `match_index`; the leader streams appends optimistically
     /// (pipelining), bounded by the in-flight window.
     Replicate,
+    /// The follower needs entries that are compacted; a snapshot ending at `pending_index` is on
+    /// its way. Nothing else is sent until it is acknowledged, reported failed, or times out.
+    Snapshot {
+        /// The snapshot's last index.
+        pending_index: LogIndex,
+    },
 }
 
 /// A bounded window of in-flight appends, each remembered by the last index it carried, so that
@@ -97,6 +103,10 @@ pub struct Progress {
     pub is_voter: bool,
     /// The commit index last sent to the member, so a commit advance is announced once.
     pub sent_commit: LogIndex,
+    /// Ticks spent in the snapshot state, to give up on a snapshot that was lost.
+    pub snapshot_elapsed: u32,
+    /// The latest heartbeat round the member answered (ReadIndex confirmation and leases).
+    pub acked_round: u64,
     /// Heartbeat answers received in the replicate state while the match index stood still
     /// behind the log: a sign the tail of the pipeline was lost.
     pub stalled_heartbeats: u32,
@@ -115,7 +125,9 @@ impl Progress {
             recent_active: false,
             is_voter,
             sent_commit: LogIndex::ZERO,
+            acked_round: 0,
             stalled_heartbeats: 0,
+            snapshot_elapsed: 0,
         }
     }
 
@@ -124,7 +136,16 @@ impl Progress {
         match self.state {
             ProgressState::Probe => self.probe_sent,
             ProgressState::Replicate => self.inflights.is_full(),
+            ProgressState::Snapshot { .. } => true,
         }
+    }
+
+    /// Switches to waiting for a snapshot that ends at `pending_index`.
+    pub fn become_snapshot(&mut self, pending_index: LogIndex) {
+        self.state = ProgressState::Snapshot { pending_index };
+        self.probe_sent = false;
+        self.snapshot_elapsed = 0;
+        self.inflights.reset();
     }
 
     /// Switches to probing from just after the match index.
@@ -141,6 +162,7 @@ impl Progress {
         self.next_index = next_index;
         self.probe_sent = false;
         self.sent_commit = LogIndex::ZERO;
+        self.acked_round = 0;
         self.stalled_heartbeats = 0;
         self.inflights.reset();
     }
@@ -163,6 +185,9 @@ impl Progress {
                 }
             }
             ProgressState::Probe => self.probe_sent = true,
+            ProgressState::Snapshot { .. } => {
+                unreachable!("nothing is sent while a snapshot is pending")
+            }
         }
     }
 
@@ -197,6 +222,8 @@ impl Progress {
                 self.become_probe();
                 true
             }
+            // The snapshot's acknowledgement will tell where the follower stands.
+            ProgressState::Snapshot { .. } => false,
             ProgressState::Probe => {
                 if self.next_index.prev() != rejected_index {
                     return false;

@@ -323,7 +323,7 @@ fn a_message_with_a_higher_term_makes_a_leader_step_down() {
         2,
         1,
         term + 3,
-        raft::MessageBody::HeartbeatResponse,
+        raft::MessageBody::HeartbeatResponse { round: 0 },
     ));
     assert_eq!(
         output(&mut leader),
@@ -388,7 +388,12 @@ fn an_append_from_an_older_term_is_answered_with_our_term_and_changes_nothing() 
     assert_eq!(
         output(&mut node),
         Output {
-            persisted_messages: vec![message(1, 2, 5, raft::MessageBody::HeartbeatResponse)],
+            persisted_messages: vec![message(
+                1,
+                2,
+                5,
+                raft::MessageBody::HeartbeatResponse { round: 0 }
+            )],
             ..Output::default()
         }
     );
@@ -514,6 +519,7 @@ fn a_follower_that_heard_from_its_leader_recently_ignores_vote_requests() {
         2,
         raft::MessageBody::Heartbeat {
             commit: LogIndex(1),
+            round: 1,
         },
     ));
     output(&mut node);
@@ -599,6 +605,7 @@ fn a_candidate_that_hears_from_the_leader_of_its_term_becomes_its_follower() {
         2,
         raft::MessageBody::Heartbeat {
             commit: LogIndex(1),
+            round: 1,
         },
     ));
     assert_eq!(
@@ -608,7 +615,12 @@ fn a_candidate_that_hears_from_the_leader_of_its_term_becomes_its_follower() {
                 leader: id(2),
                 role: Role::Follower
             }),
-            persisted_messages: vec![message(1, 2, 2, raft::MessageBody::HeartbeatResponse)],
+            persisted_messages: vec![message(
+                1,
+                2,
+                2,
+                raft::MessageBody::HeartbeatResponse { round: 1 }
+            )],
             ..Output::default()
         }
     );

@@ -171,7 +171,7 @@ fn figure_8(faults: Faults) -> Cluster {
         message.from == id(1)
             && match message.body {
                 MessageBody::AppendEntries { leader_commit, .. } => leader_commit >= LogIndex(2),
-                MessageBody::Heartbeat { commit } => commit >= LogIndex(2),
+                MessageBody::Heartbeat { commit, .. } => commit >= LogIndex(2),
                 _ => false,
             }
     });

@@ -186,6 +186,7 @@ fn a_heartbeat_commit_beyond_the_last_index_is_counted_and_never_commits_beyond_
         2,
         MessageBody::Heartbeat {
             commit: LogIndex(u64::MAX),
+            round: 1,
         },
     ));
     assert_eq!(node.dropped(DropReason::Malformed), 1);
@@ -206,6 +207,7 @@ fn a_heartbeat_commit_beyond_the_last_index_does_not_commit_an_unmatched_tail() 
         3,
         MessageBody::Heartbeat {
             commit: LogIndex(u64::MAX),
+            round: 1,
         },
     ));
     persist(&mut node);
@@ -285,6 +287,7 @@ fn a_leader_drops_appends_and_heartbeats_from_another_leader_of_its_term() {
             1,
             MessageBody::Heartbeat {
                 commit: LogIndex(0),
+                round: 1,
             },
         ),
         DropReason::Malformed,
@@ -400,13 +403,18 @@ fn make_entries(
 
 fn message_strategy() -> impl Strategy<Value = Message> {
     let body = prop_oneof![
-        (any::<bool>(), index_strategy(), term_strategy()).prop_map(|(pre_vote, i, t)| {
-            MessageBody::RequestVote {
+        (
+            any::<bool>(),
+            index_strategy(),
+            term_strategy(),
+            any::<bool>()
+        )
+            .prop_map(|(pre_vote, i, t, transfer)| MessageBody::RequestVote {
                 pre_vote,
                 last_log_index: LogIndex(i),
                 last_log_term: Term(t),
-            }
-        }),
+                transfer,
+            }),
         (any::<bool>(), any::<bool>())
             .prop_map(|(pre_vote, granted)| MessageBody::RequestVoteResponse { pre_vote, granted }),
         (
@@ -437,9 +445,18 @@ fn message_strategy() -> impl Strategy<Value = Message> {
             })
         }),
         index_strategy().prop_map(|c| MessageBody::Heartbeat {
-            commit: LogIndex(c)
+            commit: LogIndex(c),
+            round: 1,
         }),
-        Just(MessageBody::HeartbeatResponse),
+        any::<u64>().prop_map(|round| MessageBody::HeartbeatResponse { round }),
+        any::<u64>().prop_map(|context| MessageBody::ReadIndex { context }),
+        (any::<u64>(), proptest::option::of(index_strategy())).prop_map(|(context, index)| {
+            MessageBody::ReadIndexResponse {
+                context,
+                index: index.map(LogIndex),
+            }
+        }),
+        Just(MessageBody::TimeoutNow),
     ];
     (
         prop_oneof![10 => 2u64..4, 1 => 0u64..6],
@@ -541,7 +558,7 @@ fn aimed(mut message: Message, aim: Aim, node: &RawNode<MemStorage>) -> Message 
             *hint_index = LogIndex(near.saturating_sub(1));
             *hint_term = Term(hint_term.get().min(term));
         }
-        MessageBody::Heartbeat { commit } => *commit = LogIndex(near),
+        MessageBody::Heartbeat { commit, .. } => *commit = LogIndex(near),
         MessageBody::RequestVote {
             last_log_index,
             last_log_term,

@@ -1,6 +1,6 @@
 //! The safety properties, checked as the run goes. Each check names the property it guards.
 
-use raft::{Entry, LogIndex, MemStorage, NodeId, Role, Storage, Term};
+use raft::{Entry, LogIndex, NodeId, Role, Storage, Term};
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -135,12 +135,13 @@ impl Checker {
 
     /// A node's committed prefix grew from `from` (exclusive) to `to` (inclusive); `entries` are
     /// its entries in that range. Committed entries must agree with every earlier commit, and a
-    /// newly committed entry must be durable on a majority of `disks`.
-    pub fn observe_commit(
+    /// newly committed entry must be durable on a majority of `disks` (what each node's WAL
+    /// holds, or for a crashed node, what its WAL recovered).
+    pub fn observe_commit<S: Storage>(
         &mut self,
         id: NodeId,
         entries: &[Entry],
-        disks: &[&MemStorage],
+        disks: &[&S],
         voters: usize,
     ) {
         for entry in entries {
@@ -224,7 +225,8 @@ impl Checker {
         );
     }
 
-    /// The durable term never decreases, and the durable vote never changes within a term.
+    /// The durable term never decreases, and the durable vote never changes within a term:
+    /// `before` is what the WAL held (or recovered), `after` what it holds (or recovered) next.
     pub fn observe_hard_state_write(
         &mut self,
         id: NodeId,

@@ -74,6 +74,18 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
+/// Sums over all seeds for the summary line.
+#[derive(Default)]
+struct Totals {
+    seeds: u64,
+    violations: u64,
+    elections: u64,
+    commits: u64,
+    virtual_us: u64,
+    reads: u64,
+    transfers: u64,
+}
+
 fn parse_number(text: &str) -> Result<u64, String> {
     text.parse()
         .map_err(|_| format!("{text:?} is not a non-negative integer"))
@@ -112,7 +124,7 @@ fn main() -> ExitCode {
         }
         let s = &outcome.stats;
         println!(
-            "seeds=1 violations={} elections={} commits={} virtual_secs={:.1} ops={} ok={} unknown={} crashes={} partitions={} messages={}",
+            "seeds=1 violations={} elections={} commits={} virtual_secs={:.1} ops={} ok={} unknown={} crashes={} partitions={} messages={} reads={} transfers={}",
             outcome.violations.len(),
             s.elections,
             s.commits,
@@ -122,7 +134,9 @@ fn main() -> ExitCode {
             s.operations_unknown,
             s.crashes,
             s.partitions,
-            s.messages
+            s.messages,
+            s.reads_by_read_index,
+            s.transfers
         );
         return if outcome.passed() {
             ExitCode::SUCCESS
@@ -136,7 +150,7 @@ fn main() -> ExitCode {
     };
     let next = Arc::new(AtomicU64::new(args.first_seed));
     let end = args.first_seed + args.seeds;
-    let totals = Arc::new(Mutex::new((0u64, 0u64, 0u64, 0u64, 0u64)));
+    let totals = Arc::new(Mutex::new(Totals::default()));
     let workers: Vec<_> = (0..args.threads)
         .map(|_| {
             let next = Arc::clone(&next);
@@ -156,12 +170,15 @@ fn main() -> ExitCode {
                     let mut totals = totals.lock().expect("no panics while held");
                     if !outcome.passed() {
                         report_failure(&outcome);
-                        totals.0 += 1;
+                        totals.violations += 1;
                     }
-                    totals.1 += outcome.stats.elections;
-                    totals.2 += outcome.stats.commits;
-                    totals.3 += outcome.stats.virtual_us;
-                    totals.4 += 1;
+                    let stats = &outcome.stats;
+                    totals.elections += stats.elections;
+                    totals.commits += stats.commits;
+                    totals.virtual_us += stats.virtual_us;
+                    totals.reads += stats.reads_by_read_index;
+                    totals.transfers += stats.transfers;
+                    totals.seeds += 1;
                 }
             })
         })
@@ -172,13 +189,18 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    let (violations, elections, commits, virtual_us, seeds) =
-        *totals.lock().expect("workers are done");
+    let totals = totals.lock().expect("workers are done");
     println!(
-        "seeds={seeds} violations={violations} elections={elections} commits={commits} virtual_secs={:.0}",
-        virtual_us as f64 / 1e6
+        "seeds={} violations={} elections={} commits={} virtual_secs={:.0} reads={} transfers={}",
+        totals.seeds,
+        totals.violations,
+        totals.elections,
+        totals.commits,
+        totals.virtual_us as f64 / 1e6,
+        totals.reads,
+        totals.transfers
     );
-    if violations > 0 {
+    if totals.violations > 0 {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS

@@ -2,6 +2,7 @@
 
 use raft::Rng;
 use std::fmt;
+use wal::WalOptions;
 
 /// The faults a run may inject. `--faults all` lets each seed pick a random subset (swarm
 /// testing: some seeds hammer one fault hard, which finds bugs that an even mix dilutes).
@@ -163,6 +164,9 @@ pub struct Options {
     pub trace: bool,
     /// Deliberately broken core rules (tests of the checkers only).
     pub core_faults: raft::Faults,
+    /// The options of every node's write-ahead log. Small, preallocated segments by default, so
+    /// that runs roll segments and a truncated segment is told from a torn write.
+    pub wal: WalOptions,
 }
 
 impl Options {
@@ -178,6 +182,19 @@ impl Options {
             keys: 3,
             trace: false,
             core_faults: raft::Faults::default(),
+            wal: Options::default_wal(),
+        }
+    }
+
+    /// The simulator's WAL options: 64 KiB preallocated segments (a run rolls several), a small
+    /// entry cache (a restart reads from the cache and from the segment files).
+    pub fn default_wal() -> WalOptions {
+        WalOptions {
+            segment_size_bytes: 64 << 10,
+            preallocate: true,
+            max_batch_bytes: 16 << 20,
+            snapshots_to_keep: 2,
+            entry_cache_bytes: 64 << 10,
         }
     }
 

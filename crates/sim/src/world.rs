@@ -7,9 +7,16 @@ use bytes::Bytes;
 use kv::{Command, KvStore, Request, Response};
 use lincheck::{Input, Operation, Output};
 use node::{Action, Node, PersistTask, RequestError};
-use raft::{ConfState, Config, LogIndex, MemStorage, Message, MessageBody, NodeId, Rng, Role};
+use raft::{ConfState, Config, LogIndex, Message, MessageBody, NodeId, Rng, Role};
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, VecDeque};
+use std::io;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+mod disk;
+use disk::NodeDisk;
+pub use disk::{DurableLog, WAL_DIR};
 
 /// Virtual microseconds per Raft tick.
 pub const TICK_US: u64 = 10_000;
@@ -45,8 +52,20 @@ pub struct Stats {
     pub operations_unknown: u64,
     /// Node crashes.
     pub crashes: u64,
+    /// Reads served through ReadIndex (not through the log).
+    pub reads_by_read_index: u64,
+    /// Leadership transfers started.
+    pub transfers: u64,
+    /// Snapshots installed by followers.
+    pub snapshots_installed: u64,
+    /// Log compactions taken by nodes.
+    pub compactions: u64,
     /// Partitions installed.
     pub partitions: u64,
+    /// Crashes after which WAL recovery cut a torn write off the last segment.
+    pub wal_torn_tails: u64,
+    /// The longest segment chain a recovered WAL had.
+    pub wal_max_segments: u64,
     /// Virtual microseconds from the heal to the first leader, the first completed write, and
     /// full convergence.
     pub heal_to_leader_us: Option<u64>,
@@ -101,6 +120,8 @@ enum Event {
         client: usize,
         attempt: u64,
         data: Bytes,
+        /// For a read served by ReadIndex instead of through the log: the key.
+        read_key: Option<Bytes>,
     },
     ClientReply {
         client: usize,
@@ -152,8 +173,8 @@ impl Ord for Scheduled {
 struct SimNode {
     id: NodeId,
     node: Option<Node<KvStore>>,
-    /// What has reached stable storage: survives crashes.
-    disk: MemStorage,
+    /// The node's disk and the WAL on it: survives crashes.
+    disk: NodeDisk,
     /// Incarnation; events of an earlier incarnation are dropped.
     epoch: u64,
     /// Writes issued to the disk, oldest first, not yet durable.
@@ -168,6 +189,8 @@ struct SimNode {
 struct Pending {
     history_index: usize,
     data: Bytes,
+    /// Set for reads that go through ReadIndex rather than the log.
+    read_key: Option<Bytes>,
 }
 
 struct Client {
@@ -249,7 +272,7 @@ impl Sim {
                 .map(|i| SimNode {
                     id: NodeId(i as u64 + 1),
                     node: None,
-                    disk: MemStorage::new_with_conf_state(conf.clone()),
+                    disk: NodeDisk::create(options.wal.clone(), conf.clone()),
                     epoch: 0,
                     in_flight: VecDeque::new(),
                     disk_busy_until: 0,
@@ -321,8 +344,20 @@ impl Sim {
     }
 
     fn start_node(&mut self, index: usize) {
+        let storage = match self.nodes[index].disk.open() {
+            Ok(storage) => storage,
+            Err(error) => {
+                let id = self.nodes[index].id;
+                // A disk a test damaged on purpose must be refused; anything else is a bug.
+                if !self.nodes[index].disk.damaged() {
+                    self.checker
+                        .fail("wal-recovery", format!("{id} cannot restart: {error}"));
+                }
+                self.trace(format_args!("n{} refuses to start: {error}", index + 1));
+                return;
+            }
+        };
         let config = self.node_config(index);
-        let storage = self.nodes[index].disk.clone();
         let mut node = Node::new(&config, storage, KvStore::new())
             .unwrap_or_else(|error| panic!("node {} cannot start: {error}", index + 1));
         node.raw_mut().set_faults(self.options.core_faults);
@@ -362,9 +397,10 @@ impl Sim {
         self.nodes[(id.get() - 1) as usize].node.as_ref()
     }
 
-    /// The node's durable storage (survives crashes).
-    pub fn disk(&self, id: NodeId) -> &MemStorage {
-        &self.nodes[(id.get() - 1) as usize].disk
+    /// The node's durable log (survives crashes): what its WAL holds, or after a crash what the
+    /// WAL recovered. Implements `raft::Storage`; `hard_state()` gives the durable hard state.
+    pub fn disk(&self, id: NodeId) -> &DurableLog {
+        self.nodes[(id.get() - 1) as usize].disk.log()
     }
 
     /// Ids of all nodes.
@@ -455,7 +491,13 @@ impl Sim {
                         .in_flight
                         .pop_front()
                         .expect("a completion for every issued write");
-                    self.write_to_disk(node, &task);
+                    if let Err(error) = self.write_to_disk(node, &task) {
+                        let id = self.nodes[node].id;
+                        self.checker
+                            .fail("wal-write", format!("{id}: WAL write failed: {error}"));
+                        self.crash(id);
+                        return;
+                    }
                     let mut actions = std::mem::take(&mut self.actions);
                     self.nodes[node]
                         .node
@@ -471,10 +513,14 @@ impl Sim {
                 client,
                 attempt,
                 data,
+                read_key,
             } => {
                 if let Some(n) = self.nodes[node].node.as_mut() {
                     let mut actions = std::mem::take(&mut self.actions);
-                    n.submit(request_id(client, attempt), data, &mut actions);
+                    match read_key {
+                        Some(key) => n.read(request_id(client, attempt), key, &mut actions),
+                        None => n.submit(request_id(client, attempt), data, &mut actions),
+                    }
                     self.actions = actions;
                     self.drain(node);
                 }
@@ -562,6 +608,10 @@ impl Sim {
                     self.stats.elections += 1;
                 }
             }
+            Action::SnapshotInstalled { index: at } => {
+                self.stats.snapshots_installed += 1;
+                self.trace(format_args!("n{} installs a snapshot at {at}", index + 1));
+            }
             Action::Applied { index: at, term } => {
                 let id = self.nodes[index].id;
                 self.checker.observe_applied(id, at, term);
@@ -616,15 +666,15 @@ impl Sim {
         delay
     }
 
-    fn write_to_disk(&mut self, index: usize, task: &PersistTask) {
+    /// Writes a persist task through the node's WAL (one record, one sync).
+    fn write_to_disk(&mut self, index: usize, task: &PersistTask) -> Result<(), String> {
         let id = self.nodes[index].id;
         if let Some(hard_state) = task.hard_state {
-            let before = self.nodes[index].disk.hard_state();
+            let before = self.nodes[index].disk.log().hard_state();
             self.checker
                 .observe_hard_state_write(id, before, hard_state);
-            self.nodes[index].disk.set_hard_state(hard_state);
         }
-        self.nodes[index].disk.append(&task.entries);
+        self.nodes[index].disk.write(task)
     }
 
     /// Invariants of one node after it handled an event.
@@ -667,7 +717,7 @@ impl Sim {
                 .observe_commit_regression(id, checked, committed);
         } else if committed > checked {
             let entries = node.raw().entries(checked.next(), committed.next());
-            let disks: Vec<&MemStorage> = self.nodes.iter().map(|n| &n.disk).collect();
+            let disks: Vec<&DurableLog> = self.nodes.iter().map(|n| n.disk.log()).collect();
             let voters = self.nodes.len();
             self.checker.observe_commit(id, &entries, &disks, voters);
             self.nodes[index].checked_commit = committed;
@@ -721,6 +771,7 @@ impl Sim {
         let force_write = matches!(self.phase, Phase::Liveness { .. });
         let roll = if force_write { 50 } else { self.rng.below(100) };
         let last_seen = c.last_seen[key as usize];
+        let read_index = roll < 40 && self.rng.chance(1, 2);
         let (input, command) = if roll < 40 {
             (
                 Input::Read,
@@ -776,6 +827,7 @@ impl Sim {
         c.pending = Some(Pending {
             history_index: self.history.len() - 1,
             data,
+            read_key: read_index.then(|| key_bytes(key)),
         });
         self.send_attempt(client);
     }
@@ -785,7 +837,9 @@ impl Sim {
         c.attempt += 1;
         let attempt = c.attempt;
         let node = c.target;
-        let data = c.pending.as_ref().expect("pending").data.clone();
+        let pending = c.pending.as_ref().expect("pending");
+        let data = pending.data.clone();
+        let read_key = pending.read_key.clone();
         let delay = self.rng.range(self.delay_us.0, self.delay_us.1);
         self.schedule(
             delay,
@@ -794,6 +848,7 @@ impl Sim {
                 client,
                 attempt,
                 data,
+                read_key,
             },
         );
         self.schedule(CLIENT_TIMEOUT_US, Event::ClientTimeout { client, attempt });
@@ -820,7 +875,12 @@ impl Sim {
                 };
                 self.schedule(CLIENT_BACKOFF_US, Event::ClientRetry { client, attempt });
             }
-            Err(RequestError::Dropped | RequestError::Backpressure) => {
+            Err(
+                RequestError::Dropped
+                | RequestError::OutcomeUnknown
+                | RequestError::Backpressure
+                | RequestError::TransferInProgress,
+            ) => {
                 self.schedule(CLIENT_BACKOFF_US, Event::ClientRetry { client, attempt });
             }
             Err(error @ RequestError::TooLarge { .. }) => {
@@ -832,6 +892,9 @@ impl Sim {
 
     fn complete(&mut self, client: usize, response: Response) {
         let pending = self.clients[client].pending.take().expect("pending");
+        if pending.read_key.is_some() {
+            self.stats.reads_by_read_index += 1;
+        }
         let operation = &mut self.history[pending.history_index];
         let key = operation.key as usize;
         let output = match (operation.input, response) {
@@ -899,39 +962,94 @@ impl Sim {
 
     // ----- faults -----
 
-    /// Crashes node `id`: volatile state is lost; writes not yet durable are lost, or partly kept
-    /// (a crash in the middle of a write), chosen by the seed.
+    /// Crashes node `id` by a power loss: volatile state is lost; of the writes in flight, some
+    /// may have completed, the next one is torn inside the WAL's files and the disk drops or
+    /// tears what was not synced, all chosen by the seed. The WAL recovers at once, so
+    /// [`Sim::disk`] shows what a restart will find.
     pub fn crash(&mut self, id: NodeId) {
         let index = (id.get() - 1) as usize;
         if self.nodes[index].node.is_none() {
             return;
         }
         let in_flight: Vec<PersistTask> = self.nodes[index].in_flight.drain(..).collect();
-        let keep = self.rng.below(in_flight.len() as u64 + 1) as usize;
-        for (position, task) in in_flight.into_iter().enumerate() {
-            if position < keep {
-                self.write_to_disk(index, &task);
-            } else if position == keep && !task.entries.is_empty() && self.rng.chance(1, 2) {
-                // A torn batch: a prefix of the entries made it. The hard state is written after
-                // the entries (as a WAL does), so it did not.
-                let prefix = self.rng.below(task.entries.len() as u64) as usize;
-                let torn = PersistTask {
-                    number: task.number,
-                    hard_state: None,
-                    entries: task.entries[..prefix].to_vec(),
-                };
-                self.write_to_disk(index, &torn);
-                break;
-            } else {
-                break;
-            }
+        let report = self.nodes[index].disk.crash(&in_flight, &mut self.rng);
+        if let Some(recovered) = report.recovered {
+            self.checker
+                .observe_hard_state_write(id, report.acknowledged, recovered);
         }
+        if let Some(problem) = report.problem {
+            self.checker
+                .fail("wal-recovery", format!("{id} crashed: {problem}"));
+        }
+        self.stats.wal_torn_tails += u64::from(report.torn_tail);
+        self.stats.wal_max_segments = self.stats.wal_max_segments.max(report.segments as u64);
         let sim_node = &mut self.nodes[index];
         sim_node.node = None;
         sim_node.epoch += 1;
         sim_node.disk_busy_until = self.now;
         self.stats.crashes += 1;
-        self.trace(format_args!("n{} crashes", index + 1));
+        self.trace(format_args!(
+            "n{} crashes ({} writes in flight{})",
+            index + 1,
+            in_flight.len(),
+            if report.torn_tail {
+                ", torn tail cut"
+            } else {
+                ""
+            }
+        ));
+    }
+
+    /// How many of node `id`'s writes are issued but not yet durable.
+    pub fn writes_in_flight(&self, id: NodeId) -> usize {
+        self.nodes[(id.get() - 1) as usize].in_flight.len()
+    }
+
+    /// Node `id`'s simulated disk, to read its files (`files`, `read_file`). Damage it only
+    /// through [`Sim::flip_wal_bit`] and [`Sim::truncate_wal_file`], which tell the simulator
+    /// that a refusal to restart is expected.
+    pub fn wal_disk(&self, id: NodeId) -> &wal::SimDisk {
+        self.nodes[(id.get() - 1) as usize].disk.sim_disk()
+    }
+
+    /// Flips bit `bit` of byte `offset` of a file on crashed node `id`'s disk, durably.
+    pub fn flip_wal_bit(
+        &mut self,
+        id: NodeId,
+        path: &Path,
+        offset: u64,
+        bit: u8,
+    ) -> io::Result<()> {
+        let index = (id.get() - 1) as usize;
+        assert!(
+            self.nodes[index].node.is_none(),
+            "damage only a crashed node's disk"
+        );
+        self.trace(format_args!(
+            "flip bit {bit} of byte {offset} of {} on {id}",
+            path.display()
+        ));
+        self.nodes[index].disk.flip_bit(path, offset, bit)
+    }
+
+    /// Cuts a file on crashed node `id`'s disk to `len` bytes, durably.
+    pub fn truncate_wal_file(&mut self, id: NodeId, path: &Path, len: u64) -> io::Result<()> {
+        let index = (id.get() - 1) as usize;
+        assert!(
+            self.nodes[index].node.is_none(),
+            "damage only a crashed node's disk"
+        );
+        self.trace(format_args!(
+            "truncate {} on {id} to {len} bytes",
+            path.display()
+        ));
+        self.nodes[index].disk.truncate(path, len)
+    }
+
+    /// After a crash of node `id` (until it restarts): the byte range of its last WAL segment
+    /// that holds records written but never acknowledged to the node, if any.
+    pub fn unacknowledged_wal_bytes(&self, id: NodeId) -> Option<(PathBuf, Range<u64>)> {
+        self.nodes[(id.get() - 1) as usize].disk.unacknowledged()
     }
 
     /// Restarts a crashed node from its disk.
@@ -972,7 +1090,7 @@ impl Sim {
     /// PreVote plus CheckQuorum must keep such a cluster live.
     pub fn majorities_ring(&mut self) {
         let n = self.nodes.len();
-        let reach = (n / 2 + 1) / 2;
+        let reach = (n / 2).div_ceil(2);
         for from in 0..n {
             for to in 0..n {
                 let distance = (from + n - to) % n;
@@ -982,6 +1100,19 @@ impl Sim {
         }
         self.stats.partitions += 1;
         self.trace(format_args!("majorities ring (reach {reach})"));
+    }
+
+    /// Asks `leader` to hand leadership to `target`.
+    pub fn transfer_leader(&mut self, leader: NodeId, target: NodeId) {
+        let index = (leader.get() - 1) as usize;
+        let Some(node) = self.nodes[index].node.as_mut() else {
+            return;
+        };
+        if node.transfer_leader(target).is_ok() {
+            self.stats.transfers += 1;
+            self.trace(format_args!("{leader} transfers leadership to {target}"));
+            self.drain(index);
+        }
     }
 
     /// Restores every link.
@@ -1048,6 +1179,9 @@ impl Sim {
         if faults.crash_all {
             choices.push(6);
         }
+        if faults.partition || faults.crash {
+            choices.push(8);
+        }
         if choices.is_empty() {
             return;
         }
@@ -1110,6 +1244,14 @@ impl Sim {
                 );
             }
             7 => self.majorities_ring(),
+            8 => {
+                if let Some(leader) = self.leader() {
+                    let target = self.random_node();
+                    if target != leader {
+                        self.transfer_leader(leader, target);
+                    }
+                }
+            }
             _ => {
                 for index in 0..self.nodes.len() {
                     self.crash(NodeId(index as u64 + 1));
@@ -1149,7 +1291,13 @@ impl Sim {
 
     /// Whether every node is up and has applied the same entries to the same state.
     pub fn converged(&self) -> bool {
-        let mut nodes = self.nodes.iter().map(|n| n.node.as_ref());
+        // A node whose WAL refused to open stays down (and is a violation unless a test damaged
+        // its disk on purpose).
+        let mut nodes = self
+            .nodes
+            .iter()
+            .filter(|n| n.disk.log().error().is_none())
+            .map(|n| n.node.as_ref());
         let Some(Some(first)) = nodes.next() else {
             return false;
         };
@@ -1289,8 +1437,19 @@ pub fn describe(message: &Message) -> String {
             entries.len()
         ),
         MessageBody::AppendEntriesResponse(response) => format!("{response:?}"),
-        MessageBody::Heartbeat { commit } => format!("commit={commit}"),
-        MessageBody::HeartbeatResponse => String::new(),
+        MessageBody::Heartbeat { commit, round } => format!("commit={commit} round={round}"),
+        MessageBody::HeartbeatResponse { round } => format!("round={round}"),
+        MessageBody::ReadIndex { context } => format!("context={context}"),
+        MessageBody::ReadIndexResponse { context, index } => {
+            format!("context={context} index={index:?}")
+        }
+        MessageBody::TimeoutNow => String::new(),
+        MessageBody::InstallSnapshot { snapshot } => format!(
+            "index={} term={} bytes={}",
+            snapshot.metadata.index,
+            snapshot.metadata.term,
+            snapshot.data.len()
+        ),
     };
     format!(
         "{} from {} {} {detail}",

@@ -68,6 +68,7 @@ pub fn vote_request(last_log_index: u64, last_log_term: u64) -> MessageBody {
         pre_vote: false,
         last_log_index: LogIndex(last_log_index),
         last_log_term: Term(last_log_term),
+        transfer: false,
     }
 }
 
@@ -77,6 +78,7 @@ pub fn pre_vote_request(last_log_index: u64, last_log_term: u64) -> MessageBody 
         pre_vote: true,
         last_log_index: LogIndex(last_log_index),
         last_log_term: Term(last_log_term),
+        transfer: false,
     }
 }
 
@@ -213,6 +215,9 @@ pub fn output(node: &mut RawNode<MemStorage>) -> Output {
 
 /// Writes a Ready's hard state and entries into the node's storage (not yet acknowledged).
 pub fn write_ready(node: &mut RawNode<MemStorage>, ready: &Ready) {
+    if let Some(snapshot) = &ready.snapshot {
+        node.storage_mut().apply_snapshot(snapshot.clone());
+    }
     if let Some(hard_state) = ready.hard_state {
         node.storage_mut().set_hard_state(hard_state);
     }
@@ -287,6 +292,8 @@ pub struct Cluster {
     pub violations_are_fatal: bool,
     /// Deliberately broken rules installed on every member, also after restarts.
     pub faults: raft::Faults,
+    /// Read-index results handed out, by the member that handed them out, in order.
+    pub read_states: Vec<(NodeId, raft::ReadState)>,
 }
 
 impl Cluster {
@@ -336,6 +343,7 @@ impl Cluster {
             violations: Vec::new(),
             violations_are_fatal: true,
             faults: raft::Faults::default(),
+            read_states: Vec::new(),
         }
     }
 
@@ -682,6 +690,8 @@ impl Cluster {
         }
         let role = member.node.role();
         let term = member.node.term();
+        self.read_states
+            .extend(ready.read_states.iter().map(|state| (node, *state)));
         // 1. Send what may go now.
         let outgoing = ready.messages.clone();
         member.pending_writes.push_back(ready);

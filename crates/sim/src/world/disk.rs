@@ -1,0 +1,372 @@
+//! The disk model: each node's durable state is the real write-ahead log ([`wal::Wal`]) on the
+//! node's own simulated disk ([`wal::SimDisk`]), which survives crashes.
+//!
+//! - A persist task is one [`Wal::write`] (one record, one sync) when its completion fires.
+//! - A crash is a power loss in the middle of the node's write queue: a random number of the
+//!   writes in flight completed (durable, but never acknowledged to the node), the next one is
+//!   cut off after a random number of disk operations (before its write, between write and
+//!   sync, in the middle of a segment roll), and then the disk loses, keeps in part or tears
+//!   what was not synced ([`CrashMode`], chosen by the seed). The WAL's recovery runs right
+//!   away, so the checker sees what a restart will find; the recovered log must be the state
+//!   after the last completed write or after the interrupted one, never anything else.
+//! - A restart opens the WAL again (recovery cuts torn tails) and rebuilds the node's in-memory
+//!   view of its log from it. A WAL that refuses to open is a violation, unless a test damaged
+//!   the disk on purpose: then the node stays down.
+//!
+//! Snapshots are not driven by the simulator yet. When the core hands the embedder a snapshot
+//! to persist, [`NodeDisk::write`] is where it goes: `Wal::save_snapshot` before the task's
+//! entries, and once the snapshot is applied `Wal::release_to(index)` to delete the segments it
+//! covers. [`memory_view`] already rebuilds a log that starts at a snapshot.
+
+use node::PersistTask;
+use raft::{
+    ConfState, Entry, HardState, LogIndex, MemStorage, Rng, Snapshot, Storage, StorageError, Term,
+};
+use std::fmt;
+use std::io;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use wal::{CrashMode, SimDisk, Wal, WalOptions};
+
+/// Where every node keeps its WAL on its own disk.
+pub const WAL_DIR: &str = "/raftkv/wal";
+
+/// The most disk operations a torn write may get through: a write and its sync, or a segment
+/// roll (create, allocate, checkpoint, sync, rename, directory sync) and then write and sync.
+const MAX_MUTATIONS_IN_A_WRITE: u64 = 8;
+
+/// A node's durable log: what its WAL holds while the node runs; after a crash, what the WAL
+/// recovered (what a restart finds); or why the WAL refused to open.
+#[derive(Debug)]
+pub struct DurableLog {
+    wal: Result<Wal<SimDisk>, String>,
+}
+
+impl DurableLog {
+    /// The durable hard state (the default if the WAL refused to open).
+    pub fn hard_state(&self) -> HardState {
+        self.wal
+            .as_ref()
+            .map_or(HardState::default(), Wal::hard_state)
+    }
+
+    /// The WAL, unless it refused to open.
+    pub fn wal(&self) -> Option<&Wal<SimDisk>> {
+        self.wal.as_ref().ok()
+    }
+
+    /// Why the WAL refused to open (for corruption: the file and byte offset), if it did.
+    pub fn error(&self) -> Option<&str> {
+        self.wal.as_ref().err().map(String::as_str)
+    }
+
+    fn unreadable(&self) -> StorageError {
+        StorageError::Io(self.error().unwrap_or_default().to_owned())
+    }
+}
+
+/// A log that refused to open holds nothing: no entry counts as durable on it.
+impl Storage for DurableLog {
+    fn initial_state(&self) -> Result<(HardState, ConfState), StorageError> {
+        match &self.wal {
+            Ok(wal) => wal.initial_state(),
+            Err(_) => Err(self.unreadable()),
+        }
+    }
+
+    fn entries(
+        &self,
+        low: LogIndex,
+        high: LogIndex,
+        max_bytes: u64,
+    ) -> Result<Vec<Entry>, StorageError> {
+        match &self.wal {
+            Ok(wal) => wal.entries(low, high, max_bytes),
+            Err(_) => Err(self.unreadable()),
+        }
+    }
+
+    fn term(&self, index: LogIndex) -> Result<Term, StorageError> {
+        match &self.wal {
+            Ok(wal) => wal.term(index),
+            Err(_) => Err(self.unreadable()),
+        }
+    }
+
+    fn first_index(&self) -> LogIndex {
+        self.wal.as_ref().map_or(LogIndex(1), Wal::first_index)
+    }
+
+    fn last_index(&self) -> LogIndex {
+        self.wal.as_ref().map_or(LogIndex::ZERO, Wal::last_index)
+    }
+
+    fn snapshot(&self) -> Result<Snapshot, StorageError> {
+        match &self.wal {
+            Ok(wal) => wal.snapshot(),
+            Err(_) => Err(self.unreadable()),
+        }
+    }
+}
+
+/// What a crash did to a node's WAL.
+#[derive(Debug, Default)]
+pub(crate) struct CrashReport {
+    /// The hard state of the last acknowledged write.
+    pub acknowledged: HardState,
+    /// The hard state recovery found, if the WAL opened.
+    pub recovered: Option<HardState>,
+    /// Recovery cut a torn write off the last segment.
+    pub torn_tail: bool,
+    /// Segments in the recovered chain.
+    pub segments: usize,
+    /// A broken promise of the WAL: a failed write before the power loss, a refusal to open,
+    /// or a recovered log that is neither the state before nor after the interrupted write.
+    pub problem: Option<String>,
+}
+
+/// One node's disk and the WAL on it.
+pub(crate) struct NodeDisk {
+    disk: SimDisk,
+    options: WalOptions,
+    log: DurableLog,
+    /// A test damaged the files on purpose: a refusal to open is expected, not a violation.
+    damaged: bool,
+    /// After a crash: the bytes of the last segment that hold records written but never
+    /// acknowledged to the node (losing them loses nothing anyone was promised).
+    unacknowledged: Option<(PathBuf, Range<u64>)>,
+}
+
+impl NodeDisk {
+    /// A fresh disk holding a new, empty WAL whose initial membership is `conf`.
+    pub(crate) fn create(options: WalOptions, conf: ConfState) -> NodeDisk {
+        let disk = SimDisk::new();
+        let wal = Wal::create_on(disk.clone(), WAL_DIR, options.clone(), conf)
+            .unwrap_or_else(|error| panic!("cannot create a WAL on a fresh disk: {error}"));
+        NodeDisk {
+            disk,
+            options,
+            log: DurableLog { wal: Ok(wal) },
+            damaged: false,
+            unacknowledged: None,
+        }
+    }
+
+    /// The durable log (see [`DurableLog`]).
+    pub(crate) fn log(&self) -> &DurableLog {
+        &self.log
+    }
+
+    /// The simulated disk itself (a handle to the same disk).
+    pub(crate) fn sim_disk(&self) -> &SimDisk {
+        &self.disk
+    }
+
+    /// Whether a test damaged this disk on purpose.
+    pub(crate) fn damaged(&self) -> bool {
+        self.damaged
+    }
+
+    /// See the field.
+    pub(crate) fn unacknowledged(&self) -> Option<(PathBuf, Range<u64>)> {
+        self.unacknowledged.clone()
+    }
+
+    /// Makes a persist task durable: one record, one sync.
+    pub(crate) fn write(&mut self, task: &PersistTask) -> Result<(), String> {
+        match &mut self.log.wal {
+            Ok(wal) => wal
+                .write(task.hard_state, &task.entries)
+                .map_err(|error| error.to_string()),
+            Err(error) => Err(format!("the WAL is not open: {error}")),
+        }
+    }
+
+    /// Opens the WAL as a restarting node does (recovery included) and returns the node's
+    /// in-memory view of its log. On failure the log holds the error and the node must stay
+    /// down.
+    pub(crate) fn open(&mut self) -> Result<MemStorage, String> {
+        // Drops the previous handle and with it the directory lock.
+        self.log.wal = Err("restarting".into());
+        self.unacknowledged = None;
+        let opened = Wal::open_on(self.disk.clone(), WAL_DIR, self.options.clone())
+            .map_err(|error| error.to_string())
+            .and_then(|wal| {
+                let view = memory_view(&wal).map_err(|error| error.to_string())?;
+                Ok((wal, view))
+            });
+        match opened {
+            Ok((wal, view)) => {
+                self.log.wal = Ok(wal);
+                Ok(view)
+            }
+            Err(error) => {
+                self.log.wal = Err(error.clone());
+                Err(error)
+            }
+        }
+    }
+
+    /// A power loss while the writes `in_flight` (oldest first, none acknowledged) were queued,
+    /// then recovery. All randomness comes from `rng`.
+    pub(crate) fn crash(&mut self, in_flight: &[PersistTask], rng: &mut Rng) -> CrashReport {
+        let mut report = CrashReport::default();
+        let mut wal = match std::mem::replace(&mut self.log.wal, Err("crashed".into())) {
+            Ok(wal) => wal,
+            Err(error) => {
+                self.log.wal = Err(error);
+                return report;
+            }
+        };
+        report.acknowledged = wal.hard_state();
+        let acknowledged_end = wal
+            .segments()
+            .last()
+            .map(|segment| (segment.path.clone(), segment.used_bytes));
+
+        // The writer got through some of the queue (durable, never acknowledged)...
+        let completed = rng.below(in_flight.len() as u64 + 1) as usize;
+        for task in &in_flight[..completed] {
+            if let Err(error) = wal.write(task.hard_state, &task.entries) {
+                report.problem = Some(format!("a write before the power loss failed: {error}"));
+                break;
+            }
+        }
+        // ...and lost power in the middle of the next one.
+        let before = LogPrint::of(&wal);
+        let mut allowed = vec![before.clone()];
+        if let Some(task) = in_flight.get(completed) {
+            allowed.push(before.after(task));
+            let mutations = if rng.chance(3, 4) {
+                rng.below(2)
+            } else {
+                rng.below(MAX_MUTATIONS_IN_A_WRITE + 1)
+            };
+            self.disk.crash_after(mutations);
+            // Fails once the disk is gone; what reached it is the crash's to decide.
+            let _ = wal.write(task.hard_state, &task.entries);
+        }
+        drop(wal);
+        let mode = CrashMode::ALL[rng.below(CrashMode::ALL.len() as u64) as usize];
+        self.disk.crash(mode, rng.next_u64());
+
+        match Wal::open_on(self.disk.clone(), WAL_DIR, self.options.clone()) {
+            Ok(wal) => {
+                report.torn_tail = wal.recovery_report().torn_tail.is_some();
+                report.recovered = Some(wal.hard_state());
+                let segments = wal.segments();
+                report.segments = segments.len();
+                let recovered = LogPrint::of(&wal);
+                if !allowed.contains(&recovered) && report.problem.is_none() {
+                    let allowed: Vec<String> = allowed.iter().map(ToString::to_string).collect();
+                    report.problem = Some(format!(
+                        "recovery ({mode:?}) found {recovered}, expected {}",
+                        allowed.join(" or ")
+                    ));
+                }
+                self.unacknowledged = acknowledged_end.and_then(|(path, end)| {
+                    let last = segments.last()?;
+                    (last.path == path && last.used_bytes > end)
+                        .then_some((path, end..last.used_bytes))
+                });
+                self.log.wal = Ok(wal);
+            }
+            Err(error) => {
+                report.problem = Some(format!(
+                    "the WAL refuses to open after a crash ({mode:?}): {error}"
+                ));
+                self.log.wal = Err(error.to_string());
+            }
+        }
+        report
+    }
+
+    /// Flips a bit of a WAL file, durably (a test damaging a down node's disk).
+    pub(crate) fn flip_bit(&mut self, path: &Path, offset: u64, bit: u8) -> io::Result<()> {
+        self.damaged = true;
+        self.disk.flip_bit(path, offset, bit)
+    }
+
+    /// Cuts a WAL file to `len` bytes, durably (a test damaging a down node's disk).
+    pub(crate) fn truncate(&mut self, path: &Path, len: u64) -> io::Result<()> {
+        self.damaged = true;
+        self.disk.truncate_file(path, len)
+    }
+}
+
+/// The node's in-memory view of its log, rebuilt from the WAL through the `Storage` trait.
+pub(crate) fn memory_view(wal: &Wal<SimDisk>) -> Result<MemStorage, StorageError> {
+    let (hard_state, conf_state) = wal.initial_state()?;
+    let mut storage = MemStorage::new_with_conf_state(conf_state.clone());
+    let snapshot = wal.snapshot()?;
+    if snapshot.metadata.index > LogIndex::ZERO {
+        storage.apply_snapshot(snapshot);
+    }
+    let entries = wal.entries(wal.first_index(), wal.last_index().next(), u64::MAX)?;
+    storage.append(&entries);
+    storage.set_hard_state(hard_state);
+    storage.set_conf_state(conf_state);
+    Ok(storage)
+}
+
+/// The hard state and the term of every entry: what recovery must give back exactly.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct LogPrint {
+    hard_state: HardState,
+    first_index: u64,
+    terms: Vec<Term>,
+}
+
+impl LogPrint {
+    fn of(wal: &Wal<SimDisk>) -> LogPrint {
+        let first_index = wal.first_index().get();
+        let terms = (first_index..=wal.last_index().get())
+            .map(|index| wal.term(LogIndex(index)).unwrap_or(Term(u64::MAX)))
+            .collect();
+        LogPrint {
+            hard_state: wal.hard_state(),
+            first_index,
+            terms,
+        }
+    }
+
+    /// The state after `task` is written on top of this one (as `Wal::write` does it).
+    fn after(&self, task: &PersistTask) -> LogPrint {
+        let mut next = self.clone();
+        if let Some(hard_state) = task.hard_state {
+            next.hard_state = hard_state;
+        }
+        let live = task
+            .entries
+            .iter()
+            .skip_while(|entry| entry.index.get() < self.first_index);
+        let mut first = true;
+        for entry in live {
+            if first {
+                next.terms
+                    .truncate((entry.index.get() - self.first_index) as usize);
+                first = false;
+            }
+            next.terms.push(entry.term);
+        }
+        next
+    }
+
+    fn last_index(&self) -> u64 {
+        self.first_index + self.terms.len() as u64 - 1
+    }
+}
+
+impl fmt::Display for LogPrint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "[last index {} ({}), term {} vote {} commit {}]",
+            self.last_index(),
+            self.terms.last().copied().unwrap_or(Term(0)),
+            self.hard_state.term,
+            self.hard_state.vote,
+            self.hard_state.commit
+        )
+    }
+}
