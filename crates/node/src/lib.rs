@@ -77,6 +77,10 @@ pub enum RequestError {
     Backpressure,
     /// Leadership is being handed over; retry shortly (at the new leader). Certainly not applied.
     TransferInProgress,
+    /// Another membership change is still in progress; retry later. Certainly not applied.
+    ConfChangePending,
+    /// The membership change does not fit the configuration in force. Certainly not applied.
+    ConfChangeRejected(String),
     /// The command is too large. Certainly not applied.
     TooLarge {
         /// Its size.
@@ -106,6 +110,10 @@ impl fmt::Display for RequestError {
             RequestError::Dropped => f.write_str("proposal dropped by a leader change"),
             RequestError::OutcomeUnknown => f.write_str("outcome unknown; retry to find out"),
             RequestError::TransferInProgress => f.write_str("leadership transfer in progress"),
+            RequestError::ConfChangePending => {
+                f.write_str("a membership change is still in progress")
+            }
+            RequestError::ConfChangeRejected(reason) => write!(f, "membership change: {reason}"),
         }
     }
 }
@@ -119,6 +127,10 @@ impl From<ProposeError> for RequestError {
             ProposeError::Backpressure => RequestError::Backpressure,
             ProposeError::TooLarge { size, limit } => RequestError::TooLarge { size, limit },
             ProposeError::TransferInProgress => RequestError::TransferInProgress,
+            ProposeError::ConfChangePending => RequestError::ConfChangePending,
+            ProposeError::ConfChangeRejected(error) => {
+                RequestError::ConfChangeRejected(error.to_string())
+            }
         }
     }
 }
@@ -156,6 +168,20 @@ pub enum Action<R> {
         term: Term,
         /// The new role and leader.
         soft_state: SoftState,
+    },
+    /// Answers a membership change proposal: the configuration it produced once applied.
+    ConfChangeReply {
+        /// The request.
+        request: RequestId,
+        /// The new configuration, or why there is none.
+        result: Result<raft::ConfState, RequestError>,
+    },
+    /// A membership change was applied: the configuration in force from `index` on.
+    ConfChanged {
+        /// The index of the change.
+        index: LogIndex,
+        /// The configuration now in force.
+        conf_state: raft::ConfState,
     },
     /// The state machine was replaced by a leader's snapshot ending at `index`.
     SnapshotInstalled {
@@ -201,7 +227,8 @@ impl std::error::Error for NodeStartError {}
 pub struct Node<M: StateMachine> {
     raw: RawNode<MemStorage>,
     state_machine: M,
-    /// Requests waiting for their entry: index -> (term, request).
+    /// Requests waiting for their entry: index -> (term, request). Application commands and
+    /// membership changes alike.
     waiting: BTreeMap<LogIndex, (Term, RequestId)>,
     /// Readies in order whose persisted messages wait for their writes (or earlier writes).
     held: VecDeque<HeldReady>,
@@ -334,6 +361,30 @@ impl<M: StateMachine> Node<M> {
             Err(raft::ReadIndexError::TransferInProgress) => out.push(Action::Reply {
                 request,
                 result: Err(RequestError::TransferInProgress),
+            }),
+        }
+    }
+
+    /// Proposes a membership change; its reply is an [`Action::ConfChangeReply`] once it is
+    /// applied (or a failure).
+    pub fn propose_conf_change(
+        &mut self,
+        request: RequestId,
+        change: &raft::ConfChange,
+        out: &mut Vec<Action<M::Response>>,
+    ) {
+        match self.raw.propose_conf_change(change) {
+            Ok((index, term)) => {
+                if let Some((_, previous)) = self.waiting.insert(index, (term, request)) {
+                    out.push(Action::Reply {
+                        request: previous,
+                        result: Err(RequestError::Dropped),
+                    });
+                }
+            }
+            Err(error) => out.push(Action::ConfChangeReply {
+                request,
+                result: Err(error.into()),
             }),
         }
     }
@@ -488,6 +539,29 @@ impl<M: StateMachine> Node<M> {
         }
     }
 
+    /// Applies a committed membership change: the core switches configuration, and the storage
+    /// records it so the next snapshot carries the configuration in force at its index.
+    fn apply_conf_change(
+        &mut self,
+        entry: &Entry,
+        out: &mut Vec<Action<M::Response>>,
+    ) -> Result<raft::ConfState, RequestError> {
+        let change = raft::ConfChange::decode(&entry.data)
+            .map_err(|error| RequestError::ConfChangeRejected(error.to_string()))?;
+        match self.raw.apply_conf_change(&change) {
+            Ok(conf_state) => {
+                self.raw.storage_mut().set_conf_state(conf_state.clone());
+                out.push(Action::ConfChanged {
+                    index: entry.index,
+                    conf_state: conf_state.clone(),
+                });
+                Ok(conf_state)
+            }
+            // Every member rejects the same entry the same way: the configuration is unchanged.
+            Err(error) => Err(RequestError::ConfChangeRejected(error.to_string())),
+        }
+    }
+
     /// Compacts the log up to the applied index: takes a state machine snapshot there and drops
     /// the entries it covers. Returns the snapshot, which the embedder must make durable (with
     /// the log's own compaction) before relying on it after a restart. Followers that need the
@@ -512,6 +586,7 @@ impl<M: StateMachine> Node<M> {
                 "entries must be applied in order without gaps"
             );
             self.applied = entry.index;
+            let mut conf_reply = None;
             let response = match entry.kind {
                 EntryKind::Normal => Some(self.state_machine.apply(
                     entry.index,
@@ -519,6 +594,10 @@ impl<M: StateMachine> Node<M> {
                     &entry.data,
                 )),
                 EntryKind::Empty => None,
+                EntryKind::ConfChange => {
+                    conf_reply = Some(self.apply_conf_change(&entry, out));
+                    None
+                }
             };
             out.push(Action::Applied {
                 index: entry.index,
@@ -531,11 +610,21 @@ impl<M: StateMachine> Node<M> {
                     break;
                 }
                 self.waiting.pop_first();
-                let result = match (&response, index == entry.index && term == entry.term) {
-                    (Some(response), true) => Ok(response.clone()),
-                    _ => Err(RequestError::Dropped),
-                };
-                out.push(Action::Reply { request, result });
+                let ours = index == entry.index && term == entry.term;
+                match (&response, &conf_reply, ours) {
+                    (Some(response), _, true) => out.push(Action::Reply {
+                        request,
+                        result: Ok(response.clone()),
+                    }),
+                    (_, Some(result), true) => out.push(Action::ConfChangeReply {
+                        request,
+                        result: result.clone(),
+                    }),
+                    _ => out.push(Action::Reply {
+                        request,
+                        result: Err(RequestError::Dropped),
+                    }),
+                }
             }
         }
     }

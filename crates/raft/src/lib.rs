@@ -34,6 +34,7 @@
 //! assert_eq!(applied[0].data.as_ref(), b"x=1");
 //! ```
 
+pub mod confchange;
 pub mod config;
 pub mod log;
 pub mod message;
@@ -45,6 +46,7 @@ pub mod storage;
 pub mod tracker;
 pub mod types;
 
+pub use confchange::{ConfChange, ConfChangeError, ConfChangeSingle, ConfChangeType};
 pub use config::{Config, ConfigError, ReadOnlyOption};
 pub use message::{AppendResponse, Message, MessageBody};
 pub use raft::{

@@ -29,6 +29,42 @@ pub fn committed_index(matches: &mut [LogIndex]) -> LogIndex {
     matches[majority(matches.len()) - 1]
 }
 
+/// The committed index of a possibly joint configuration: what both majorities hold.
+/// `match_of` gives each voter's match index. An empty half places no constraint.
+pub fn joint_committed_index(
+    incoming: &[NodeId],
+    outgoing: &[NodeId],
+    match_of: impl Fn(NodeId) -> LogIndex,
+    scratch: &mut Vec<LogIndex>,
+) -> LogIndex {
+    scratch.clear();
+    scratch.extend(incoming.iter().map(|id| match_of(*id)));
+    let incoming_index = committed_index(scratch);
+    if outgoing.is_empty() {
+        return incoming_index;
+    }
+    scratch.clear();
+    scratch.extend(outgoing.iter().map(|id| match_of(*id)));
+    incoming_index.min(committed_index(scratch))
+}
+
+/// Tallies a possibly joint election: won only if both halves are won, lost if either is lost.
+pub fn joint_vote_result(
+    incoming: &[NodeId],
+    outgoing: &[NodeId],
+    granted: impl Fn(NodeId) -> Option<bool>,
+) -> VoteResult {
+    let first = vote_result(incoming, &granted);
+    if outgoing.is_empty() {
+        return first;
+    }
+    match (first, vote_result(outgoing, &granted)) {
+        (VoteResult::Won, VoteResult::Won) => VoteResult::Won,
+        (VoteResult::Lost, _) | (_, VoteResult::Lost) => VoteResult::Lost,
+        _ => VoteResult::Pending,
+    }
+}
+
 /// Tallies votes: `granted(id)` is `Some(true)` for a grant, `Some(false)` for a rejection and
 /// `None` for no answer yet.
 pub fn vote_result(voters: &[NodeId], granted: impl Fn(NodeId) -> Option<bool>) -> VoteResult {

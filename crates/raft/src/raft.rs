@@ -3,6 +3,7 @@
 //! [`Raft`] reacts to two inputs, `tick` and `step`, and accumulates outputs (messages, log
 //! appends, hard-state changes) that [`crate::RawNode`] packages into a `Ready`.
 
+use crate::confchange::{ConfChange, ConfChangeError};
 use crate::config::Config;
 use crate::log::{AppendError, RaftLog};
 use crate::message::{AppendResponse, Message, MessageBody};
@@ -33,6 +34,10 @@ pub enum ProposeError {
     Backpressure,
     /// The leader is handing leadership to another member and takes no proposals meanwhile.
     TransferInProgress,
+    /// A membership change is still being applied; propose the next one afterwards.
+    ConfChangePending,
+    /// The membership change does not apply to the configuration in force.
+    ConfChangeRejected(ConfChangeError),
     /// The entry is larger than `Config::max_entry_bytes`.
     TooLarge {
         /// The proposal's size.
@@ -51,6 +56,10 @@ impl fmt::Display for ProposeError {
             ProposeError::NotLeader { .. } => f.write_str("not the leader; no leader is known"),
             ProposeError::Backpressure => f.write_str("too many uncommitted proposals"),
             ProposeError::TransferInProgress => f.write_str("leadership transfer in progress"),
+            ProposeError::ConfChangePending => {
+                f.write_str("a membership change is still in progress")
+            }
+            ProposeError::ConfChangeRejected(error) => write!(f, "membership change: {error}"),
             ProposeError::TooLarge { size, limit } => {
                 write!(f, "proposal of {size} bytes exceeds the limit of {limit}")
             }
@@ -145,6 +154,10 @@ pub struct Raft<S: Storage> {
     pending_broadcast: bool,
     dropped: [u64; DropReason::ALL.len()],
     elections_started: u64,
+    /// On a leader: the index of the last configuration change it appended. Another is refused
+    /// until this one is applied. Set to the leader's first entry on election, so a new leader
+    /// changes nothing before it has committed and applied an entry of its own term.
+    pending_conf_index: LogIndex,
     /// Scratch buffer for commit computation (no allocation per acknowledgement).
     match_scratch: Vec<LogIndex>,
     faults: Faults,
@@ -155,6 +168,7 @@ pub struct Raft<S: Storage> {
     reads: ReadOnly,
     snapshots_sent: u64,
     snapshots_installed: u64,
+    conf_changes_applied: u64,
     /// Ticks since this node started: under lease-based reads it grants no vote during its first
     /// election timeout, as it may have acknowledged a lease just before it restarted.
     ticks_since_start: u64,
@@ -296,10 +310,12 @@ impl<S: Storage> Raft<S> {
             faults: Faults::default(),
             lead_transferee: NodeId::NONE,
             transfer_elapsed: 0,
+            pending_conf_index: LogIndex::ZERO,
             reads: ReadOnly::default(),
             ticks_since_start: 0,
             snapshots_sent: 0,
             snapshots_installed: 0,
+            conf_changes_applied: 0,
         };
         raft.rebuild_progress();
         raft.become_follower(raft.term, NodeId::NONE);
@@ -316,17 +332,74 @@ impl<S: Storage> Raft<S> {
         self.faults
     }
 
+    /// Makes the progress records match the configuration: members that stay keep what the
+    /// leader knows of them, new members start probing from the end of the log.
     fn rebuild_progress(&mut self) {
         let next = self.log.last_index().next();
         let max_inflight = self.config.max_inflight_msgs;
-        let mut progress = Vec::with_capacity(self.conf.voters.len() + self.conf.learners.len());
-        for &id in &self.conf.voters {
-            progress.push(Progress::new(id, next, max_inflight, true));
-        }
-        for &id in &self.conf.learners {
-            progress.push(Progress::new(id, next, max_inflight, false));
+        let members = self.conf.members();
+        let mut old = std::mem::take(&mut self.progress);
+        let mut progress = Vec::with_capacity(members.len());
+        for id in members {
+            let is_voter = self.conf.is_voter(id);
+            let mut record = match old.iter().position(|p| p.id == id) {
+                Some(position) => old.swap_remove(position),
+                None => {
+                    let mut fresh = Progress::new(id, next, max_inflight, is_voter);
+                    // A new member has not had a chance to answer yet; do not count it as a
+                    // failure in the next CheckQuorum round.
+                    fresh.recent_active = true;
+                    if id == self.id {
+                        fresh.match_index = self.log.stable_last_index();
+                    }
+                    fresh
+                }
+            };
+            record.is_voter = is_voter;
+            progress.push(record);
         }
         self.progress = progress;
+    }
+
+    /// Whether a quorum of the (possibly joint) configuration satisfies `holds`.
+    fn quorum_holds(&self, holds: impl Fn(&Progress) -> bool) -> bool {
+        let half = |voters: &[NodeId]| {
+            if voters.is_empty() {
+                return true;
+            }
+            let count = voters
+                .iter()
+                .filter(|id| {
+                    self.progress
+                        .iter()
+                        .find(|progress| progress.id == **id)
+                        .is_some_and(&holds)
+                })
+                .count();
+            count >= quorum::majority(voters.len())
+        };
+        half(&self.conf.voters) && half(&self.conf.voters_outgoing)
+    }
+
+    /// The largest value a quorum of the (possibly joint) configuration has reached.
+    fn quorum_min(&self, value: impl Fn(&Progress) -> u64) -> u64 {
+        let half = |voters: &[NodeId]| {
+            if voters.is_empty() {
+                return u64::MAX;
+            }
+            let mut values: Vec<u64> = voters
+                .iter()
+                .map(|id| {
+                    self.progress
+                        .iter()
+                        .find(|progress| progress.id == *id)
+                        .map_or(0, &value)
+                })
+                .collect();
+            values.sort_unstable_by(|a, b| b.cmp(a));
+            values[quorum::majority(values.len()) - 1]
+        };
+        half(&self.conf.voters).min(half(&self.conf.voters_outgoing))
     }
 
     /// The current term.
@@ -397,7 +470,7 @@ impl<S: Storage> Raft<S> {
     }
 
     fn is_voter(&self, id: NodeId) -> bool {
-        self.conf.voters.contains(&id)
+        self.conf.is_voter(id)
     }
 
     fn is_member(&self, id: NodeId) -> bool {
@@ -507,6 +580,7 @@ impl<S: Storage> Raft<S> {
             kind: EntryKind::Empty,
             data: Bytes::new(),
         }]);
+        self.pending_conf_index = index;
         self.pending_broadcast = true;
     }
 
@@ -549,10 +623,9 @@ impl<S: Storage> Raft<S> {
         let last_log_term = self.log.last_term();
         let voters: Vec<NodeId> = self
             .conf
-            .voters
-            .iter()
-            .copied()
-            .filter(|id| *id != self.id)
+            .members()
+            .into_iter()
+            .filter(|id| *id != self.id && self.conf.is_voter(*id))
             .collect();
         for voter in voters {
             self.send(
@@ -577,12 +650,13 @@ impl<S: Storage> Raft<S> {
     /// Acts on the tally; returns true if the election was decided.
     fn poll_votes(&mut self, pre_vote: bool) -> bool {
         let votes = &self.votes;
-        let result = quorum::vote_result(&self.conf.voters, |id| {
-            votes
-                .iter()
-                .find(|(voter, _)| *voter == id)
-                .map(|(_, granted)| *granted)
-        });
+        let result =
+            quorum::joint_vote_result(&self.conf.voters, &self.conf.voters_outgoing, |id| {
+                votes
+                    .iter()
+                    .find(|(voter, _)| *voter == id)
+                    .map(|(_, granted)| *granted)
+            });
         match result {
             VoteResult::Won if pre_vote => {
                 self.become_candidate();
@@ -644,13 +718,7 @@ impl<S: Storage> Raft<S> {
             self.election_elapsed = 0;
             if self.config.check_quorum {
                 let id = self.id;
-                let active = self
-                    .progress
-                    .iter()
-                    .filter(|progress| progress.is_voter)
-                    .filter(|progress| progress.recent_active || progress.id == id)
-                    .count();
-                if active < quorum::majority(self.conf.voters.len()) {
+                if !self.quorum_holds(|progress| progress.recent_active || progress.id == id) {
                     // We may be on the minority side of a partition: stop taking proposals
                     // that cannot commit, and let the majority elect someone.
                     self.become_follower(self.term, NodeId::NONE);
@@ -692,6 +760,78 @@ impl<S: Storage> Raft<S> {
 
     /// Proposes an application command. On the leader, returns where it will be in the log.
     pub fn propose(&mut self, data: Bytes) -> Result<(LogIndex, Term), ProposeError> {
+        self.propose_entry(EntryKind::Normal, data)
+    }
+
+    /// Proposes a membership change. One at a time: refused while an earlier one is not applied
+    /// (or, for a new leader, before its own first entry is applied), and "leave joint" only in a
+    /// joint configuration, anything else only outside one.
+    pub fn propose_conf_change(
+        &mut self,
+        change: &ConfChange,
+    ) -> Result<(LogIndex, Term), ProposeError> {
+        if self.role != Role::Leader {
+            return Err(ProposeError::NotLeader {
+                leader_hint: self.leader,
+            });
+        }
+        if self.pending_conf_index > self.log.applied() {
+            return Err(ProposeError::ConfChangePending);
+        }
+        if change.is_leave_joint() != self.conf.is_joint() {
+            return Err(ProposeError::ConfChangeRejected(if self.conf.is_joint() {
+                ConfChangeError::AlreadyJoint
+            } else {
+                ConfChangeError::NotJoint
+            }));
+        }
+        crate::confchange::apply(&self.conf, change).map_err(ProposeError::ConfChangeRejected)?;
+        let position = self.propose_entry(EntryKind::ConfChange, change.encode())?;
+        self.pending_conf_index = position.0;
+        Ok(position)
+    }
+
+    /// Switches to the configuration that `change` produces; the embedder calls this when it
+    /// applies a committed `ConfChange` entry (in log order). A leader no longer among the voters
+    /// steps down; a leader entering a joint configuration proposes leaving it.
+    pub fn apply_conf_change(&mut self, change: &ConfChange) -> Result<ConfState, ConfChangeError> {
+        let next = crate::confchange::apply(&self.conf, change)?;
+        self.conf = next.clone();
+        self.rebuild_progress();
+        self.conf_changes_applied += 1;
+        if self.lead_transferee.is_some() && !self.conf.is_voter(self.lead_transferee) {
+            self.lead_transferee = NodeId::NONE;
+        }
+        if self.role == Role::Leader {
+            if !self.conf.is_voter(self.id) {
+                // Removed (or demoted): hand over by stepping down; the rest elect a leader.
+                self.become_follower(self.term, NodeId::NONE);
+                return Ok(next);
+            }
+            // The quorum changed: the commit index may move, and new members need the log.
+            self.maybe_commit();
+            self.advance_reads();
+            self.pending_broadcast = true;
+            if self.conf.auto_leave {
+                // Safe to propose now: the entry that entered the joint configuration is applied.
+                let _ = self.propose_conf_change(&ConfChange::leave_joint());
+            }
+        } else if !self.conf.is_voter(self.id) && self.role != Role::Follower {
+            self.become_follower(self.term, NodeId::NONE);
+        }
+        Ok(next)
+    }
+
+    /// How many configuration changes this node applied.
+    pub fn conf_changes_applied(&self) -> u64 {
+        self.conf_changes_applied
+    }
+
+    fn propose_entry(
+        &mut self,
+        kind: EntryKind,
+        data: Bytes,
+    ) -> Result<(LogIndex, Term), ProposeError> {
         if self.role != Role::Leader {
             return Err(ProposeError::NotLeader {
                 leader_hint: self.leader,
@@ -703,7 +843,7 @@ impl<S: Storage> Raft<S> {
         let entry = Entry {
             term: self.term,
             index: self.log.last_index().next(),
-            kind: EntryKind::Normal,
+            kind,
             data,
         };
         let size = entry.size_bytes();
@@ -793,7 +933,7 @@ impl<S: Storage> Raft<S> {
             return;
         }
         let index = self.log.committed();
-        let alone = self.conf.voters.len() == 1 && self.is_voter(self.id);
+        let alone = self.conf.voters == [self.id] && !self.conf.is_joint();
         if alone || self.lease_is_valid() {
             self.answer_read(context, from, Some(index));
             return;
@@ -838,24 +978,14 @@ impl<S: Storage> Raft<S> {
     fn advance_reads(&mut self) {
         let id = self.id;
         let round = self.reads.round;
-        let mut acked: Vec<u64> = self
-            .progress
-            .iter()
-            .filter(|progress| progress.is_voter)
-            .map(|progress| {
-                if progress.id == id {
-                    round
-                } else {
-                    progress.acked_round
-                }
-            })
-            .collect();
-        if acked.is_empty() {
-            return;
-        }
-        acked.sort_unstable_by(|a, b| b.cmp(a));
-        let quorum_round = acked[quorum::majority(acked.len()) - 1];
-        if quorum_round <= self.reads.quorum_round {
+        let quorum_round = self.quorum_min(|progress| {
+            if progress.id == id {
+                round
+            } else {
+                progress.acked_round
+            }
+        });
+        if quorum_round == u64::MAX || quorum_round <= self.reads.quorum_round {
             return;
         }
         self.reads.quorum_round = quorum_round;
@@ -1090,7 +1220,21 @@ impl<S: Storage> Raft<S> {
             self.count_drop(DropReason::WrongRecipient);
             return;
         }
-        if !self.is_member(message.from) || message.from == self.id {
+        // Leaders' messages are accepted from anyone: a member that has just joined (or has not
+        // yet applied the change that added the leader) does not know every member yet, and terms
+        // keep stale leaders harmless. Everything else from outside the configuration, votes
+        // above all, is ignored, so removed members cannot disrupt the cluster.
+        let from_a_leader = matches!(
+            message.body,
+            MessageBody::AppendEntries { .. }
+                | MessageBody::Heartbeat { .. }
+                | MessageBody::InstallSnapshot { .. }
+                | MessageBody::TimeoutNow
+        );
+        if message.from == self.id
+            || !message.from.is_some()
+            || (!from_a_leader && !self.is_member(message.from))
+        {
             self.count_drop(DropReason::UnknownSender);
             return;
         }
@@ -1540,14 +1684,18 @@ impl<S: Storage> Raft<S> {
     /// Advances the commit index to what a majority holds, but only through an entry of the
     /// current term (Raft §5.4.2, Figure 8). Returns whether it moved.
     fn maybe_commit(&mut self) -> bool {
-        self.match_scratch.clear();
-        self.match_scratch.extend(
-            self.progress
-                .iter()
-                .filter(|progress| progress.is_voter)
-                .map(|progress| progress.match_index),
+        let progress = &self.progress;
+        let candidate = quorum::joint_committed_index(
+            &self.conf.voters,
+            &self.conf.voters_outgoing,
+            |id| {
+                progress
+                    .iter()
+                    .find(|p| p.id == id)
+                    .map_or(LogIndex::ZERO, |p| p.match_index)
+            },
+            &mut self.match_scratch,
         );
-        let candidate = quorum::committed_index(&mut self.match_scratch);
         if candidate <= self.log.committed() {
             return false;
         }

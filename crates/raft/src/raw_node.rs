@@ -129,6 +129,33 @@ impl<S: Storage> RawNode<S> {
         result
     }
 
+    /// Proposes a membership change (see [`crate::confchange`]): one at a time, and not before a
+    /// new leader has applied its first entry.
+    pub fn propose_conf_change(
+        &mut self,
+        change: &crate::confchange::ConfChange,
+    ) -> Result<(LogIndex, Term), ProposeError> {
+        let result = self.raft.propose_conf_change(change);
+        self.debug_check();
+        result
+    }
+
+    /// Switches configuration; call it when applying a committed `ConfChange` entry, in log
+    /// order. Returns the configuration now in force.
+    pub fn apply_conf_change(
+        &mut self,
+        change: &crate::confchange::ConfChange,
+    ) -> Result<ConfState, crate::confchange::ConfChangeError> {
+        let result = self.raft.apply_conf_change(change);
+        self.debug_check();
+        result
+    }
+
+    /// How many membership changes this node applied.
+    pub fn conf_changes_applied(&self) -> u64 {
+        self.raft.conf_changes_applied()
+    }
+
     /// Starts a linearizable read (ReadIndex, dissertation §6.4). `context` identifies it and must
     /// be unique among reads in flight; the answer arrives as a [`ReadState`] in a later Ready.
     /// Many reads share one heartbeat round.

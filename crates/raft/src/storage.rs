@@ -32,8 +32,8 @@ impl std::error::Error for StorageError {}
 /// Contract: everything returned is durable. `term(first_index() - 1)` answers the term of the
 /// snapshot (or `Term(0)` for index 0), so the consistency check works right after a compaction.
 pub trait Storage {
-    /// The durable hard state and the configuration in force at the last durable entry, read once
-    /// when the node starts.
+    /// The durable hard state and the configuration in force at the snapshot (the node replays
+    /// later membership changes as it applies the log), read once when the node starts.
     fn initial_state(&self) -> Result<(HardState, ConfState), StorageError>;
 
     /// Entries in `[low, high)`, stopping early once `max_bytes` would be exceeded (but always
@@ -87,6 +87,44 @@ impl MemStorage {
         }
     }
 
+    /// The first members of a new cluster, written into the log as its first entry (a committed
+    /// membership change at index 1, term 1), the way etcd bootstraps. Every founding member
+    /// starts from the same log, so members added later learn the founding configuration by
+    /// replaying the log, like every change after it. The configuration takes effect when the
+    /// node applies entry 1, in its first Ready.
+    pub fn bootstrap(founders: &ConfState) -> MemStorage {
+        let change =
+            crate::confchange::ConfChange {
+                changes: founders
+                    .voters
+                    .iter()
+                    .map(|&node| crate::confchange::ConfChangeSingle {
+                        change: crate::confchange::ConfChangeType::AddVoter,
+                        node,
+                    })
+                    .chain(founders.learners.iter().map(|&node| {
+                        crate::confchange::ConfChangeSingle {
+                            change: crate::confchange::ConfChangeType::AddLearner,
+                            node,
+                        }
+                    }))
+                    .collect(),
+            };
+        let mut storage = MemStorage::default();
+        storage.append(&[Entry {
+            term: Term(1),
+            index: LogIndex(1),
+            kind: crate::types::EntryKind::ConfChange,
+            data: change.encode(),
+        }]);
+        storage.set_hard_state(HardState {
+            term: Term(1),
+            vote: crate::types::NodeId::NONE,
+            commit: LogIndex(1),
+        });
+        storage
+    }
+
     /// The hard state last written.
     pub fn hard_state(&self) -> HardState {
         self.hard_state
@@ -97,7 +135,8 @@ impl MemStorage {
         self.hard_state = hard_state;
     }
 
-    /// Records the configuration in force.
+    /// Records the configuration in force at the applied index, which the next `compact` stamps
+    /// into its snapshot.
     pub fn set_conf_state(&mut self, conf_state: ConfState) {
         self.conf_state = conf_state;
     }
@@ -180,7 +219,9 @@ impl MemStorage {
 
 impl Storage for MemStorage {
     fn initial_state(&self) -> Result<(HardState, ConfState), StorageError> {
-        Ok((self.hard_state, self.conf_state.clone()))
+        // The configuration at the snapshot: a restarted node replays the membership changes
+        // after it as it applies the log again.
+        Ok((self.hard_state, self.snapshot.metadata.conf_state.clone()))
     }
 
     fn entries(

@@ -98,6 +98,9 @@ pub enum EntryKind {
     Normal,
     /// A leader's no-op, appended when it takes office. Carries no data.
     Empty,
+    /// A membership change ([`crate::confchange::ConfChange`], encoded); takes effect when
+    /// applied.
+    ConfChange,
 }
 
 /// One entry of the replicated log.
@@ -149,10 +152,18 @@ impl HardState {
 /// receive the log.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ConfState {
-    /// Members that vote and count toward quorums. Kept sorted and free of duplicates.
+    /// Members that vote and count toward quorums (the incoming voters of a joint
+    /// configuration). Kept sorted and free of duplicates.
     pub voters: Vec<NodeId>,
     /// Members that receive the log but never vote or count toward quorums.
     pub learners: Vec<NodeId>,
+    /// In a joint configuration: the outgoing voters, whose majority is needed too. Empty
+    /// otherwise.
+    pub voters_outgoing: Vec<NodeId>,
+    /// In a joint configuration: outgoing voters that become learners when it is left.
+    pub learners_next: Vec<NodeId>,
+    /// Whether the leader leaves the joint configuration by itself once it is applied.
+    pub auto_leave: bool,
 }
 
 impl ConfState {
@@ -163,13 +174,38 @@ impl ConfState {
         voters.dedup();
         ConfState {
             voters,
-            learners: Vec::new(),
+            ..Default::default()
         }
     }
 
-    /// Whether `id` is a voter or learner of this configuration.
+    /// Whether `id` is a voter (incoming or outgoing) or learner of this configuration.
     pub fn contains(&self, id: NodeId) -> bool {
-        self.voters.contains(&id) || self.learners.contains(&id)
+        self.is_voter(id) || self.learners.contains(&id) || self.learners_next.contains(&id)
+    }
+
+    /// Whether `id` votes (in either half of a joint configuration).
+    pub fn is_voter(&self, id: NodeId) -> bool {
+        self.voters.contains(&id) || self.voters_outgoing.contains(&id)
+    }
+
+    /// Whether a joint configuration is in force.
+    pub fn is_joint(&self) -> bool {
+        !self.voters_outgoing.is_empty()
+    }
+
+    /// Every member, each once, sorted.
+    pub fn members(&self) -> Vec<NodeId> {
+        let mut all: Vec<NodeId> = self
+            .voters
+            .iter()
+            .chain(&self.voters_outgoing)
+            .chain(&self.learners)
+            .chain(&self.learners_next)
+            .copied()
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        all
     }
 }
 

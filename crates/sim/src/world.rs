@@ -608,6 +608,13 @@ impl Sim {
                     self.stats.elections += 1;
                 }
             }
+            Action::ConfChangeReply { .. } => {}
+            Action::ConfChanged { index: at, conf_state } => {
+                self.trace(format_args!(
+                    "n{} applies a membership change at {at}: {conf_state:?}",
+                    index + 1
+                ));
+            }
             Action::SnapshotInstalled { index: at } => {
                 self.stats.snapshots_installed += 1;
                 self.trace(format_args!("n{} installs a snapshot at {at}", index + 1));
@@ -883,7 +890,11 @@ impl Sim {
             ) => {
                 self.schedule(CLIENT_BACKOFF_US, Event::ClientRetry { client, attempt });
             }
-            Err(error @ RequestError::TooLarge { .. }) => {
+            Err(
+                error @ (RequestError::TooLarge { .. }
+                | RequestError::ConfChangePending
+                | RequestError::ConfChangeRejected(_)),
+            ) => {
                 self.checker
                     .fail("client-error", format!("unexpected error: {error}"));
             }

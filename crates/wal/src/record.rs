@@ -63,6 +63,7 @@ fn kind_tag(kind: EntryKind) -> u8 {
     match kind {
         EntryKind::Normal => 1,
         EntryKind::Empty => 2,
+        EntryKind::ConfChange => 3,
     }
 }
 
@@ -70,6 +71,7 @@ fn kind_from_tag(tag: u8) -> Result<EntryKind, String> {
     match tag {
         1 => Ok(EntryKind::Normal),
         2 => Ok(EntryKind::Empty),
+        3 => Ok(EntryKind::ConfChange),
         other => Err(format!(
             "unknown entry kind tag {other} (written by a newer version, or corrupted)"
         )),
@@ -388,6 +390,16 @@ pub(crate) fn put_conf_state(out: &mut RecordBuilder, conf: &ConfState) {
     for id in &conf.learners {
         out.u64(id.get());
     }
+    // The joint-configuration part (membership changes in progress).
+    out.u32(conf.voters_outgoing.len() as u32);
+    for id in &conf.voters_outgoing {
+        out.u64(id.get());
+    }
+    out.u32(conf.learners_next.len() as u32);
+    for id in &conf.learners_next {
+        out.u64(id.get());
+    }
+    out.u32(u32::from(conf.auto_leave));
 }
 
 pub(crate) fn get_conf_state(input: &mut Reader<'_>) -> Result<ConfState, String> {
@@ -400,6 +412,19 @@ pub(crate) fn get_conf_state(input: &mut Reader<'_>) -> Result<ConfState, String
     for _ in 0..learners {
         conf.learners.push(NodeId(input.u64()?));
     }
+    let outgoing = input.count(8)?;
+    for _ in 0..outgoing {
+        conf.voters_outgoing.push(NodeId(input.u64()?));
+    }
+    let learners_next = input.count(8)?;
+    for _ in 0..learners_next {
+        conf.learners_next.push(NodeId(input.u64()?));
+    }
+    conf.auto_leave = match input.u32()? {
+        0 => false,
+        1 => true,
+        other => return Err(format!("bad auto-leave flag {other}")),
+    };
     Ok(conf)
 }
 

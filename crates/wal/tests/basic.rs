@@ -192,9 +192,13 @@ fn leader_snapshot_replaces_a_conflicting_log_and_keeps_its_configuration() {
     let options = small_options(1 << 20);
     let mut wal = create_sim(&disk, &options);
     wal.append(&entries(1, 10, 1, 0, 10)).unwrap();
+    // A joint configuration, so every part of it must survive the round trip.
     let new_conf = ConfState {
         voters: vec![NodeId(1), NodeId(4)],
         learners: vec![NodeId(5)],
+        voters_outgoing: vec![NodeId(1), NodeId(2), NodeId(3)],
+        learners_next: vec![NodeId(3)],
+        auto_leave: true,
     };
     // Index 8 is held, but with term 1, not 3: the whole log goes.
     wal.save_snapshot(&snapshot(8, 3, new_conf.clone(), b"leader"))

@@ -38,6 +38,7 @@ fn sample(dir: &std::path::Path) -> u64 {
     let conf_state = ConfState {
         voters: vec![NodeId(1), NodeId(2), NodeId(3)],
         learners: vec![NodeId(7)],
+        ..Default::default()
     };
     let before = wal.segments().last().unwrap().clone();
     wal.save_snapshot(&snapshot(40, 2, conf_state, b"snapshot data"))

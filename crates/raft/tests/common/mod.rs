@@ -302,6 +302,21 @@ impl Cluster {
         Cluster::with_logs(n, tweak, |_| (Vec::new(), HardState::default()))
     }
 
+    /// A brand-new cluster of members `1..=n` bootstrapped the way a real cluster is: the founding
+    /// configuration is entry 1 of every log, so members added later learn it by replication.
+    pub fn bootstrapped(n: u64, tweak: impl Fn(&mut Config)) -> Cluster {
+        let mut cluster = Cluster::new(n, &tweak);
+        let founders = raft::ConfState::with_voters((1..=n).map(NodeId));
+        for node in 1..=n {
+            let member = cluster.members.get_mut(&NodeId(node)).expect("member");
+            let storage = MemStorage::bootstrap(&founders);
+            member.node = RawNode::new(&member.config, storage).expect("valid node");
+        }
+        // Apply entry 1 everywhere: the configuration takes effect.
+        cluster.deliver_all();
+        cluster
+    }
+
     /// A cluster of members `1..=n` whose storages start from the log and hard state that
     /// `state(id)` returns (to build a situation by hand).
     pub fn with_logs(
@@ -426,6 +441,25 @@ impl Cluster {
     /// Starts an election on `node` now.
     pub fn campaign(&mut self, node: u64) {
         self.node_mut(node).campaign();
+    }
+
+    /// Adds a brand-new member `node` that knows nothing yet (empty configuration and log), as a
+    /// new server joins before the leader adds it. It only starts to matter once a membership
+    /// change names it.
+    pub fn add_member(&mut self, node: u64, tweak: impl Fn(&mut Config)) {
+        let mut config = config(node);
+        tweak(&mut config);
+        let raw = RawNode::new(&config, MemStorage::default()).expect("valid node");
+        self.members.insert(
+            NodeId(node),
+            Member {
+                config,
+                node: raw,
+                applied: Vec::new(),
+                up: true,
+                pending_writes: VecDeque::new(),
+            },
+        );
     }
 
     /// Makes `node` campaign and delivers until quiet; asserts that it won.
@@ -720,7 +754,16 @@ impl Cluster {
             // 2. Write, then acknowledge.
             write_ready(&mut member.node, &ready);
             member.node.on_persisted(ready.number);
-            // 3. Send what needed the write. 4. Apply.
+            // 3. Send what needed the write. 4. Apply (membership changes switch the
+            // configuration, as an embedder does when it applies them).
+            for entry in &ready.committed_entries {
+                if entry.kind == raft::EntryKind::ConfChange {
+                    let change = raft::ConfChange::decode(&entry.data).expect("valid change");
+                    if let Ok(conf) = member.node.apply_conf_change(&change) {
+                        member.node.storage_mut().set_conf_state(conf);
+                    }
+                }
+            }
             member
                 .applied
                 .extend(ready.committed_entries.iter().cloned());
