@@ -225,6 +225,8 @@ pub struct Sim {
     checker: Checker,
     /// `cut[from][to]`: messages on this directed link are dropped.
     cut: Vec<Vec<bool>>,
+    /// `link_clear_at[from][to]`: when the last in-order message on the link arrives.
+    link_clear_at: Vec<Vec<u64>>,
     loss_permille: u64,
     duplicate_permille: u64,
     delay_us: (u64, u64),
@@ -295,6 +297,7 @@ impl Sim {
             history: Vec::new(),
             checker: Checker::default(),
             cut: vec![vec![false; n]; n],
+            link_clear_at: vec![vec![0; n]; n],
             loss_permille,
             duplicate_permille,
             delay_us: (100, 2_000),
@@ -609,7 +612,10 @@ impl Sim {
                 }
             }
             Action::ConfChangeReply { .. } => {}
-            Action::ConfChanged { index: at, conf_state } => {
+            Action::ConfChanged {
+                index: at,
+                conf_state,
+            } => {
                 self.trace(format_args!(
                     "n{} applies a membership change at {at}: {conf_state:?}",
                     index + 1
@@ -652,7 +658,7 @@ impl Sim {
                 1
             };
         for _ in 1..copies {
-            let delay = self.message_delay();
+            let delay = self.message_delay(from, to);
             self.schedule(
                 delay,
                 Event::Deliver {
@@ -661,16 +667,20 @@ impl Sim {
                 },
             );
         }
-        let delay = self.message_delay();
+        let delay = self.message_delay(from, to);
         self.schedule(delay, Event::Deliver { to, message });
     }
 
-    fn message_delay(&mut self) -> u64 {
-        let mut delay = self.rng.range(self.delay_us.0, self.delay_us.1);
+    /// How long a message from `from` to `to` takes. Links deliver in order, as the TCP streams
+    /// of the real transport do, except when the `reorder` fault lets a message fall behind.
+    fn message_delay(&mut self, from: usize, to: usize) -> u64 {
+        let delay = self.rng.range(self.delay_us.0, self.delay_us.1);
         if self.reorder_permille > 0 && self.rng.below(1000) < self.reorder_permille {
-            delay += self.rng.range(1_000, 40_000);
+            return delay + self.rng.range(1_000, 40_000);
         }
-        delay
+        let at = (self.now + delay).max(self.link_clear_at[from][to]);
+        self.link_clear_at[from][to] = at;
+        at - self.now
     }
 
     /// Writes a persist task through the node's WAL (one record, one sync).
