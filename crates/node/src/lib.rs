@@ -569,7 +569,12 @@ impl<M: StateMachine> Node<M> {
     pub fn compact(&mut self) -> Option<raft::Snapshot> {
         let applied = self.applied;
         let storage = self.raw.storage();
-        if applied < raft::Storage::first_index(storage) {
+        // Nothing new to compact, or the state machine runs ahead of the storage because a
+        // leader's snapshot is still being written: try again later.
+        if applied < raft::Storage::first_index(storage)
+            || applied > raft::Storage::last_index(storage)
+            || self.raw.has_pending_snapshot()
+        {
             return None;
         }
         let data = self.state_machine.snapshot();

@@ -191,8 +191,18 @@ impl<S: Storage> RaftLog<S> {
 
     /// The term of the last entry.
     pub fn last_term(&self) -> Term {
-        self.term(self.last_index())
-            .expect("the last index always has a known term")
+        self.term(self.last_index()).unwrap_or_else(|error| {
+            panic!(
+                "the last index {} has no known term ({error}): unstable offset {} len {} \
+                 snapshot {:?} storage {}..={}",
+                self.last_index(),
+                self.unstable.offset,
+                self.unstable.entries.len(),
+                self.unstable.snapshot.as_ref().map(|s| s.metadata.index),
+                self.storage.first_index(),
+                self.storage.last_index()
+            )
+        })
     }
 
     /// Whether the log holds an entry at `index` with `term`.
@@ -365,6 +375,12 @@ impl<S: Storage> RaftLog<S> {
         self.unstable.snapshot_in_progress = true;
         self.applied = self.applied.max(snapshot.metadata.index);
         Some(snapshot)
+    }
+
+    /// Whether a received snapshot is not yet durable (the storage may still hold the old log it
+    /// replaces, which must not be compacted or read).
+    pub fn has_pending_snapshot(&self) -> bool {
+        self.unstable.snapshot.is_some()
     }
 
     /// Whether a received snapshot waits to be handed out.

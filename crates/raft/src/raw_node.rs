@@ -274,6 +274,12 @@ impl<S: Storage> RawNode<S> {
         (self.raft.snapshots_sent(), self.raft.snapshots_installed())
     }
 
+    /// Whether a leader's snapshot is being installed (handed out, not yet durable). The storage
+    /// still holds the log it replaces: no compaction until it is done.
+    pub fn has_pending_snapshot(&self) -> bool {
+        self.raft.log.has_pending_snapshot()
+    }
+
     /// The applied index as the core sees it (entries and snapshots handed out).
     pub fn applied(&self) -> LogIndex {
         self.raft.log.applied()

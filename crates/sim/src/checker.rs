@@ -137,12 +137,12 @@ impl Checker {
     /// its entries in that range. Committed entries must agree with every earlier commit, and a
     /// newly committed entry must be durable on a majority of `disks` (what each node's WAL
     /// holds, or for a crashed node, what its WAL recovered).
-    pub fn observe_commit<S: Storage>(
+    pub fn observe_commit<S: Storage + ?Sized>(
         &mut self,
         id: NodeId,
         entries: &[Entry],
-        disks: &[&S],
-        voters: usize,
+        disks: &[(NodeId, &S)],
+        confs: &[&raft::ConfState],
     ) {
         for entry in entries {
             let print = EntryPrint::of(entry);
@@ -167,15 +167,32 @@ impl Checker {
                 );
                 return;
             }
-            let durable = disks
-                .iter()
-                .filter(|disk| disk.term(entry.index).ok() == Some(entry.term))
-                .count();
-            if durable < voters / 2 + 1 {
+            // A majority of the voters in force (of both halves of a joint configuration) must
+            // hold the entry durably. Configurations switch when applied, so during one event
+            // the committing leader may have used the one before or the one after it applied a
+            // change: one of them must have its quorum.
+            let holds = |voter: &NodeId| {
+                disks
+                    .iter()
+                    .find(|(disk_id, _)| disk_id == voter)
+                    .is_some_and(|(_, disk)| disk.term(entry.index).ok() == Some(entry.term))
+            };
+            let quorum_holds = |conf: &raft::ConfState| {
+                [&conf.voters, &conf.voters_outgoing].iter().all(|half| {
+                    half.is_empty()
+                        || half.iter().filter(|voter| holds(voter)).count() > half.len() / 2
+                })
+            };
+            if !confs.iter().any(|conf| quorum_holds(conf)) {
+                let holders: Vec<NodeId> = disks
+                    .iter()
+                    .map(|(disk_id, _)| *disk_id)
+                    .filter(holds)
+                    .collect();
                 self.violate(
                     "durable-quorum",
                     format!(
-                        "{id} committed {} ({}) but only {durable} of {voters} disks hold it",
+                        "{id} committed {} ({}) but only {holders:?} hold it; configurations {confs:?}",
                         entry.index, entry.term
                     ),
                 );
@@ -203,8 +220,15 @@ impl Checker {
     }
 
     /// A new leader must hold every committed entry (Leader Completeness).
-    pub fn observe_new_leader(&mut self, id: NodeId, term_at: impl Fn(LogIndex) -> Option<Term>) {
-        for slot in 0..self.committed.len() {
+    /// Entries before `first_index` are compacted into the leader's snapshot, which holds them.
+    pub fn observe_new_leader(
+        &mut self,
+        id: NodeId,
+        first_index: LogIndex,
+        term_at: impl Fn(LogIndex) -> Option<Term>,
+    ) {
+        let first_slot = (first_index.get().saturating_sub(1)) as usize;
+        for slot in first_slot..self.committed.len() {
             let index = LogIndex(slot as u64 + 1);
             let expected = self.committed[slot].term;
             if term_at(index) != Some(expected) {
@@ -260,22 +284,29 @@ impl Checker {
 
     /// Log Matching across two nodes: if they hold an entry with the same index and term, all
     /// earlier entries are identical.
-    pub fn check_log_matching(&mut self, logs: &[(NodeId, Vec<EntryPrint>)]) {
-        for (a, (id_a, log_a)) in logs.iter().enumerate() {
-            for (id_b, log_b) in &logs[a + 1..] {
-                let common = log_a.len().min(log_b.len());
-                // Find the highest index where the terms agree; everything before must be equal.
-                let Some(top) = (0..common).rev().find(|&i| log_a[i].term == log_b[i].term) else {
+    /// Each log is given with the index of its first entry (compacted logs start later).
+    pub fn check_log_matching(&mut self, logs: &[(NodeId, u64, Vec<EntryPrint>)]) {
+        for (a, (id_a, first_a, log_a)) in logs.iter().enumerate() {
+            for (id_b, first_b, log_b) in &logs[a + 1..] {
+                let low = (*first_a).max(*first_b);
+                let high = (first_a + log_a.len() as u64).min(first_b + log_b.len() as u64);
+                let at =
+                    |log: &Vec<EntryPrint>, first: u64, index: u64| log[(index - first) as usize];
+                // The highest index where the terms agree; everything before must be equal.
+                let Some(top) = (low..high)
+                    .rev()
+                    .find(|&i| at(log_a, *first_a, i).term == at(log_b, *first_b, i).term)
+                else {
                     continue;
                 };
-                if let Some(i) = (0..=top).find(|&i| log_a[i] != log_b[i]) {
+                if let Some(i) =
+                    (low..=top).find(|&i| at(log_a, *first_a, i) != at(log_b, *first_b, i))
+                {
                     self.violate(
                         "log-matching",
                         format!(
-                            "{id_a} and {id_b} agree on entry {} ({}) but differ at {}",
-                            top + 1,
-                            log_a[top].term,
-                            i + 1
+                            "{id_a} and {id_b} agree on entry {top} ({}) but differ at {i}",
+                            at(log_a, *first_a, top).term,
                         ),
                     );
                     return;

@@ -84,6 +84,8 @@ struct Totals {
     virtual_us: u64,
     reads: u64,
     transfers: u64,
+    snapshots_installed: u64,
+    conf_changes: u64,
 }
 
 fn parse_number(text: &str) -> Result<u64, String> {
@@ -124,7 +126,7 @@ fn main() -> ExitCode {
         }
         let s = &outcome.stats;
         println!(
-            "seeds=1 violations={} elections={} commits={} virtual_secs={:.1} ops={} ok={} unknown={} crashes={} partitions={} messages={} reads={} transfers={}",
+            "seeds=1 violations={} elections={} commits={} virtual_secs={:.1} ops={} ok={} unknown={} crashes={} partitions={} messages={} snapshots_installed={} conf_changes={} reads={} transfers={}",
             outcome.violations.len(),
             s.elections,
             s.commits,
@@ -135,6 +137,8 @@ fn main() -> ExitCode {
             s.crashes,
             s.partitions,
             s.messages,
+            s.snapshots_installed,
+            s.conf_changes,
             s.reads_by_read_index,
             s.transfers
         );
@@ -166,8 +170,23 @@ fn main() -> ExitCode {
                     }
                     let mut options = Options::for_seed(seed, &sizes, faults);
                     options.core_faults = core_faults;
-                    let outcome = sim::run(options);
-                    let mut totals = totals.lock().expect("no panics while held");
+                    let replay = format!(
+                        "cargo run --release -p sim -- --seed {seed} --nodes {} --faults {} --trace",
+                        options.nodes, options.faults
+                    );
+                    let outcome =
+                        match std::panic::catch_unwind(move || sim::run(options)) {
+                            Ok(outcome) => outcome,
+                            Err(_) => {
+                                // A panic in the core or the driver is a failure of this seed.
+                                println!("FAIL seed={seed}: panicked (message above)\n     replay: {replay}");
+                                let mut totals = totals.lock().unwrap_or_else(|e| e.into_inner());
+                                totals.violations += 1;
+                                totals.seeds += 1;
+                                continue;
+                            }
+                        };
+                    let mut totals = totals.lock().unwrap_or_else(|e| e.into_inner());
                     if !outcome.passed() {
                         report_failure(&outcome);
                         totals.violations += 1;
@@ -178,6 +197,8 @@ fn main() -> ExitCode {
                     totals.virtual_us += stats.virtual_us;
                     totals.reads += stats.reads_by_read_index;
                     totals.transfers += stats.transfers;
+                    totals.snapshots_installed += stats.snapshots_installed;
+                    totals.conf_changes += stats.conf_changes;
                     totals.seeds += 1;
                 }
             })
@@ -189,14 +210,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    let totals = totals.lock().expect("workers are done");
+    let totals = totals.lock().unwrap_or_else(|e| e.into_inner());
     println!(
-        "seeds={} violations={} elections={} commits={} virtual_secs={:.0} reads={} transfers={}",
+        "seeds={} violations={} elections={} commits={} virtual_secs={:.0} snapshots_installed={} conf_changes={} reads={} transfers={}",
         totals.seeds,
         totals.violations,
         totals.elections,
         totals.commits,
         totals.virtual_us as f64 / 1e6,
+        totals.snapshots_installed,
+        totals.conf_changes,
         totals.reads,
         totals.transfers
     );

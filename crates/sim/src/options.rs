@@ -27,6 +27,11 @@ pub struct FaultSet {
     /// Figure-8 churn: crash the leader right after proposals, tens of times a second, keeping
     /// just about a quorum up.
     pub churn: bool,
+    /// Membership changes: add learners, promote them, remove voters (the leader too), several
+    /// at once through a joint configuration. Two spare nodes wait to be added.
+    pub membership: bool,
+    /// Aggressive log compaction on random nodes, so lagging followers get snapshots.
+    pub compaction: bool,
 }
 
 impl FaultSet {
@@ -41,9 +46,11 @@ impl FaultSet {
         slow_disk: true,
         give_up: true,
         churn: true,
+        membership: true,
+        compaction: true,
     };
 
-    const NAMES: [&'static str; 9] = [
+    const NAMES: [&'static str; 11] = [
         "loss",
         "duplicate",
         "reorder",
@@ -53,9 +60,11 @@ impl FaultSet {
         "slow-disk",
         "give-up",
         "churn",
+        "membership",
+        "compaction",
     ];
 
-    fn flags_mut(&mut self) -> [&mut bool; 9] {
+    fn flags_mut(&mut self) -> [&mut bool; 11] {
         [
             &mut self.loss,
             &mut self.duplicate,
@@ -66,10 +75,12 @@ impl FaultSet {
             &mut self.slow_disk,
             &mut self.give_up,
             &mut self.churn,
+            &mut self.membership,
+            &mut self.compaction,
         ]
     }
 
-    fn flags(&self) -> [bool; 9] {
+    fn flags(&self) -> [bool; 11] {
         [
             self.loss,
             self.duplicate,
@@ -80,6 +91,8 @@ impl FaultSet {
             self.slow_disk,
             self.give_up,
             self.churn,
+            self.membership,
+            self.compaction,
         ]
     }
 
@@ -148,8 +161,10 @@ impl fmt::Display for FaultSet {
 pub struct Options {
     /// The seed: the same seed and options replay the same run, event for event.
     pub seed: u64,
-    /// Cluster size.
+    /// Founding cluster size.
     pub nodes: usize,
+    /// Extra nodes that start outside the cluster and may be added by membership changes.
+    pub spares: usize,
     /// Faults this run may inject (already the seed's swarm choice).
     pub faults: FaultSet,
     /// Virtual microseconds of the safety phase (faults active, clients running).
@@ -175,6 +190,7 @@ impl Options {
         Options {
             seed,
             nodes,
+            spares: if faults.membership { 2 } else { 0 },
             faults,
             safety_phase_us: 6_000_000,
             liveness_phase_us: 30_000_000,
@@ -186,11 +202,12 @@ impl Options {
         }
     }
 
-    /// The simulator's WAL options: 64 KiB preallocated segments (a run rolls several), a small
-    /// entry cache (a restart reads from the cache and from the segment files).
+    /// The simulator's WAL options: 16 KiB preallocated segments (a run rolls several, and a
+    /// large batch outgrows one), a small entry cache (a restart reads from the cache and from
+    /// the segment files).
     pub fn default_wal() -> WalOptions {
         WalOptions {
-            segment_size_bytes: 64 << 10,
+            segment_size_bytes: 16 << 10,
             preallocate: true,
             max_batch_bytes: 16 << 20,
             snapshots_to_keep: 2,

@@ -60,6 +60,8 @@ pub struct Stats {
     pub snapshots_installed: u64,
     /// Log compactions taken by nodes.
     pub compactions: u64,
+    /// Membership changes applied (distinct log indices).
+    pub conf_changes: u64,
     /// Partitions installed.
     pub partitions: u64,
     /// Crashes after which WAL recovery cut a torn write off the last segment.
@@ -227,6 +229,12 @@ pub struct Sim {
     cut: Vec<Vec<bool>>,
     /// `link_clear_at[from][to]`: when the last in-order message on the link arrives.
     link_clear_at: Vec<Vec<u64>>,
+    /// Nodes that were ever members (never added again once removed).
+    ever_members: std::collections::BTreeSet<NodeId>,
+    /// Indices of membership changes applied somewhere.
+    conf_changes_seen: std::collections::BTreeSet<LogIndex>,
+    /// Entries a node keeps applied before it compacts (per seed: small, so snapshots happen).
+    compaction_gap: u64,
     loss_permille: u64,
     duplicate_permille: u64,
     delay_us: (u64, u64),
@@ -245,8 +253,9 @@ impl Sim {
     /// A cluster of `options.nodes` fresh members, all up, with clients ready but not started.
     pub fn new(options: Options) -> Sim {
         let mut rng = Rng::new(options.seed);
-        let n = options.nodes;
-        let conf = ConfState::with_voters((1..=n as u64).map(NodeId));
+        let founders = options.nodes;
+        let n = options.nodes + options.spares;
+        let conf = ConfState::with_voters((1..=founders as u64).map(NodeId));
         let faults = options.faults;
         let loss_permille = if faults.loss { rng.range(5, 150) } else { 0 };
         let duplicate_permille = if faults.duplicate {
@@ -267,6 +276,7 @@ impl Sim {
         let trace = options.trace;
         let max_size_per_msg = [128, 512, 4096, 65536][rng.below(4) as usize];
         let max_inflight_msgs = [1, 4, 16, 256][rng.below(4) as usize];
+        let compaction_gap = [2, 8, 32, 128][rng.below(4) as usize];
         let mut sim = Sim {
             max_size_per_msg,
             max_inflight_msgs,
@@ -274,7 +284,7 @@ impl Sim {
                 .map(|i| SimNode {
                     id: NodeId(i as u64 + 1),
                     node: None,
-                    disk: NodeDisk::create(options.wal.clone(), conf.clone()),
+                    disk: NodeDisk::create(options.wal.clone(), (i < founders).then_some(&conf)),
                     epoch: 0,
                     in_flight: VecDeque::new(),
                     disk_busy_until: 0,
@@ -287,7 +297,7 @@ impl Sim {
                     id: i as u64 + 1,
                     sequence: 0,
                     pending: None,
-                    target: i % n,
+                    target: i % founders,
                     attempt: 0,
                     final_write_started: false,
                     last_seen: vec![None; options.keys as usize],
@@ -298,6 +308,9 @@ impl Sim {
             checker: Checker::default(),
             cut: vec![vec![false; n]; n],
             link_clear_at: vec![vec![0; n]; n],
+            ever_members: (1..=founders as u64).map(NodeId).collect(),
+            conf_changes_seen: std::collections::BTreeSet::new(),
+            compaction_gap,
             loss_permille,
             duplicate_permille,
             delay_us: (100, 2_000),
@@ -347,7 +360,7 @@ impl Sim {
     }
 
     fn start_node(&mut self, index: usize) {
-        let storage = match self.nodes[index].disk.open() {
+        let storage = match self.nodes[index].disk.start() {
             Ok(storage) => storage,
             Err(error) => {
                 let id = self.nodes[index].id;
@@ -365,7 +378,8 @@ impl Sim {
             .unwrap_or_else(|error| panic!("node {} cannot start: {error}", index + 1));
         node.raw_mut().set_faults(self.options.core_faults);
         let sim_node = &mut self.nodes[index];
-        sim_node.checked_commit = node.raw().committed();
+        // Re-check everything this incarnation holds as committed against the global record.
+        sim_node.checked_commit = LogIndex::ZERO;
         sim_node.last_role = Role::Follower;
         sim_node.node = Some(node);
         let epoch = sim_node.epoch;
@@ -557,16 +571,21 @@ impl Sim {
     /// Executes everything node `index` wants done, then checks it.
     fn drain(&mut self, index: usize) {
         let mut actions = std::mem::take(&mut self.actions);
+        let conf_before = self.nodes[index]
+            .node
+            .as_ref()
+            .map(|node| node.raw().conf_state().clone());
         if let Some(node) = self.nodes[index].node.as_mut() {
             node.poll(&mut actions);
         }
         // Commits first: the actions include applications of what was just committed.
-        self.check_commit(index);
+        self.check_commit(index, conf_before.as_ref());
         for action in actions.drain(..) {
             self.execute(index, action);
         }
         self.actions = actions;
         self.check_node(index);
+        self.maybe_compact(index);
     }
 
     fn execute(&mut self, index: usize, action: Action<Response>) {
@@ -616,6 +635,7 @@ impl Sim {
                 index: at,
                 conf_state,
             } => {
+                self.conf_changes_seen.insert(at);
                 self.trace(format_args!(
                     "n{} applies a membership change at {at}: {conf_state:?}",
                     index + 1
@@ -709,8 +729,9 @@ impl Sim {
         self.checker.observe_role(id, term, role);
         if role == Role::Leader && self.nodes[index].last_role != Role::Leader {
             let node = self.nodes[index].node.as_ref().expect("up");
+            let first_index = raft::Storage::first_index(node.raw().storage());
             self.checker
-                .observe_new_leader(id, |at| node.raw().term_at(at));
+                .observe_new_leader(id, first_index, |at| node.raw().term_at(at));
             if let Phase::Liveness { healed_at } = self.phase
                 && self.stats.heal_to_leader_us.is_none()
             {
@@ -718,11 +739,13 @@ impl Sim {
             }
         }
         self.nodes[index].last_role = role;
-        self.check_commit(index);
+        self.check_commit(index, None);
     }
 
     /// Committed entries never change, never go back, and are durable on a quorum.
-    fn check_commit(&mut self, index: usize) {
+    /// `conf_before`: the configuration before the node applied entries in this event, if it
+    /// may have changed since.
+    fn check_commit(&mut self, index: usize, conf_before: Option<&ConfState>) {
         let Some(node) = self.nodes[index].node.as_ref() else {
             return;
         };
@@ -734,27 +757,33 @@ impl Sim {
                 .observe_commit_regression(id, checked, committed);
         } else if committed > checked {
             let entries = node.raw().entries(checked.next(), committed.next());
-            let disks: Vec<&DurableLog> = self.nodes.iter().map(|n| n.disk.log()).collect();
-            let voters = self.nodes.len();
-            self.checker.observe_commit(id, &entries, &disks, voters);
+            let conf = node.raw().conf_state().clone();
+            let confs: Vec<&ConfState> = std::iter::once(&conf).chain(conf_before).collect();
+            let disks: Vec<(NodeId, &dyn raft::Storage)> = self
+                .nodes
+                .iter()
+                .map(|n| (n.id, n.disk.quorum_view()))
+                .collect();
+            self.checker.observe_commit(id, &entries, &disks, &confs);
             self.nodes[index].checked_commit = committed;
         }
     }
 
     fn check_log_matching(&mut self) {
-        let logs: Vec<(NodeId, Vec<EntryPrint>)> = self
+        let logs: Vec<(NodeId, u64, Vec<EntryPrint>)> = self
             .nodes
             .iter()
             .filter_map(|n| n.node.as_ref().map(|node| (n.id, node)))
             .map(|(id, node)| {
                 let last = node.raw().last_index();
+                let first = raft::Storage::first_index(node.raw().storage());
                 let prints = node
                     .raw()
-                    .entries(LogIndex(1), last.next())
+                    .entries(first, last.next())
                     .iter()
                     .map(EntryPrint::of)
                     .collect();
-                (id, prints)
+                (id, first.get(), prints)
             })
             .collect();
         self.checker.check_log_matching(&logs);
@@ -880,15 +909,30 @@ impl Sim {
         if self.clients[client].attempt != attempt || self.clients[client].pending.is_none() {
             return;
         }
+        if self.trace {
+            let line = format!(
+                "client {} attempt {attempt} at n{}: {result:?}",
+                client + 1,
+                self.clients[client].target + 1
+            );
+            self.trace(format_args!("{line}"));
+        }
         match result {
             Ok(response) => self.complete(client, response),
             Err(RequestError::NotLeader { leader_hint }) => {
                 let n = self.nodes.len();
+                // Follow the hint, but not blindly: removed members keep stale hints that can
+                // send a client around in circles, so sometimes try any node (as etcd clients
+                // rotate endpoints).
+                let follow = leader_hint.is_some()
+                    && (leader_hint.get() as usize) <= n
+                    && !self.rng.chance(1, 4);
+                let random = self.rng.below(n as u64) as usize;
                 let c = &mut self.clients[client];
-                c.target = if leader_hint.is_some() && (leader_hint.get() as usize) <= n {
+                c.target = if follow {
                     (leader_hint.get() - 1) as usize
                 } else {
-                    (c.target + 1) % n
+                    random
                 };
                 self.schedule(CLIENT_BACKOFF_US, Event::ClientRetry { client, attempt });
             }
@@ -1123,6 +1167,97 @@ impl Sim {
         self.trace(format_args!("majorities ring (reach {reach})"));
     }
 
+    /// Proposes a random membership change through the leader: add a spare as a learner,
+    /// promote a learner, remove a voter (the leader too), or replace a voter by a spare in one
+    /// joint change. Refusals (one change at a time) are fine: the nemesis tries again later.
+    pub fn change_membership(&mut self) {
+        let Some(leader) = self.leader() else {
+            return;
+        };
+        let index = (leader.get() - 1) as usize;
+        let Some(node) = self.nodes[index].node.as_ref() else {
+            return;
+        };
+        let conf = node.raw().conf_state().clone();
+        let members = conf.members();
+        // Spares join once; a removed node never comes back (it would need a fresh identity).
+        let spares: Vec<NodeId> = self
+            .nodes
+            .iter()
+            .map(|n| n.id)
+            .filter(|id| !members.contains(id) && !self.ever_members.contains(id))
+            .collect();
+        let voters = conf.voters.clone();
+        use raft::{ConfChange, ConfChangeSingle, ConfChangeType};
+        let single = |change, node| ConfChangeSingle { change, node };
+        let change = match self.rng.below(5) {
+            0 if !spares.is_empty() => ConfChange {
+                changes: vec![single(ConfChangeType::AddLearner, spares[0])],
+            },
+            1 if !conf.learners.is_empty() => ConfChange {
+                changes: vec![single(ConfChangeType::AddVoter, conf.learners[0])],
+            },
+            2 if voters.len() > 3 => {
+                let victim = voters[self.rng.below(voters.len() as u64) as usize];
+                ConfChange {
+                    changes: vec![single(ConfChangeType::RemoveNode, victim)],
+                }
+            }
+            3 if voters.len() > 3 => ConfChange {
+                changes: vec![single(ConfChangeType::RemoveNode, leader)],
+            },
+            4 if !spares.is_empty() && voters.len() >= 3 => {
+                let victim = voters[self.rng.below(voters.len() as u64) as usize];
+                ConfChange {
+                    changes: vec![
+                        single(ConfChangeType::AddVoter, spares[0]),
+                        single(ConfChangeType::RemoveNode, victim),
+                    ],
+                }
+            }
+            _ => return,
+        };
+        for single in &change.changes {
+            self.ever_members.insert(single.node);
+        }
+        for id in &members {
+            self.ever_members.insert(*id);
+        }
+        let mut actions = std::mem::take(&mut self.actions);
+        let node = self.nodes[index].node.as_mut().expect("up");
+        node.propose_conf_change(u64::MAX, &change, &mut actions);
+        self.actions = actions;
+        self.trace(format_args!("{leader} proposes {change:?}"));
+        self.drain(index);
+    }
+
+    /// Sometimes compacts a node's log at its applied index: the state machine snapshot goes to
+    /// its WAL, which drops the segments it covers. Followers that need those entries then get
+    /// the snapshot.
+    fn maybe_compact(&mut self, index: usize) {
+        if !self.options.faults.compaction || !self.rng.chance(1, 8) {
+            return;
+        }
+        let Some(node) = self.nodes[index].node.as_mut() else {
+            return;
+        };
+        let first = raft::Storage::first_index(node.raw().storage());
+        if node.applied().get() < first.get() + self.compaction_gap {
+            return;
+        }
+        let Some(snapshot) = node.compact() else {
+            return;
+        };
+        self.stats.compactions += 1;
+        if let Err(error) = self.nodes[index].disk.save_snapshot(&snapshot) {
+            let id = self.nodes[index].id;
+            self.checker.fail(
+                "wal-snapshot",
+                format!("{id} cannot save its snapshot: {error}"),
+            );
+        }
+    }
+
     /// Asks `leader` to hand leadership to `target`.
     pub fn transfer_leader(&mut self, leader: NodeId, target: NodeId) {
         let index = (leader.get() - 1) as usize;
@@ -1203,6 +1338,9 @@ impl Sim {
         if faults.partition || faults.crash {
             choices.push(8);
         }
+        if faults.membership {
+            choices.extend([9, 9, 9]);
+        }
         if choices.is_empty() {
             return;
         }
@@ -1265,6 +1403,7 @@ impl Sim {
                 );
             }
             7 => self.majorities_ring(),
+            9 => self.change_membership(),
             8 => {
                 if let Some(leader) = self.leader() {
                     let target = self.random_node();
@@ -1310,13 +1449,23 @@ impl Sim {
             .all(|c| c.pending.is_none() && (!self.clients_enabled || c.final_write_started))
     }
 
-    /// Whether every node is up and has applied the same entries to the same state.
+    /// Whether every member is up and has applied the same entries to the same state. Members
+    /// are those of the leader's configuration (spares never added and removed nodes are not).
     pub fn converged(&self) -> bool {
+        let Some(leader) = self.leader() else {
+            return false;
+        };
+        let members = self.nodes[(leader.get() - 1) as usize]
+            .node
+            .as_ref()
+            .map(|node| node.raw().conf_state().members())
+            .unwrap_or_default();
         // A node whose WAL refused to open stays down (and is a violation unless a test damaged
         // its disk on purpose).
         let mut nodes = self
             .nodes
             .iter()
+            .filter(|n| members.contains(&n.id))
             .filter(|n| n.disk.log().error().is_none())
             .map(|n| n.node.as_ref());
         let Some(Some(first)) = nodes.next() else {
@@ -1337,6 +1486,7 @@ impl Sim {
         if self.options.faults.partition
             || self.options.faults.crash
             || self.options.faults.crash_all
+            || self.options.faults.membership
         {
             let first = self.rng.range(200_000, 1_000_000);
             self.schedule(first, Event::Nemesis);
@@ -1407,6 +1557,12 @@ impl Sim {
 
     fn outcome(mut self) -> Outcome {
         self.stats.commits = self.checker.committed_len();
+        // Entry 1 is the founding configuration, not a change.
+        self.stats.conf_changes = self
+            .conf_changes_seen
+            .iter()
+            .filter(|index| **index > LogIndex(1))
+            .count() as u64;
         self.stats.virtual_us = self.now;
         Outcome {
             options: self.options,

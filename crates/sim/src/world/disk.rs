@@ -9,9 +9,14 @@
 //!   what was not synced ([`CrashMode`], chosen by the seed). The WAL's recovery runs right
 //!   away, so the checker sees what a restart will find; the recovered log must be the state
 //!   after the last completed write or after the interrupted one, never anything else.
-//! - A restart opens the WAL again (recovery cuts torn tails) and rebuilds the node's in-memory
-//!   view of its log from it. A WAL that refuses to open is a violation, unless a test damaged
-//!   the disk on purpose: then the node stays down.
+//!   Before that, nothing may be unsynced: every write returned only once durable. A crash
+//!   with no write in flight changes nothing on disk, so the WAL then simply stays open.
+//! - A restart rebuilds the node's in-memory view of its log from the WAL through the
+//!   `Storage` trait. The WAL it uses is the one recovery opened right after the crash (the
+//!   disk has not changed since, so opening it again would find the same); if a test damaged
+//!   the files meanwhile, the restart opens the WAL again (recovery cuts torn tails). A WAL
+//!   that refuses to open is a violation, unless a test damaged the disk on purpose: then the
+//!   node stays down.
 //!
 //! Snapshots are not driven by the simulator yet. When the core hands the embedder a snapshot
 //! to persist, [`NodeDisk::write`] is where it goes: `Wal::save_snapshot` before the task's
@@ -130,24 +135,43 @@ pub(crate) struct NodeDisk {
     disk: SimDisk,
     options: WalOptions,
     log: DurableLog,
-    /// A test damaged the files on purpose: a refusal to open is expected, not a violation.
+    /// A test damaged the files on purpose since the WAL last opened: a refusal to open is
+    /// expected, not a violation.
     damaged: bool,
+    /// What the WAL held when a test first damaged its files, until the WAL opens again. The
+    /// durable-quorum check counts this: a leader may rightly count an acknowledgement the
+    /// node sent before the damage (the check is about what the cluster was promised, and
+    /// destroying a member's disk afterwards is a failure Raft tolerates, not a broken promise).
+    before_damage: Option<MemStorage>,
+    /// The files changed since the WAL was last opened: a restart must open it again.
+    reopen: bool,
     /// After a crash: the bytes of the last segment that hold records written but never
     /// acknowledged to the node (losing them loses nothing anyone was promised).
     unacknowledged: Option<(PathBuf, Range<u64>)>,
 }
 
 impl NodeDisk {
-    /// A fresh disk holding a new, empty WAL whose initial membership is `conf`.
-    pub(crate) fn create(options: WalOptions, conf: ConfState) -> NodeDisk {
+    /// A fresh disk holding a new WAL: for a founding member, the bootstrap log that names the
+    /// `founders` (see `MemStorage::bootstrap`); for a spare, nothing at all.
+    pub(crate) fn create(options: WalOptions, founders: Option<&ConfState>) -> NodeDisk {
         let disk = SimDisk::new();
-        let wal = Wal::create_on(disk.clone(), WAL_DIR, options.clone(), conf)
+        let mut wal = Wal::create_on(disk.clone(), WAL_DIR, options.clone(), ConfState::default())
             .unwrap_or_else(|error| panic!("cannot create a WAL on a fresh disk: {error}"));
+        if let Some(founders) = founders {
+            let boot = MemStorage::bootstrap(founders);
+            let entries = boot
+                .entries(LogIndex(1), boot.last_index().next(), u64::MAX)
+                .expect("the bootstrap entry");
+            wal.write(Some(boot.hard_state()), &entries)
+                .unwrap_or_else(|error| panic!("cannot bootstrap a fresh WAL: {error}"));
+        }
         NodeDisk {
             disk,
             options,
             log: DurableLog { wal: Ok(wal) },
             damaged: false,
+            before_damage: None,
+            reopen: false,
             unacknowledged: None,
         }
     }
@@ -155,6 +179,15 @@ impl NodeDisk {
     /// The durable log (see [`DurableLog`]).
     pub(crate) fn log(&self) -> &DurableLog {
         &self.log
+    }
+
+    /// What the durable-quorum check counts as durable on this node: the WAL, or what it held
+    /// before a test damaged it.
+    pub(crate) fn quorum_view(&self) -> &dyn Storage {
+        match &self.before_damage {
+            Some(view) => view,
+            None => &self.log,
+        }
     }
 
     /// The simulated disk itself (a handle to the same disk).
@@ -172,39 +205,53 @@ impl NodeDisk {
         self.unacknowledged.clone()
     }
 
-    /// Makes a persist task durable: one record, one sync.
+    /// Makes a persist task durable: the leader's snapshot if it carries one, then one record,
+    /// one sync.
     pub(crate) fn write(&mut self, task: &PersistTask) -> Result<(), String> {
         match &mut self.log.wal {
-            Ok(wal) => wal
-                .write(task.hard_state, &task.entries)
-                .map_err(|error| error.to_string()),
+            Ok(wal) => write_task(wal, task).map_err(|error| error.to_string()),
             Err(error) => Err(format!("the WAL is not open: {error}")),
         }
     }
 
-    /// Opens the WAL as a restarting node does (recovery included) and returns the node's
-    /// in-memory view of its log. On failure the log holds the error and the node must stay
-    /// down.
-    pub(crate) fn open(&mut self) -> Result<MemStorage, String> {
-        // Drops the previous handle and with it the directory lock.
-        self.log.wal = Err("restarting".into());
-        self.unacknowledged = None;
-        let opened = Wal::open_on(self.disk.clone(), WAL_DIR, self.options.clone())
-            .map_err(|error| error.to_string())
-            .and_then(|wal| {
-                let view = memory_view(&wal).map_err(|error| error.to_string())?;
-                Ok((wal, view))
-            });
-        match opened {
-            Ok((wal, view)) => {
-                self.log.wal = Ok(wal);
-                Ok(view)
+    /// Makes a node's own snapshot durable and drops the segments it covers (log compaction).
+    pub(crate) fn save_snapshot(&mut self, snapshot: &raft::Snapshot) -> Result<(), String> {
+        match &mut self.log.wal {
+            Ok(wal) => {
+                wal.save_snapshot(snapshot)
+                    .map_err(|error| error.to_string())?;
+                wal.release_to(snapshot.metadata.index)
+                    .map(|_| ())
+                    .map_err(|error| error.to_string())
             }
-            Err(error) => {
-                self.log.wal = Err(error.clone());
-                Err(error)
-            }
+            Err(error) => Err(format!("the WAL is not open: {error}")),
         }
+    }
+
+    /// Starts the node's storage: opens the WAL again if its files changed since it was last
+    /// opened (recovery included), and returns the node's in-memory view of its log. On
+    /// failure the log holds the error and the node must stay down.
+    pub(crate) fn start(&mut self) -> Result<MemStorage, String> {
+        self.unacknowledged = None;
+        if self.reopen || self.log.wal.is_err() {
+            self.reopen = false;
+            // Drops the previous handle and with it the directory lock.
+            self.log.wal = Err("restarting".into());
+            self.log.wal = Wal::open_on(self.disk.clone(), WAL_DIR, self.options.clone())
+                .map_err(|error| error.to_string());
+        }
+        let view = match &self.log.wal {
+            Ok(wal) => memory_view(wal).map_err(|error| error.to_string()),
+            Err(error) => Err(error.clone()),
+        };
+        match &view {
+            Ok(_) => {
+                self.damaged = false;
+                self.before_damage = None;
+            }
+            Err(error) => self.log.wal = Err(error.clone()),
+        }
+        view
     }
 
     /// A power loss while the writes `in_flight` (oldest first, none acknowledged) were queued,
@@ -219,6 +266,21 @@ impl NodeDisk {
             }
         };
         report.acknowledged = wal.hard_state();
+        // A write returns only once durable: nothing acknowledged may be unsynced.
+        let unsynced = self.disk.unsynced_ops();
+        if unsynced > 0 {
+            report.problem = Some(format!(
+                "{unsynced} disk operations were not synced although every write returned"
+            ));
+        }
+        if in_flight.is_empty() && unsynced == 0 {
+            // Nothing in flight and nothing unsynced: the power loss changes nothing on disk and
+            // recovery would find exactly what the WAL holds, so it stays open as it is.
+            report.recovered = Some(report.acknowledged);
+            report.segments = wal.segments().len();
+            self.log.wal = Ok(wal);
+            return report;
+        }
         let acknowledged_end = wal
             .segments()
             .last()
@@ -227,7 +289,7 @@ impl NodeDisk {
         // The writer got through some of the queue (durable, never acknowledged)...
         let completed = rng.below(in_flight.len() as u64 + 1) as usize;
         for task in &in_flight[..completed] {
-            if let Err(error) = wal.write(task.hard_state, &task.entries) {
+            if let Err(error) = write_task(&mut wal, task) {
                 report.problem = Some(format!("a write before the power loss failed: {error}"));
                 break;
             }
@@ -235,10 +297,16 @@ impl NodeDisk {
         // ...and lost power in the middle of the next one.
         let before = LogPrint::of(&wal);
         let mut allowed = vec![before.clone()];
-        if let Some(task) = in_flight.get(completed) {
+        // (A snapshot install is written whole or not at all: the WAL's own tests cover its
+        // atomicity, and the recovery expectations below describe appends only.)
+        if let Some(task) = in_flight
+            .get(completed)
+            .filter(|task| task.snapshot.is_none())
+        {
             allowed.push(before.after(task));
+            // Mostly: written but not synced, so the crash mode decides what of it lands.
             let mutations = if rng.chance(3, 4) {
-                rng.below(2)
+                1
             } else {
                 rng.below(MAX_MUTATIONS_IN_A_WRITE + 1)
             };
@@ -258,7 +326,13 @@ impl NodeDisk {
                 report.segments = segments.len();
                 let recovered = LogPrint::of(&wal);
                 if !allowed.contains(&recovered) && report.problem.is_none() {
-                    let allowed: Vec<String> = allowed.iter().map(ToString::to_string).collect();
+                    let allowed: Vec<String> = allowed
+                        .iter()
+                        .map(|print| {
+                            let differs = print.first_difference(&recovered);
+                            format!("{print} (first differing index {differs})")
+                        })
+                        .collect();
                     report.problem = Some(format!(
                         "recovery ({mode:?}) found {recovered}, expected {}",
                         allowed.join(" or ")
@@ -283,15 +357,33 @@ impl NodeDisk {
 
     /// Flips a bit of a WAL file, durably (a test damaging a down node's disk).
     pub(crate) fn flip_bit(&mut self, path: &Path, offset: u64, bit: u8) -> io::Result<()> {
-        self.damaged = true;
+        self.mark_damaged();
         self.disk.flip_bit(path, offset, bit)
     }
 
     /// Cuts a WAL file to `len` bytes, durably (a test damaging a down node's disk).
     pub(crate) fn truncate(&mut self, path: &Path, len: u64) -> io::Result<()> {
-        self.damaged = true;
+        self.mark_damaged();
         self.disk.truncate_file(path, len)
     }
+
+    fn mark_damaged(&mut self) {
+        if self.before_damage.is_none()
+            && let Ok(wal) = &self.log.wal
+        {
+            self.before_damage = memory_view(wal).ok();
+        }
+        self.damaged = true;
+        self.reopen = true;
+    }
+}
+
+/// Writes one persist task: the snapshot first (it replaces the log), then the batch.
+fn write_task(wal: &mut Wal<SimDisk>, task: &PersistTask) -> Result<(), wal::WalError> {
+    if let Some(snapshot) = &task.snapshot {
+        wal.save_snapshot(snapshot)?;
+    }
+    wal.write(task.hard_state, &task.entries)
 }
 
 /// The node's in-memory view of its log, rebuilt from the WAL through the `Storage` trait.
@@ -350,6 +442,15 @@ impl LogPrint {
             next.terms.push(entry.term);
         }
         next
+    }
+
+    /// The first index whose term differs between the two logs (or that only one holds).
+    fn first_difference(&self, other: &LogPrint) -> u64 {
+        let common = self.terms.len().min(other.terms.len());
+        let same = (0..common)
+            .take_while(|&i| self.terms[i] == other.terms[i])
+            .count();
+        self.first_index + same as u64
     }
 
     fn last_index(&self) -> u64 {
