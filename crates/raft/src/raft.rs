@@ -1231,9 +1231,13 @@ impl<S: Storage> Raft<S> {
                 | MessageBody::InstallSnapshot { .. }
                 | MessageBody::TimeoutNow
         );
+        // A member that has not applied any configuration yet (it joined with an empty log)
+        // cannot tell members from strangers; it must still vote, or a configuration that
+        // counts on its vote could never elect the leader that would bring it up to date.
+        let knows_members = !self.conf.voters.is_empty();
         if message.from == self.id
             || !message.from.is_some()
-            || (!from_a_leader && !self.is_member(message.from))
+            || (!from_a_leader && knows_members && !self.is_member(message.from))
         {
             self.count_drop(DropReason::UnknownSender);
             return;

@@ -235,6 +235,8 @@ pub struct Sim {
     conf_changes_seen: std::collections::BTreeSet<LogIndex>,
     /// Entries a node keeps applied before it compacts (per seed: small, so snapshots happen).
     compaction_gap: u64,
+    /// Whether leaders serve reads from their lease (`ReadOnlyOption::LeaseBased`).
+    lease_reads: bool,
     loss_permille: u64,
     duplicate_permille: u64,
     delay_us: (u64, u64),
@@ -277,6 +279,10 @@ impl Sim {
         let max_size_per_msg = [128, 512, 4096, 65536][rng.below(4) as usize];
         let max_inflight_msgs = [1, 4, 16, 256][rng.below(4) as usize];
         let compaction_gap = [2, 8, 32, 128][rng.below(4) as usize];
+        // Some seeds serve reads from the leader's lease (no clock drift is simulated, so the
+        // lease's assumption holds here; what is tested is that leases end on time: at stepping
+        // down, at a transfer, and for restarted voters).
+        let lease_reads = rng.chance(1, 4);
         let mut sim = Sim {
             max_size_per_msg,
             max_inflight_msgs,
@@ -311,6 +317,7 @@ impl Sim {
             ever_members: (1..=founders as u64).map(NodeId).collect(),
             conf_changes_seen: std::collections::BTreeSet::new(),
             compaction_gap,
+            lease_reads,
             loss_permille,
             duplicate_permille,
             delay_us: (100, 2_000),
@@ -353,6 +360,9 @@ impl Sim {
         config.heartbeat_interval_ticks = HEARTBEAT_TICKS;
         config.max_size_per_msg = self.max_size_per_msg;
         config.max_inflight_msgs = self.max_inflight_msgs;
+        if self.lease_reads {
+            config.read_only = raft::ReadOnlyOption::LeaseBased;
+        }
         config.seed = self.options.seed
             ^ (index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
             ^ self.nodes[index].epoch.wrapping_mul(0xD6E8_FEB8_6659_FD93);
@@ -1231,6 +1241,49 @@ impl Sim {
         self.drain(index);
     }
 
+    /// Proposes `change` through node `via` (normally the leader); returns whether it was
+    /// accepted for proposal (it takes effect once committed and applied).
+    pub fn propose_conf_change(&mut self, via: NodeId, change: &raft::ConfChange) -> bool {
+        let index = (via.get() - 1) as usize;
+        let Some(node) = self.nodes[index].node.as_mut() else {
+            return false;
+        };
+        let mut actions = std::mem::take(&mut self.actions);
+        node.propose_conf_change(u64::MAX, change, &mut actions);
+        let refused = actions
+            .iter()
+            .any(|action| matches!(action, Action::ConfChangeReply { result: Err(_), .. }));
+        self.actions = actions;
+        for single in &change.changes {
+            self.ever_members.insert(single.node);
+        }
+        self.drain(index);
+        !refused
+    }
+
+    /// Compacts node `id`'s log at its applied index now (state machine snapshot, WAL snapshot,
+    /// segments released); returns the snapshot's index.
+    pub fn compact(&mut self, id: NodeId) -> Option<LogIndex> {
+        let index = (id.get() - 1) as usize;
+        let snapshot = self.nodes[index].node.as_mut()?.compact()?;
+        self.stats.compactions += 1;
+        if let Err(error) = self.nodes[index].disk.save_snapshot(&snapshot) {
+            self.checker.fail(
+                "wal-snapshot",
+                format!("{id} cannot save its snapshot: {error}"),
+            );
+        }
+        Some(snapshot.metadata.index)
+    }
+
+    /// The configuration node `id` has applied (if it is up).
+    pub fn conf_state_of(&self, id: NodeId) -> Option<ConfState> {
+        self.nodes[(id.get() - 1) as usize]
+            .node
+            .as_ref()
+            .map(|node| node.raw().conf_state().clone())
+    }
+
     /// Sometimes compacts a node's log at its applied index: the state machine snapshot goes to
     /// its WAL, which drops the segments it covers. Followers that need those entries then get
     /// the snapshot.
@@ -1245,17 +1298,8 @@ impl Sim {
         if node.applied().get() < first.get() + self.compaction_gap {
             return;
         }
-        let Some(snapshot) = node.compact() else {
-            return;
-        };
-        self.stats.compactions += 1;
-        if let Err(error) = self.nodes[index].disk.save_snapshot(&snapshot) {
-            let id = self.nodes[index].id;
-            self.checker.fail(
-                "wal-snapshot",
-                format!("{id} cannot save its snapshot: {error}"),
-            );
-        }
+        let id = self.nodes[index].id;
+        self.compact(id);
     }
 
     /// Asks `leader` to hand leadership to `target`.
