@@ -38,6 +38,11 @@ pub struct Config {
     /// failed by the transport) before it probes the follower again and, if still needed, resends
     /// it. Long enough for a large snapshot to stream; short enough that a lost one is retried.
     pub snapshot_timeout_ticks: u32,
+    /// A node whose writes have not completed for this many ticks considers its storage stalled:
+    /// a leader steps down (its followers may commit without it, but it can apply and answer
+    /// nothing) and no stalled node campaigns. RELIABILITY 14: a leader with a hung disk that
+    /// keeps heartbeating would stall the cluster.
+    pub storage_stall_ticks: u32,
     /// How the leader confirms it may serve a read.
     pub read_only: ReadOnlyOption,
     /// With [`ReadOnlyOption::LeaseBased`]: how many ticks a member's clock may run slow relative
@@ -64,6 +69,7 @@ impl Config {
             max_committed_bytes_per_ready: 16 * 1024 * 1024,
             max_entry_bytes: 8 * 1024 * 1024,
             snapshot_timeout_ticks: 200,
+            storage_stall_ticks: 30,
             read_only: ReadOnlyOption::Safe,
             lease_drift_ticks: 2,
             applied: LogIndex::ZERO,
@@ -95,6 +101,11 @@ impl Config {
         if self.max_entry_bytes == 0 || self.max_entry_bytes > self.max_uncommitted_bytes {
             return Err(ConfigError(
                 "max_entry_bytes must be at least 1 and at most max_uncommitted_bytes".into(),
+            ));
+        }
+        if self.storage_stall_ticks <= self.election_timeout_ticks {
+            return Err(ConfigError(
+                "storage_stall_ticks must be larger than election_timeout_ticks".into(),
             ));
         }
         if self.snapshot_timeout_ticks == 0 {

@@ -168,6 +168,9 @@ pub struct Raft<S: Storage> {
     reads: ReadOnly,
     snapshots_sent: u64,
     snapshots_installed: u64,
+    /// The embedder's writes have not completed for `storage_stall_ticks`: lead nothing.
+    storage_stalled: bool,
+    storage_stall_step_downs: u64,
     conf_changes_applied: u64,
     /// Ticks since this node started: under lease-based reads it grants no vote during its first
     /// election timeout, as it may have acknowledged a lease just before it restarted.
@@ -315,6 +318,8 @@ impl<S: Storage> Raft<S> {
             ticks_since_start: 0,
             snapshots_sent: 0,
             snapshots_installed: 0,
+            storage_stalled: false,
+            storage_stall_step_downs: 0,
             conf_changes_applied: 0,
         };
         raft.rebuild_progress();
@@ -587,7 +592,11 @@ impl<S: Storage> Raft<S> {
     /// Starts an election now (or a pre-election when PreVote is on), as if the election timeout
     /// had passed. A learner or removed node does not campaign.
     pub fn campaign(&mut self) {
-        if self.role == Role::Leader || !self.is_voter(self.id) || self.term.next() == self.term {
+        if self.role == Role::Leader
+            || !self.is_voter(self.id)
+            || self.term.next() == self.term
+            || self.storage_stalled
+        {
             return;
         }
         if self.config.pre_vote {
@@ -1173,6 +1182,27 @@ impl<S: Storage> Raft<S> {
         {
             progress.become_probe();
         }
+    }
+
+    /// The embedder's storage stalled (or recovered). A stalled leader steps down: it could
+    /// neither make its own entries durable nor apply what its followers commit, so its clients
+    /// would wait forever while it kept the followers from electing anyone else.
+    pub fn set_storage_stalled(&mut self, stalled: bool) {
+        self.storage_stalled = stalled;
+        if stalled && self.role == Role::Leader {
+            self.storage_stall_step_downs += 1;
+            self.become_follower(self.term, NodeId::NONE);
+        }
+    }
+
+    /// How many times this node stepped down because its storage stalled.
+    pub fn storage_stall_step_downs(&self) -> u64 {
+        self.storage_stall_step_downs
+    }
+
+    /// The configured stall threshold in ticks.
+    pub fn storage_stall_ticks(&self) -> u32 {
+        self.config.storage_stall_ticks
     }
 
     /// How many snapshots this node sent as leader.

@@ -77,6 +77,8 @@ pub struct Status {
 #[derive(Clone, Copy, Debug)]
 struct PendingWrite {
     number: u64,
+    /// Whether the Ready asked for any write (an empty one completes at once).
+    has_writes: bool,
     snapshot_index: Option<LogIndex>,
     last_entry: Option<(LogIndex, Term)>,
 }
@@ -89,6 +91,8 @@ pub struct RawNode<S: Storage> {
     next_ready_number: u64,
     /// The Readies not yet acknowledged, oldest first.
     unacknowledged: VecDeque<PendingWrite>,
+    /// Ticks since a write was last acknowledged while some are outstanding.
+    ticks_without_storage_progress: u32,
 }
 
 impl<S: Storage> RawNode<S> {
@@ -104,13 +108,31 @@ impl<S: Storage> RawNode<S> {
             raft,
             next_ready_number: 1,
             unacknowledged: VecDeque::new(),
+            ticks_without_storage_progress: 0,
         })
     }
 
     /// Advances logical time by one tick (elections, heartbeats, CheckQuorum).
     pub fn tick(&mut self) {
+        let writing = self.unacknowledged.iter().any(|write| write.has_writes);
+        if writing {
+            self.ticks_without_storage_progress += 1;
+            if self.ticks_without_storage_progress == self.raft.storage_stall_ticks() {
+                self.raft.set_storage_stalled(true);
+            }
+        }
         self.raft.tick();
         self.debug_check();
+    }
+
+    /// Whether the node's writes are stalled (see `Config::storage_stall_ticks`).
+    pub fn storage_stalled(&self) -> bool {
+        self.ticks_without_storage_progress >= self.raft.storage_stall_ticks()
+    }
+
+    /// How many times this node stepped down as leader because its storage stalled.
+    pub fn storage_stall_step_downs(&self) -> u64 {
+        self.raft.storage_stall_step_downs()
     }
 
     /// Feeds a message from another member. Malformed or irrelevant messages are dropped and
@@ -232,8 +254,10 @@ impl<S: Storage> RawNode<S> {
         };
         self.previous_soft_state = soft_state;
         self.previous_hard_state = hard_state;
+        let has_writes = ready.must_persist();
         self.unacknowledged.push_back(PendingWrite {
             number,
+            has_writes,
             snapshot_index,
             last_entry,
         });
@@ -248,6 +272,10 @@ impl<S: Storage> RawNode<S> {
                 break;
             }
             self.unacknowledged.pop_front();
+            if self.ticks_without_storage_progress >= self.raft.storage_stall_ticks() {
+                self.raft.set_storage_stalled(false);
+            }
+            self.ticks_without_storage_progress = 0;
             if let Some(index) = write.snapshot_index {
                 self.raft.log.stable_snapshot_to(index);
             }

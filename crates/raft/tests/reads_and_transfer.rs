@@ -214,3 +214,37 @@ fn a_transfer_to_an_unreachable_member_is_abandoned_after_an_election_timeout() 
     assert_eq!(cluster.node(1).role(), Role::Leader);
     assert!(cluster.propose(1, b"again").is_ok());
 }
+
+#[test]
+fn a_leader_whose_disk_hangs_steps_down_and_the_cluster_moves_on() {
+    // RELIABILITY 14: a leader that keeps heartbeating with a hung disk would stall everyone.
+    let mut cluster = Cluster::new(3, |_| {});
+    cluster.elect(1);
+    cluster.propose(1, b"before").unwrap();
+    cluster.deliver_all();
+    cluster.hang_disk(1, true);
+    cluster.propose(1, b"stuck").unwrap();
+    let stall = cluster.node(1).status().hard_state.term;
+    cluster.run_until(60, |c| c.node(1).role() != Role::Leader);
+    assert_eq!(cluster.node(1).storage_stall_step_downs(), 1);
+    assert!(cluster.node(1).storage_stalled());
+    // The others elect a leader and commit without node 1; node 1 never campaigns meanwhile.
+    cluster.run_until(100, |c| {
+        [2, 3].iter().any(|&n| c.node(n).role() == Role::Leader)
+    });
+    let leader = cluster.leader().unwrap().get();
+    assert_ne!(leader, 1);
+    cluster.propose(leader, b"after").unwrap();
+    cluster.deliver_all();
+    assert!(cluster.node(leader).term() > stall);
+    cluster.run_ticks(50);
+    assert_ne!(cluster.node(1).role(), Role::Leader);
+    // The disk recovers: node 1 catches up as a follower.
+    cluster.hang_disk(1, false);
+    cluster.run_ticks(5);
+    assert!(!cluster.node(1).storage_stalled());
+    assert_eq!(
+        cluster.node(1).committed(),
+        cluster.node(leader).committed()
+    );
+}

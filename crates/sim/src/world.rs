@@ -62,6 +62,8 @@ pub struct Stats {
     pub compactions: u64,
     /// Membership changes applied (distinct log indices).
     pub conf_changes: u64,
+    /// Disk hangs injected.
+    pub disk_hangs: u64,
     /// Partitions installed.
     pub partitions: u64,
     /// Crashes after which WAL recovery cut a torn write off the last segment.
@@ -1087,7 +1089,9 @@ impl Sim {
         self.nodes[(id.get() - 1) as usize].disk.sim_disk()
     }
 
-    /// Flips bit `bit` of byte `offset` of a file on crashed node `id`'s disk, durably.
+    /// Flips bit `bit` of byte `offset` of a file on crashed node `id`'s disk, durably. Its next
+    /// restart opens the WAL again; a refusal then is expected (the node stays down). Until the
+    /// WAL opens again, the durable-quorum check counts what it held before the damage.
     pub fn flip_wal_bit(
         &mut self,
         id: NodeId,
@@ -1385,6 +1389,9 @@ impl Sim {
         if faults.membership {
             choices.extend([9, 9, 9]);
         }
+        if faults.slow_disk {
+            choices.push(10);
+        }
         if choices.is_empty() {
             return;
         }
@@ -1448,6 +1455,15 @@ impl Sim {
             }
             7 => self.majorities_ring(),
             9 => self.change_membership(),
+            10 => {
+                // A disk that hangs (usually the leader's): its writes complete only much later.
+                let victim = self.victim();
+                let hang = self.rng.range(200_000, 2_000_000);
+                let node = &mut self.nodes[(victim.get() - 1) as usize];
+                node.disk_busy_until = node.disk_busy_until.max(self.now) + hang;
+                self.stats.disk_hangs += 1;
+                self.trace(format_args!("{victim}'s disk hangs for {hang} us"));
+            }
             8 => {
                 if let Some(leader) = self.leader() {
                     let target = self.random_node();

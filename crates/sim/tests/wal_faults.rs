@@ -9,13 +9,18 @@ use std::path::{Path, PathBuf};
 /// Record header: length (u32), type (u8), 3 reserved bytes, payload CRC, header CRC.
 const HEADER_LEN: u64 = 16;
 
-/// Seeds per test: fewer in debug builds.
+/// Seeds per test: fewer in debug builds; `WAL_FAULTS_SCALE=N` runs N times as many.
 fn seeds(release: u64) -> u64 {
-    if cfg!(debug_assertions) {
+    let scale: u64 = std::env::var("WAL_FAULTS_SCALE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let base = if cfg!(debug_assertions) {
         release / 4
     } else {
         release
-    }
+    };
+    base * scale
 }
 
 /// One record of a segment file: where it starts and how many bytes its header and payload

@@ -236,6 +236,8 @@ pub struct Member {
     pub up: bool,
     /// Readies taken whose writes have not completed yet, oldest first.
     pub pending_writes: VecDeque<Ready>,
+    /// The member's disk hangs: writes are taken but never complete (until it recovers).
+    pub disk_hung: bool,
 }
 
 /// How badly `Cluster::deliver_chaotic` treats messages (percent per message).
@@ -340,6 +342,7 @@ impl Cluster {
                     applied: Vec::new(),
                     up: true,
                     pending_writes: VecDeque::new(),
+                    disk_hung: false,
                 },
             );
         }
@@ -458,8 +461,17 @@ impl Cluster {
                 applied: Vec::new(),
                 up: true,
                 pending_writes: VecDeque::new(),
+                disk_hung: false,
             },
         );
+    }
+
+    /// Makes `node`'s disk hang (no write completes) or recover.
+    pub fn hang_disk(&mut self, node: u64, hung: bool) {
+        self.members
+            .get_mut(&NodeId(node))
+            .expect("member exists")
+            .disk_hung = hung;
     }
 
     /// Makes `node` campaign and delivers until quiet; asserts that it won.
@@ -747,6 +759,9 @@ impl Cluster {
         let mut completed = 0;
         while completed < count {
             let member = self.members.get_mut(&node).expect("member exists");
+            if member.disk_hung {
+                break;
+            }
             let Some(ready) = member.pending_writes.pop_front() else {
                 break;
             };

@@ -18,10 +18,10 @@
 //!   that refuses to open is a violation, unless a test damaged the disk on purpose: then the
 //!   node stays down.
 //!
-//! Snapshots are not driven by the simulator yet. When the core hands the embedder a snapshot
-//! to persist, [`NodeDisk::write`] is where it goes: `Wal::save_snapshot` before the task's
-//! entries, and once the snapshot is applied `Wal::release_to(index)` to delete the segments it
-//! covers. [`memory_view`] already rebuilds a log that starts at a snapshot.
+//! Snapshots go through the WAL too: a leader's snapshot in a persist task is saved
+//! (`Wal::save_snapshot`) before the task's entries, a node's own compaction saves its snapshot
+//! and releases the segments it covers (`Wal::release_to`), and [`memory_view`] rebuilds a log
+//! that starts at a snapshot.
 
 use node::PersistTask;
 use raft::{
