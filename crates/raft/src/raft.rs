@@ -168,6 +168,10 @@ pub struct Raft<S: Storage> {
     reads: ReadOnly,
     snapshots_sent: u64,
     snapshots_installed: u64,
+    /// This leader told a member to campaign (TimeoutNow) in this term. That member's votes are
+    /// granted despite everyone's leases, so this leader's lease is void for the rest of the term,
+    /// even if it abandons the transfer.
+    timeout_now_sent: bool,
     /// The embedder's writes have not completed for `storage_stall_ticks`: lead nothing.
     storage_stalled: bool,
     storage_stall_step_downs: u64,
@@ -320,6 +324,7 @@ impl<S: Storage> Raft<S> {
             snapshots_installed: 0,
             storage_stalled: false,
             storage_stall_step_downs: 0,
+            timeout_now_sent: false,
             conf_changes_applied: 0,
         };
         raft.rebuild_progress();
@@ -527,6 +532,7 @@ impl<S: Storage> Raft<S> {
         self.pending_broadcast = false;
         self.lead_transferee = NodeId::NONE;
         self.transfer_elapsed = 0;
+        self.timeout_now_sent = false;
         self.refuse_pending_reads();
         let next = self.log.last_index().next();
         let stable = self.log.stable_last_index();
@@ -704,6 +710,7 @@ impl<S: Storage> Raft<S> {
     fn tick_leader(&mut self) {
         self.heartbeat_elapsed += 1;
         self.election_elapsed += 1;
+        self.maybe_leave_joint();
         self.reads.leader_ticks += 1;
         let snapshot_timeout = self.config.snapshot_timeout_ticks;
         for progress in &mut self.progress {
@@ -829,6 +836,20 @@ impl<S: Storage> Raft<S> {
             self.become_follower(self.term, NodeId::NONE);
         }
         Ok(next)
+    }
+
+    /// A leader in a joint configuration that should be left automatically proposes leaving it
+    /// once nothing else is pending. Most often the leader that entered it does so right after
+    /// applying it; this also covers a leader elected while the configuration was joint.
+    fn maybe_leave_joint(&mut self) {
+        if self.role == Role::Leader
+            && self.conf.is_joint()
+            && self.conf.auto_leave
+            && self.pending_conf_index <= self.log.applied()
+            && self.lead_transferee == NodeId::NONE
+        {
+            let _ = self.propose_conf_change(&ConfChange::leave_joint());
+        }
     }
 
     /// How many configuration changes this node applied.
@@ -976,6 +997,7 @@ impl<S: Storage> Raft<S> {
         self.role == Role::Leader
             && self.config.read_only == crate::config::ReadOnlyOption::LeaseBased
             && self.lead_transferee == NodeId::NONE
+            && !self.timeout_now_sent
             && self.reads.lease_start.is_some_and(|start| {
                 let lease =
                     u64::from(self.config.election_timeout_ticks - self.config.lease_drift_ticks);
@@ -1062,6 +1084,7 @@ impl<S: Storage> Raft<S> {
             .position(|progress| progress.id == target)
             .expect("voters have progress");
         if self.progress[position].match_index == self.log.last_index() {
+            self.timeout_now_sent = true;
             self.send(target, self.term, MessageBody::TimeoutNow);
         } else {
             self.send_appends(position, true);
@@ -1688,6 +1711,7 @@ impl<S: Storage> Raft<S> {
                     self.pending_broadcast = true;
                 }
                 if from == self.lead_transferee && match_index == self.log.last_index() {
+                    self.timeout_now_sent = true;
                     self.send(from, self.term, MessageBody::TimeoutNow);
                 }
                 self.send_appends(position, false);

@@ -1515,11 +1515,18 @@ impl Sim {
         let Some(leader) = self.leader() else {
             return false;
         };
-        let members = self.nodes[(leader.get() - 1) as usize]
+        let Some(conf) = self.nodes[(leader.get() - 1) as usize]
             .node
             .as_ref()
-            .map(|node| node.raw().conf_state().members())
-            .unwrap_or_default();
+            .map(|node| node.raw().conf_state().clone())
+        else {
+            return false;
+        };
+        // A joint configuration must have been left: membership changes finish too.
+        if conf.is_joint() {
+            return false;
+        }
+        let members = conf.members();
         // A node whose WAL refused to open stays down (and is a violation unless a test damaged
         // its disk on purpose).
         let mut nodes = self
