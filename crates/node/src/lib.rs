@@ -422,7 +422,7 @@ impl<M: StateMachine> Node<M> {
         if let Some(hard_state) = task.hard_state {
             storage.set_hard_state(hard_state);
         }
-        storage.append(&task.entries);
+        storage.append_owned(task.entries);
         self.raw.on_persisted(task.number);
         let front = self.held.front().map(|held| held.number);
         assert_eq!(

@@ -47,21 +47,21 @@ impl Unstable {
 
     /// Appends `entries`, which must start at or before one past the last index; anything from
     /// their first index on is replaced.
-    fn truncate_and_append(&mut self, entries: &[Entry]) {
+    /// Takes the entries by value: they move into the log without being copied.
+    fn truncate_and_append(&mut self, entries: Vec<Entry>) {
         let first = entries[0].index;
         let after = self.offset.plus(self.entries.len() as u64);
         if first == after {
-            self.entries.extend_from_slice(entries);
+            self.entries.extend(entries);
         } else if first <= self.offset {
             // The whole unstable tail is replaced; storage below `first` stays valid.
             self.offset = first;
-            self.entries.clear();
-            self.entries.extend_from_slice(entries);
+            self.entries = entries;
             self.in_progress = 0;
         } else {
             let keep = (first.get() - self.offset.get()) as usize;
             self.entries.truncate(keep);
-            self.entries.extend_from_slice(entries);
+            self.entries.extend(entries);
             self.in_progress = self.in_progress.min(keep);
         }
     }
@@ -286,7 +286,7 @@ impl<S: Storage> RaftLog<S> {
         &mut self,
         prev_index: LogIndex,
         prev_term: Term,
-        entries: &[Entry],
+        mut entries: Vec<Entry>,
     ) -> Result<LogIndex, AppendError> {
         if !self.matches(prev_index, prev_term) {
             return Err(AppendError::Mismatch);
@@ -301,13 +301,34 @@ impl<S: Storage> RaftLog<S> {
                 // Only a broken or malicious leader sends this; never overwrite committed state.
                 return Err(AppendError::ConflictsWithCommitted(first_conflict));
             }
-            self.append(&entries[position..]);
+            entries.drain(..position);
+            self.append(entries);
         }
         Ok(last_new)
     }
 
+    /// Appends one entry right after the last (a leader's own proposal), without allocating.
+    pub fn append_one(&mut self, entry: Entry) -> LogIndex {
+        assert_eq!(
+            entry.index,
+            self.last_index().next(),
+            "a leader appends right after its last entry"
+        );
+        if entry.index
+            == self
+                .unstable
+                .offset
+                .plus(self.unstable.entries.len() as u64)
+        {
+            self.unstable.entries.push(entry);
+            self.last_index()
+        } else {
+            self.append(vec![entry])
+        }
+    }
+
     /// Appends entries at the end (or over a conflicting tail) and returns the new last index.
-    pub fn append(&mut self, entries: &[Entry]) -> LogIndex {
+    pub fn append(&mut self, entries: Vec<Entry>) -> LogIndex {
         if let Some(first) = entries.first() {
             assert!(
                 first.index > self.committed,
@@ -457,25 +478,25 @@ mod tests {
         let mut log = log_with(&[entry(1, 1), entry(2, 1), entry(3, 2)]);
         // Duplicate of what is there: no change.
         assert_eq!(
-            log.maybe_append(LogIndex(1), Term(1), &[entry(2, 1)]),
+            log.maybe_append(LogIndex(1), Term(1), vec![entry(2, 1)]),
             Ok(LogIndex(2))
         );
         assert_eq!(log.last_index(), LogIndex(3));
         // Conflict at 3: replaced.
         assert_eq!(
-            log.maybe_append(LogIndex(2), Term(1), &[entry(3, 3), entry(4, 3)]),
+            log.maybe_append(LogIndex(2), Term(1), vec![entry(3, 3), entry(4, 3)]),
             Ok(LogIndex(4))
         );
         assert_eq!(log.term(LogIndex(3)), Ok(Term(3)));
         // Mismatching previous entry.
         assert_eq!(
-            log.maybe_append(LogIndex(4), Term(2), &[]),
+            log.maybe_append(LogIndex(4), Term(2), vec![]),
             Err(AppendError::Mismatch)
         );
         // Never over committed entries.
         log.commit_to(LogIndex(2));
         assert_eq!(
-            log.maybe_append(LogIndex(1), Term(1), &[entry(2, 5)]),
+            log.maybe_append(LogIndex(1), Term(1), vec![entry(2, 5)]),
             Err(AppendError::ConflictsWithCommitted(LogIndex(2)))
         );
         // Stable index stops before the unstable replacement.
@@ -500,7 +521,7 @@ mod tests {
     #[test]
     fn only_committed_and_durable_entries_are_applied() {
         let mut log = log_with(&[entry(1, 1)]);
-        log.append(&[entry(2, 1), entry(3, 1)]);
+        log.append(vec![entry(2, 1), entry(3, 1)]);
         log.commit_to(LogIndex(3));
         let applied: Vec<_> = log
             .take_entries_to_apply(u64::MAX)
@@ -519,9 +540,9 @@ mod tests {
     #[test]
     fn stale_stable_ack_after_truncation_is_ignored() {
         let mut log = log_with(&[]);
-        log.append(&[entry(1, 1), entry(2, 1)]);
+        log.append(vec![entry(1, 1), entry(2, 1)]);
         let first_write = log.take_unpersisted();
-        log.append(&[entry(2, 2)]);
+        log.append(vec![entry(2, 2)]);
         // The write of (2, t1) completes, but 2 now holds t2: it must stay unstable.
         log.storage_mut().append(&first_write);
         log.stable_to(LogIndex(2), Term(1));

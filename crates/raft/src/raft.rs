@@ -585,7 +585,7 @@ impl<S: Storage> Raft<S> {
         // The no-op of the new term: entries of earlier terms are committed only indirectly, once
         // an entry of this term is (Raft §5.4.2). Replication starts with the next flush.
         let index = self.log.last_index().next();
-        self.log.append(&[Entry {
+        self.log.append(vec![Entry {
             term: self.term,
             index,
             kind: EntryKind::Empty,
@@ -892,7 +892,7 @@ impl<S: Storage> Raft<S> {
         let position = (entry.index, entry.term);
         self.uncommitted.push_back((entry.index, size));
         self.uncommitted_bytes += size;
-        self.log.append(std::slice::from_ref(&entry));
+        self.log.append_one(entry);
         self.pending_broadcast = true;
         // A single-voter cluster commits as soon as the entry is durable (see `on_persisted`).
         Ok(position)
@@ -1550,7 +1550,7 @@ impl<S: Storage> Raft<S> {
         }
         match self
             .log
-            .maybe_append(prev_log_index, prev_log_term, &entries)
+            .maybe_append(prev_log_index, prev_log_term, entries)
         {
             Ok(last_new) => {
                 let commit = leader_commit.min(last_new);

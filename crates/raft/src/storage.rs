@@ -148,9 +148,23 @@ impl MemStorage {
     /// If the entries are not consecutive or leave a gap after the current last index: that would
     /// be a bug in the embedder, not an operating condition.
     pub fn append(&mut self, entries: &[Entry]) {
-        let Some(first_new) = entries.first() else {
-            return;
-        };
+        if let Some(skip) = self.prepare_append(entries) {
+            self.entries.extend_from_slice(&entries[skip..]);
+        }
+    }
+
+    /// Like [`MemStorage::append`], moving the entries in instead of copying them.
+    pub fn append_owned(&mut self, mut entries: Vec<Entry>) {
+        if let Some(skip) = self.prepare_append(&entries) {
+            entries.drain(..skip);
+            self.entries.extend(entries);
+        }
+    }
+
+    /// Checks `entries`, truncates the conflicting suffix they replace, and returns how many of
+    /// them to skip (those at or below the snapshot), or `None` if there is nothing to append.
+    fn prepare_append(&mut self, entries: &[Entry]) -> Option<usize> {
+        let first_new = entries.first()?;
         for pair in entries.windows(2) {
             assert_eq!(
                 pair[1].index,
@@ -163,10 +177,9 @@ impl MemStorage {
             .get()
             .saturating_sub(first_new.index.get() - 1) as usize;
         if skip >= entries.len() {
-            return;
+            return None;
         }
-        let entries = &entries[skip..];
-        let first = entries[0].index;
+        let first = entries[skip].index;
         assert!(
             first <= self.last_index().next(),
             "append at {first} leaves a gap after last index {}",
@@ -174,7 +187,7 @@ impl MemStorage {
         );
         let keep = (first.get() - snapshot_index.get() - 1) as usize;
         self.entries.truncate(keep);
-        self.entries.extend_from_slice(entries);
+        Some(skip)
     }
 
     /// Discards entries up to and including `index`, which must be held and at most the last
