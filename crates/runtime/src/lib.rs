@@ -1,0 +1,849 @@
+//! A raftkv member on tokio: the piece the server wraps.
+//!
+//! [`Member::start`] opens (or creates and bootstraps) the member's write-ahead log, rebuilds
+//! the node's in-memory view of its log from it, starts the peer transport and runs:
+//!
+//! - ONE driver task that owns the [`node::Node`] and selects over the tick interval, inbound
+//!   peer messages, client requests and persist completions, executing the node's actions;
+//! - ONE writer thread that owns the [`wal::Wal`]: it makes persist tasks durable in order
+//!   (consecutive queued tasks are batched into one record and one `fdatasync`) and reports
+//!   each batch back to the driver, which then acknowledges the tasks to the node.
+//!
+//! Every channel is bounded. No lock is held across I/O: the driver and the writer share
+//! nothing but channels. A storage failure stops the member (its handle then answers
+//! [`ClientError::Stopped`], and [`MemberHandle::shutdown`] reports the failure).
+
+use bytes::Bytes;
+use node::{Action, Node, PersistTask, RequestError, RequestId};
+use raft::{ConfState, Entry, LogIndex, MemStorage, Message, NodeId, Role, Storage, Term};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use transport::{Transport, TransportConfig};
+use wal::{Wal, WalError, WalOptions};
+
+/// How a member is run.
+#[derive(Clone, Debug)]
+pub struct MemberConfig {
+    /// This member's id (overrides `raft.id`).
+    pub id: NodeId,
+    /// Identifies the cluster on the peer wire; members of other clusters are refused.
+    pub cluster_id: u64,
+    /// Where the write-ahead log lives (created if missing).
+    pub data_dir: PathBuf,
+    /// The founding members and their peer addresses. A brand-new data directory of a founder
+    /// is bootstrapped with this membership; every other entry is a peer to connect to.
+    pub founders: BTreeMap<NodeId, SocketAddr>,
+    /// The address the peer listener binds (ignored by [`Member::start_with_listener`]).
+    pub listen_peer: SocketAddr,
+    /// The length of one Raft tick.
+    pub tick: Duration,
+    /// Raft tuning (election timeout, limits, ...).
+    pub raft: raft::Config,
+    /// WAL tuning.
+    pub wal: WalOptions,
+    /// Client requests queued for the driver before callers wait.
+    pub client_queue_len: usize,
+    /// Client requests waiting for their reply before new ones are refused with
+    /// [`RequestError::Backpressure`].
+    pub max_waiting_requests: usize,
+    /// Persist tasks queued for the writer thread; while the driver holds this many more it
+    /// stops taking client requests.
+    pub persist_queue_len: usize,
+    /// The most persist tasks the writer merges into one write and one sync.
+    pub max_persist_batch: usize,
+}
+
+impl MemberConfig {
+    /// A configuration with the usual defaults (100 ms ticks, default Raft and WAL tuning).
+    pub fn new(
+        id: NodeId,
+        data_dir: impl Into<PathBuf>,
+        founders: BTreeMap<NodeId, SocketAddr>,
+        listen_peer: SocketAddr,
+    ) -> MemberConfig {
+        MemberConfig {
+            id,
+            cluster_id: 1,
+            data_dir: data_dir.into(),
+            founders,
+            listen_peer,
+            tick: Duration::from_millis(100),
+            raft: raft::Config::new(id),
+            wal: WalOptions::default(),
+            client_queue_len: 1024,
+            max_waiting_requests: 4096,
+            persist_queue_len: 64,
+            max_persist_batch: 64,
+        }
+    }
+
+    /// Checks every bound.
+    pub fn validate(&self) -> Result<(), StartError> {
+        let invalid = |reason: &str| Err(StartError::InvalidConfig(reason.to_owned()));
+        if !self.id.is_some() {
+            return invalid("the member id must not be 0");
+        }
+        if self.tick.is_zero() {
+            return invalid("tick must be longer than zero");
+        }
+        if self.client_queue_len == 0
+            || self.max_waiting_requests == 0
+            || self.persist_queue_len == 0
+            || self.max_persist_batch == 0
+        {
+            return invalid("queue lengths and batch sizes must be at least 1");
+        }
+        let mut raft = self.raft.clone();
+        raft.id = self.id;
+        raft.validate()
+            .map_err(|error| StartError::InvalidConfig(format!("raft: {error}")))?;
+        self.wal
+            .validate()
+            .map_err(|error| StartError::InvalidConfig(format!("wal: {error}")))?;
+        Ok(())
+    }
+}
+
+/// Why a member could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// The configuration is invalid.
+    InvalidConfig(String),
+    /// The data directory or the peer listener could not be set up.
+    Io(std::io::Error),
+    /// The WAL refused to open or to be created (including: another member holds its lock).
+    Wal(WalError),
+    /// The WAL's contents could not be read back.
+    Storage(raft::StorageError),
+    /// The node refused its durable state.
+    Node(node::NodeStartError),
+    /// The peer transport could not start.
+    Transport(transport::TransportError),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::InvalidConfig(reason) => write!(f, "invalid configuration: {reason}"),
+            StartError::Io(error) => write!(f, "i/o: {error}"),
+            StartError::Wal(error) => write!(f, "wal: {error}"),
+            StartError::Storage(error) => write!(f, "reading the wal: {error:?}"),
+            StartError::Node(error) => write!(f, "node: {error}"),
+            StartError::Transport(error) => write!(f, "transport: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+impl From<WalError> for StartError {
+    fn from(error: WalError) -> StartError {
+        StartError::Wal(error)
+    }
+}
+
+impl From<raft::StorageError> for StartError {
+    fn from(error: raft::StorageError) -> StartError {
+        StartError::Storage(error)
+    }
+}
+
+/// Why a client request failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientError {
+    /// This member is not the leader (or knows none); the handle does not forward. Certainly
+    /// not applied.
+    NotLeader {
+        /// The leader this member knows of, or `NodeId::NONE`.
+        leader_hint: NodeId,
+    },
+    /// The node's reason (back-pressure, dropped by a leader change, outcome unknown, ...).
+    /// Retrying the same [`kv::Request`] (same sequence) is safe.
+    Failed(RequestError),
+    /// The request's sequence is older than its session's last one: not applied.
+    StaleSequence,
+    /// The state machine could not decode the request: not applied.
+    Malformed(String),
+    /// The state machine answered with a response that does not fit the request.
+    Unexpected(kv::Response),
+    /// The member stopped (shut down or failed) before answering: the outcome is unknown.
+    Stopped,
+}
+
+impl From<RequestError> for ClientError {
+    fn from(error: RequestError) -> ClientError {
+        match error {
+            RequestError::NotLeader { leader_hint } => ClientError::NotLeader { leader_hint },
+            other => ClientError::Failed(other),
+        }
+    }
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::NotLeader { leader_hint } => fmt::Display::fmt(
+                &RequestError::NotLeader {
+                    leader_hint: *leader_hint,
+                },
+                f,
+            ),
+            ClientError::Failed(error) => fmt::Display::fmt(error, f),
+            ClientError::StaleSequence => f.write_str("stale request sequence"),
+            ClientError::Malformed(reason) => write!(f, "malformed request: {reason}"),
+            ClientError::Unexpected(response) => write!(f, "unexpected response {response:?}"),
+            ClientError::Stopped => f.write_str("the member stopped"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+/// The member stopped because its storage failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberFailure(pub String);
+
+impl fmt::Display for MemberFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the member failed: {}", self.0)
+    }
+}
+
+impl std::error::Error for MemberFailure {}
+
+/// A snapshot of a member's Raft state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Status {
+    /// Its role.
+    pub role: Role,
+    /// The leader it knows of, or `NodeId::NONE`.
+    pub leader: NodeId,
+    /// Its current term.
+    pub term: Term,
+    /// The highest index it knows committed.
+    pub commit: LogIndex,
+    /// The highest index applied to its state machine (≤ `commit`).
+    pub applied: LogIndex,
+}
+
+type Reply = oneshot::Sender<Result<kv::Response, RequestError>>;
+
+enum Command {
+    Submit { request: kv::Request, reply: Reply },
+    Read { key: Bytes, reply: Reply },
+    Shutdown,
+}
+
+/// What a batch of persist tasks came to: the tasks, durable in order, or why not.
+type Completion = Result<Vec<PersistTask>, String>;
+
+/// Starts members.
+#[derive(Debug)]
+pub struct Member;
+
+impl Member {
+    /// Binds `config.listen_peer` and starts the member (see [`Member::start_with_listener`]).
+    pub async fn start(config: MemberConfig) -> Result<MemberHandle, StartError> {
+        config.validate()?;
+        let listener = TcpListener::bind(config.listen_peer)
+            .await
+            .map_err(StartError::Io)?;
+        Member::start_with_listener(config, listener)
+    }
+
+    /// Starts the member with its peer listener already bound. Opens the WAL in
+    /// `config.data_dir` (creating and, for a founder, bootstrapping it if there is none),
+    /// rebuilds the node from it, and spawns the driver task and the writer thread. Must be
+    /// called within a tokio runtime.
+    pub fn start_with_listener(
+        config: MemberConfig,
+        listener: TcpListener,
+    ) -> Result<MemberHandle, StartError> {
+        config.validate()?;
+        let wal = open_wal(&config)?;
+        let storage = memory_view(&wal)?;
+        let mut raft_config = config.raft.clone();
+        raft_config.id = config.id;
+        let node =
+            Node::new(&raft_config, storage, kv::KvStore::new()).map_err(StartError::Node)?;
+
+        let mut transport_config =
+            TransportConfig::new(config.cluster_id, config.id, config.listen_peer);
+        transport_config.peers = config
+            .founders
+            .iter()
+            .filter(|(id, _)| **id != config.id)
+            .map(|(id, addr)| (*id, *addr))
+            .collect();
+        let (transport, inbound) = Transport::start_with_listener(transport_config, listener)
+            .map_err(StartError::Transport)?;
+        let peer_addr = transport.local_addr();
+
+        let (persist_tx, persist_rx) = mpsc::channel(config.persist_queue_len);
+        let (done_tx, done_rx) = mpsc::channel(config.persist_queue_len);
+        let max_batch = config.max_persist_batch;
+        let writer = std::thread::Builder::new()
+            .name(format!("raftkv-wal-{}", config.id.get()))
+            .spawn(move || run_writer(wal, persist_rx, done_tx, max_batch))
+            .map_err(StartError::Io)?;
+
+        let (commands_tx, commands_rx) = mpsc::channel(config.client_queue_len);
+        let (status_tx, status_rx) = watch::channel(Status::default());
+        let driver = Driver {
+            node,
+            transport,
+            inbound,
+            commands: commands_rx,
+            persist_tx,
+            backlog: VecDeque::new(),
+            completions: done_rx,
+            waiters: HashMap::new(),
+            next_request: 1,
+            status: status_tx,
+            actions: Vec::new(),
+            tick: config.tick,
+            max_waiting_requests: config.max_waiting_requests,
+            max_backlog: config.persist_queue_len,
+        };
+        let task = tokio::spawn(async move {
+            let result = driver.run().await;
+            // The driver and with it the writer's task queue are gone: the writer finishes
+            // what it was given, then exits and releases the WAL's lock.
+            let joined = tokio::task::spawn_blocking(move || writer.join()).await;
+            match (result, joined) {
+                (Err(failure), _) => Err(failure),
+                (Ok(()), Ok(Ok(()))) => Ok(()),
+                (Ok(()), _) => Err(MemberFailure("the WAL writer panicked".into())),
+            }
+        });
+        Ok(MemberHandle {
+            id: config.id,
+            client_id: new_client_id(config.id),
+            sequence: AtomicU64::new(0),
+            commands: commands_tx,
+            status: status_rx,
+            driver: Some(task),
+            peer_addr,
+        })
+    }
+}
+
+/// Opens the WAL in the data directory, or creates it. An empty log of a founder receives the
+/// bootstrap entry naming the founders (also when a previous start died between creating the
+/// WAL and writing that entry).
+fn open_wal(config: &MemberConfig) -> Result<Wal, StartError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(StartError::Io)?;
+    let mut wal = match Wal::open(&config.data_dir, config.wal.clone()) {
+        Ok(wal) => wal,
+        Err(WalError::NotFound { .. }) => {
+            Wal::create(&config.data_dir, config.wal.clone(), ConfState::default())?
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let empty = wal.last_index() == LogIndex::ZERO
+        && wal.snapshot_metadata().index == LogIndex::ZERO
+        && wal.hard_state() == raft::HardState::default();
+    if empty && config.founders.contains_key(&config.id) {
+        let founders = ConfState {
+            voters: config.founders.keys().copied().collect(),
+            ..ConfState::default()
+        };
+        let boot = MemStorage::bootstrap(&founders);
+        let entries = boot.entries(LogIndex(1), boot.last_index().next(), u64::MAX)?;
+        wal.write(Some(boot.hard_state()), &entries)?;
+    }
+    Ok(wal)
+}
+
+/// The node's in-memory view of its log, rebuilt from the WAL.
+fn memory_view(wal: &Wal) -> Result<MemStorage, raft::StorageError> {
+    let (hard_state, conf_state) = wal.initial_state()?;
+    let mut storage = MemStorage::new_with_conf_state(conf_state.clone());
+    let snapshot = wal.snapshot()?;
+    if snapshot.metadata.index > LogIndex::ZERO {
+        storage.apply_snapshot(snapshot);
+    }
+    let entries = wal.entries(wal.first_index(), wal.last_index().next(), u64::MAX)?;
+    storage.append(&entries);
+    storage.set_hard_state(hard_state);
+    storage.set_conf_state(conf_state);
+    Ok(storage)
+}
+
+/// A session id unlikely to collide with another client's: the member id in the high bits, the
+/// clock and a process-wide counter below.
+fn new_client_id(id: NodeId) -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_nanos() as u64);
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    ((id.get() << 48) ^ (nanos & ((1 << 48) - 1)) ^ count.rotate_left(24)) | 1
+}
+
+/// The writer thread: takes tasks in order, merges the ones already queued into one write,
+/// and reports each batch once it is durable. Stops at the first failure (the WAL is poisoned
+/// then) or when the driver is gone.
+fn run_writer(
+    mut wal: Wal,
+    mut tasks: mpsc::Receiver<PersistTask>,
+    done: mpsc::Sender<Completion>,
+    max_batch: usize,
+) {
+    while let Some(first) = tasks.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < max_batch {
+            match tasks.try_recv() {
+                Ok(task) => batch.push(task),
+                Err(_) => break,
+            }
+        }
+        let result = write_batch(&mut wal, &batch)
+            .map(|()| batch)
+            .map_err(|error| error.to_string());
+        let failed = result.is_err();
+        if done.blocking_send(result).is_err() || failed {
+            break;
+        }
+    }
+}
+
+/// Writes the tasks in order with as few syncs as possible: entries and hard states of
+/// consecutive tasks go into one record (a later task's entries replace the conflicting tail
+/// of an earlier one, as the WAL would do), split where a snapshot must be written first or
+/// where the record would grow too large.
+fn write_batch(wal: &mut Wal, batch: &[PersistTask]) -> Result<(), WalError> {
+    let limit = wal.options().max_batch_bytes / 2;
+    let mut hard_state = None;
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut bytes = 0u64;
+    for task in batch {
+        let task_bytes: u64 = task
+            .entries
+            .iter()
+            .map(|entry| entry.data.len() as u64 + 64)
+            .sum();
+        let pending = hard_state.is_some() || !entries.is_empty();
+        if pending && (task.snapshot.is_some() || bytes + task_bytes > limit) {
+            wal.write(hard_state.take(), &entries)?;
+            entries.clear();
+            bytes = 0;
+        }
+        if let Some(snapshot) = &task.snapshot {
+            wal.save_snapshot(snapshot)?;
+        }
+        if task.hard_state.is_some() {
+            hard_state = task.hard_state;
+        }
+        if let Some(first) = task.entries.first() {
+            entries.retain(|entry| entry.index < first.index);
+            entries.extend(task.entries.iter().cloned());
+        }
+        bytes += task_bytes;
+    }
+    if hard_state.is_some() || !entries.is_empty() {
+        wal.write(hard_state, &entries)?;
+    }
+    Ok(())
+}
+
+/// The one task that owns the node.
+struct Driver {
+    node: Node<kv::KvStore>,
+    transport: Transport,
+    inbound: mpsc::Receiver<Message>,
+    commands: mpsc::Receiver<Command>,
+    persist_tx: mpsc::Sender<PersistTask>,
+    /// Persist tasks the writer's queue had no room for yet, in order.
+    backlog: VecDeque<PersistTask>,
+    completions: mpsc::Receiver<Completion>,
+    waiters: HashMap<RequestId, Reply>,
+    next_request: RequestId,
+    status: watch::Sender<Status>,
+    actions: Vec<Action<kv::Response>>,
+    tick: Duration,
+    max_waiting_requests: usize,
+    max_backlog: usize,
+}
+
+impl Driver {
+    async fn run(mut self) -> Result<(), MemberFailure> {
+        let mut interval = tokio::time::interval(self.tick);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            self.drain()?;
+            self.publish_status();
+            let persist_tx = self.persist_tx.clone();
+            tokio::select! {
+                _ = interval.tick() => {
+                    self.node.tick();
+                    self.take_reports();
+                }
+                Some(message) = self.inbound.recv() => self.node.receive(message),
+                command = self.commands.recv(), if self.backlog.len() < self.max_backlog => {
+                    match command {
+                        None | Some(Command::Shutdown) => return Ok(()),
+                        Some(Command::Submit { request, reply }) => {
+                            if let Some(id) = self.register(reply) {
+                                self.node.submit(id, request.encode(), &mut self.actions);
+                            }
+                        }
+                        Some(Command::Read { key, reply }) => {
+                            if let Some(id) = self.register(reply) {
+                                self.node.read(id, key, &mut self.actions);
+                            }
+                        }
+                    }
+                }
+                done = self.completions.recv() => match done {
+                    Some(Ok(tasks)) => {
+                        for task in tasks {
+                            self.node.persisted(task, &mut self.actions);
+                        }
+                    }
+                    Some(Err(error)) => return Err(MemberFailure(error)),
+                    None => return Err(MemberFailure("the WAL writer exited".into())),
+                },
+                permit = persist_tx.reserve(), if !self.backlog.is_empty() => match permit {
+                    Ok(permit) => permit.send(self.backlog.pop_front().expect("checked")),
+                    Err(_) => return Err(MemberFailure("the WAL writer exited".into())),
+                },
+                () = self.transport.reports_changed() => self.take_reports(),
+            }
+        }
+    }
+
+    /// Remembers a client's reply channel under a new request id, or refuses the request when
+    /// too many wait already.
+    fn register(&mut self, reply: Reply) -> Option<RequestId> {
+        if self.waiters.len() >= self.max_waiting_requests {
+            let _ = reply.send(Err(RequestError::Backpressure));
+            return None;
+        }
+        let id = self.next_request;
+        self.next_request += 1;
+        self.waiters.insert(id, reply);
+        Some(id)
+    }
+
+    /// Executes actions and polls the node until it has nothing more to do.
+    fn drain(&mut self) -> Result<(), MemberFailure> {
+        loop {
+            self.node.poll(&mut self.actions);
+            if self.actions.is_empty() {
+                break;
+            }
+            for action in std::mem::take(&mut self.actions) {
+                match action {
+                    Action::Persist(task) => self.backlog.push_back(task),
+                    // Best effort: a dropped message is counted and reported by the transport,
+                    // and Raft retransmits.
+                    Action::Send(message) => {
+                        let _ = self.transport.send(message);
+                    }
+                    Action::Reply { request, result } => {
+                        if let Some(reply) = self.waiters.remove(&request) {
+                            // The caller may have given up waiting; nothing to do then.
+                            let _ = reply.send(result);
+                        }
+                    }
+                    Action::ConfChangeReply { .. }
+                    | Action::RoleChanged { .. }
+                    | Action::ConfChanged { .. }
+                    | Action::SnapshotInstalled { .. }
+                    | Action::Applied { .. } => {}
+                }
+            }
+        }
+        while let Some(task) = self.backlog.pop_front() {
+            match self.persist_tx.try_send(task) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(task)) => {
+                    self.backlog.push_front(task);
+                    break;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    return Err(MemberFailure("the WAL writer exited".into()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn take_reports(&mut self) {
+        let reports = self.transport.take_reports();
+        let raw = self.node.raw_mut();
+        for peer in reports.unreachable {
+            raw.report_unreachable(peer);
+        }
+        for (peer, delivered) in reports.snapshots {
+            raw.report_snapshot(peer, delivered);
+        }
+    }
+
+    fn publish_status(&self) {
+        let raw = self.node.raw();
+        let now = Status {
+            role: raw.role(),
+            leader: raw.leader(),
+            term: raw.term(),
+            commit: raw.committed(),
+            applied: self.node.applied(),
+        };
+        self.status.send_if_modified(|status| {
+            let changed = *status != now;
+            *status = now;
+            changed
+        });
+    }
+}
+
+/// A client's handle on a running member. Dropping it stops the member (without waiting);
+/// [`MemberHandle::shutdown`] stops it and waits until its WAL is closed.
+///
+/// Writes carry this handle's session (a client id and an increasing sequence), so a retried
+/// [`kv::Request`] is applied at most once. Issue one write at a time per handle: the sessions
+/// of the state machine refuse a sequence older than the last one applied.
+#[derive(Debug)]
+pub struct MemberHandle {
+    id: NodeId,
+    client_id: u64,
+    sequence: AtomicU64,
+    commands: mpsc::Sender<Command>,
+    status: watch::Receiver<Status>,
+    driver: Option<JoinHandle<Result<(), MemberFailure>>>,
+    peer_addr: SocketAddr,
+}
+
+impl fmt::Debug for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Command::Submit { request, .. } => write!(f, "Submit({request:?})"),
+            Command::Read { key, .. } => write!(f, "Read({key:?})"),
+            Command::Shutdown => f.write_str("Shutdown"),
+        }
+    }
+}
+
+impl MemberHandle {
+    /// The member's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The address its peer listener is bound to.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer_addr
+    }
+
+    /// The member's Raft state as of its driver's last step.
+    pub fn status(&self) -> Status {
+        *self.status.borrow()
+    }
+
+    /// The next request of this handle's session (a retry must reuse the returned request).
+    pub fn next_request(&self, command: kv::Command) -> kv::Request {
+        kv::Request {
+            client_id: self.client_id,
+            sequence: self.sequence.fetch_add(1, Ordering::Relaxed) + 1,
+            command,
+        }
+    }
+
+    /// Proposes `request` through the log and waits for the state machine's answer.
+    pub async fn submit(&self, request: kv::Request) -> Result<kv::Response, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        self.call(Command::Submit { request, reply }, answer).await
+    }
+
+    async fn call(
+        &self,
+        command: Command,
+        answer: oneshot::Receiver<Result<kv::Response, RequestError>>,
+    ) -> Result<kv::Response, ClientError> {
+        self.commands
+            .send(command)
+            .await
+            .map_err(|_| ClientError::Stopped)?;
+        match answer.await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(ClientError::Stopped),
+        }
+    }
+
+    async fn write(&self, command: kv::Command) -> Result<kv::Response, ClientError> {
+        let response = self.submit(self.next_request(command)).await?;
+        match response {
+            kv::Response::StaleSequence => Err(ClientError::StaleSequence),
+            kv::Response::Malformed(reason) => Err(ClientError::Malformed(reason)),
+            other => Ok(other),
+        }
+    }
+
+    /// Sets `key` to `value`.
+    pub async fn put(&self, key: Bytes, value: Bytes) -> Result<(), ClientError> {
+        match self.write(kv::Command::Put { key, value }).await? {
+            kv::Response::Done => Ok(()),
+            other => Err(ClientError::Unexpected(other)),
+        }
+    }
+
+    /// Removes `key`.
+    pub async fn delete(&self, key: Bytes) -> Result<(), ClientError> {
+        match self.write(kv::Command::Delete { key }).await? {
+            kv::Response::Done => Ok(()),
+            other => Err(ClientError::Unexpected(other)),
+        }
+    }
+
+    /// Sets `key` to `new` if it holds `expected`. Returns whether it did and the value found.
+    pub async fn cas(
+        &self,
+        key: Bytes,
+        expected: Bytes,
+        new: Bytes,
+    ) -> Result<(bool, Option<Bytes>), ClientError> {
+        let command = kv::Command::CompareAndSet { key, expected, new };
+        match self.write(command).await? {
+            kv::Response::CompareAndSet { succeeded, found } => Ok((succeeded, found)),
+            other => Err(ClientError::Unexpected(other)),
+        }
+    }
+
+    /// A linearizable read of `key` (ReadIndex; followers ask the leader to confirm).
+    pub async fn get(&self, key: Bytes) -> Result<Option<Bytes>, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        match self.call(Command::Read { key, reply }, answer).await? {
+            kv::Response::Value(value) => Ok(value),
+            other => Err(ClientError::Unexpected(other)),
+        }
+    }
+
+    /// Stops the member and waits until its driver has stopped and its WAL is closed (its
+    /// directory lock released). Reports a storage failure that stopped it earlier.
+    pub async fn shutdown(mut self) -> Result<(), MemberFailure> {
+        // If the queue is full or the driver is gone, dropping the sender below stops it too.
+        let _ = self.commands.try_send(Command::Shutdown);
+        let driver = self.driver.take().expect("taken only here");
+        drop(self);
+        match driver.await {
+            Ok(result) => result,
+            Err(error) => Err(MemberFailure(format!("the driver task failed: {error}"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft::{EntryKind, HardState};
+
+    fn entries(term: u64, indices: std::ops::RangeInclusive<u64>) -> Vec<Entry> {
+        indices
+            .map(|index| Entry {
+                term: Term(term),
+                index: LogIndex(index),
+                kind: EntryKind::Normal,
+                data: Bytes::from(format!("{term}/{index}")),
+            })
+            .collect()
+    }
+
+    fn task(number: u64, hard_state: Option<HardState>, entries: Vec<Entry>) -> PersistTask {
+        PersistTask {
+            number,
+            snapshot: None,
+            hard_state,
+            entries,
+        }
+    }
+
+    fn hard_state(term: u64, commit: u64) -> HardState {
+        HardState {
+            term: Term(term),
+            vote: NodeId(1),
+            commit: LogIndex(commit),
+        }
+    }
+
+    /// A batch whose later task overwrites the tail of an earlier one (a new leader) ends up
+    /// as the WAL would after writing the tasks one by one, also after a reopen.
+    #[test]
+    fn a_merged_batch_equals_its_tasks_written_one_by_one() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut wal =
+            Wal::create(dir.path(), WalOptions::default(), ConfState::default()).expect("create");
+        let batch = [
+            task(1, Some(hard_state(2, 0)), entries(2, 1..=3)),
+            task(2, Some(hard_state(3, 2)), entries(3, 3..=4)),
+            task(3, Some(hard_state(3, 4)), Vec::new()),
+            task(4, None, entries(3, 5..=5)),
+        ];
+        write_batch(&mut wal, &batch).expect("write");
+        let check = |wal: &Wal| {
+            assert_eq!(wal.hard_state(), hard_state(3, 4));
+            assert_eq!(wal.last_index(), LogIndex(5));
+            let terms: Vec<Term> = (1..=5)
+                .map(|index| wal.term(LogIndex(index)).expect("term"))
+                .collect();
+            assert_eq!(terms, [2, 2, 3, 3, 3].map(Term));
+            let stored = wal
+                .entries(LogIndex(3), LogIndex(4), u64::MAX)
+                .expect("entries");
+            assert_eq!(stored, entries(3, 3..=3));
+        };
+        check(&wal);
+        drop(wal);
+        check(&Wal::open(dir.path(), WalOptions::default()).expect("reopen"));
+    }
+
+    /// A hard state alone is written; an empty batch writes nothing.
+    #[test]
+    fn hard_state_only_and_empty_tasks() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut wal =
+            Wal::create(dir.path(), WalOptions::default(), ConfState::default()).expect("create");
+        write_batch(&mut wal, &[task(1, None, Vec::new())]).expect("write nothing");
+        assert_eq!(wal.hard_state(), HardState::default());
+        write_batch(&mut wal, &[task(2, Some(hard_state(5, 0)), Vec::new())]).expect("write");
+        drop(wal);
+        let wal = Wal::open(dir.path(), WalOptions::default()).expect("reopen");
+        assert_eq!(wal.hard_state(), hard_state(5, 0));
+        assert_eq!(wal.last_index(), LogIndex::ZERO);
+    }
+
+    /// A fresh directory of a founder is bootstrapped; a second start resumes without writing
+    /// the bootstrap entry again.
+    #[test]
+    fn a_founder_bootstraps_a_fresh_directory_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let addr: SocketAddr = "127.0.0.1:1".parse().expect("addr");
+        let founders: BTreeMap<NodeId, SocketAddr> =
+            [(NodeId(1), addr), (NodeId(2), addr), (NodeId(3), addr)].into();
+        let config = MemberConfig::new(NodeId(2), dir.path().join("member"), founders, addr);
+        let wal = open_wal(&config).expect("bootstrap");
+        assert_eq!(wal.last_index(), LogIndex(1));
+        assert_eq!(wal.hard_state().commit, LogIndex(1));
+        drop(wal);
+        let wal = open_wal(&config).expect("resume");
+        assert_eq!(wal.last_index(), LogIndex(1));
+        let view = memory_view(&wal).expect("view");
+        assert_eq!(view.last_index(), LogIndex(1));
+
+        // Not a founder: the log stays empty until a leader sends it one.
+        let mut spare = config.clone();
+        spare.id = NodeId(4);
+        spare.data_dir = dir.path().join("spare");
+        assert_eq!(
+            open_wal(&spare).expect("spare").last_index(),
+            LogIndex::ZERO
+        );
+    }
+}
