@@ -125,6 +125,24 @@ impl MemStorage {
         storage
     }
 
+    /// An in-memory copy of another storage (a durable log read at start-up): its snapshot,
+    /// entries, hard state and configuration. Embedders keep this view for the core to read
+    /// while the durable log only takes writes, as etcd keeps its MemoryStorage beside its WAL.
+    pub fn copy_of(source: &impl Storage) -> Result<MemStorage, StorageError> {
+        let (hard_state, conf_state) = source.initial_state()?;
+        let mut storage = MemStorage::new_with_conf_state(conf_state.clone());
+        let snapshot = source.snapshot()?;
+        if !snapshot.is_empty() {
+            storage.apply_snapshot(snapshot);
+        }
+        let entries =
+            source.entries(source.first_index(), source.last_index().next(), u64::MAX)?;
+        storage.append_owned(entries);
+        storage.set_hard_state(hard_state);
+        storage.set_conf_state(conf_state);
+        Ok(storage)
+    }
+
     /// The hard state last written.
     pub fn hard_state(&self) -> HardState {
         self.hard_state

@@ -268,7 +268,7 @@ impl Member {
     ) -> Result<MemberHandle, StartError> {
         config.validate()?;
         let wal = open_wal(&config)?;
-        let storage = memory_view(&wal)?;
+        let storage = MemStorage::copy_of(&wal)?;
         let mut raft_config = config.raft.clone();
         raft_config.id = config.id;
         let node =
@@ -360,21 +360,6 @@ fn open_wal(config: &MemberConfig) -> Result<Wal, StartError> {
         wal.write(Some(boot.hard_state()), &entries)?;
     }
     Ok(wal)
-}
-
-/// The node's in-memory view of its log, rebuilt from the WAL.
-fn memory_view(wal: &Wal) -> Result<MemStorage, raft::StorageError> {
-    let (hard_state, conf_state) = wal.initial_state()?;
-    let mut storage = MemStorage::new_with_conf_state(conf_state.clone());
-    let snapshot = wal.snapshot()?;
-    if snapshot.metadata.index > LogIndex::ZERO {
-        storage.apply_snapshot(snapshot);
-    }
-    let entries = wal.entries(wal.first_index(), wal.last_index().next(), u64::MAX)?;
-    storage.append(&entries);
-    storage.set_hard_state(hard_state);
-    storage.set_conf_state(conf_state);
-    Ok(storage)
 }
 
 /// A session id unlikely to collide with another client's: the member id in the high bits, the
@@ -834,7 +819,7 @@ mod tests {
         drop(wal);
         let wal = open_wal(&config).expect("resume");
         assert_eq!(wal.last_index(), LogIndex(1));
-        let view = memory_view(&wal).expect("view");
+        let view = MemStorage::copy_of(&wal).expect("view");
         assert_eq!(view.last_index(), LogIndex(1));
 
         // Not a founder: the log stays empty until a leader sends it one.

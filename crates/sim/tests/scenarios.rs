@@ -7,26 +7,15 @@
 //! Every scenario ends with the checker clean: no violation during the run, and, where the
 //! scenario hands the cluster back, `Sim::finish` (heal, recover, converge, linearizable history).
 
+mod common;
+
+use common::*;
 use lincheck::{Input, Output};
 use raft::{LogIndex, NodeId, Rng, Role, Term};
 use sim::scenario::{ELECTION_TIMEOUT_US, ProbeCounter, SECOND_US};
 use sim::world::TICK_US;
-use sim::{FaultSet, Options, Outcome, Sim};
+use sim::{FaultSet, Options, Sim};
 use std::collections::{BTreeMap, BTreeSet};
-
-const MS: u64 = 1_000;
-
-/// `release` seeds in an optimised build, `debug` in a debug build (invariant checks everywhere
-/// make the simulator several times slower there).
-fn seeds(first: u64, release: u64, debug: u64) -> std::ops::Range<u64> {
-    first
-        ..first
-            + if cfg!(debug_assertions) {
-                debug
-            } else {
-                release
-            }
-}
 
 /// A fault-free cluster of `nodes` with `clients` clients that have not started yet.
 fn cluster(seed: u64, nodes: usize, clients: usize) -> Sim {
@@ -34,30 +23,6 @@ fn cluster(seed: u64, nodes: usize, clients: usize) -> Sim {
     options.clients = clients;
     options.keys = keys_for(clients);
     Sim::new(options)
-}
-
-/// A few keys, so operations contend, but about two clients per key at most, so the
-/// linearizability check of a long history stays within its search budget.
-fn keys_for(clients: usize) -> u64 {
-    (clients as u64).div_ceil(2).max(3)
-}
-
-fn assert_clean(sim: &Sim, seed: u64) {
-    assert!(
-        sim.violations().is_empty(),
-        "seed {seed}: safety violated: {:#?}",
-        sim.violations()
-    );
-}
-
-fn assert_passed(outcome: &Outcome) {
-    assert!(
-        outcome.passed(),
-        "seed {}: {:#?}\n  stats: {:?}",
-        outcome.options.seed,
-        outcome.violations,
-        outcome.stats
-    );
 }
 
 /// Waits (at most 5 s of virtual time) for an established leader; fails the test otherwise.
@@ -110,13 +75,6 @@ fn max_term(sim: &Sim) -> Term {
         .filter_map(|id| sim.term_of(id))
         .max()
         .unwrap_or(Term::ZERO)
-}
-
-fn others(sim: &Sim, excluded: &[NodeId]) -> Vec<NodeId> {
-    sim.ids()
-        .into_iter()
-        .filter(|id| !excluded.contains(id))
-        .collect()
 }
 
 // ------------------------------------------------------------------------------------------

@@ -12,30 +12,19 @@
 //! `SIM_TRACE=<seed> cargo test --release -p sim --test scenarios_advanced <name> -- --nocapture`
 //! prints the event trace of that seed.
 
+mod common;
+
+use common::*;
 use raft::confchange;
 use raft::{ConfChange, ConfChangeSingle, ConfChangeType, ConfState, LogIndex, NodeId, Rng, Role};
 use raft::{Storage, Term};
 use sim::scenario::{ELECTION_TIMEOUT_US, SECOND_US};
 use sim::world::TICK_US;
-use sim::{FaultSet, Options, Outcome, Sim};
-
-const MS: u64 = 1_000;
+use sim::{FaultSet, Options, Sim};
 
 // ------------------------------------------------------------------------------------------
 // Helpers (test files cannot share code except through `sim::scenario`)
 // ------------------------------------------------------------------------------------------
-
-/// `release` seeds in an optimised build, `debug` in a debug build (invariant checks everywhere
-/// make the simulator several times slower there).
-fn seeds(first: u64, release: u64, debug: u64) -> std::ops::Range<u64> {
-    first
-        ..first
-            + if cfg!(debug_assertions) {
-                debug
-            } else {
-                release
-            }
-}
 
 /// A fault-free cluster of `nodes` founders and `spares` nodes outside it, with `clients`
 /// clients that have not started yet. No compaction happens unless a scenario asks for it, and
@@ -47,30 +36,6 @@ fn cluster(seed: u64, nodes: usize, spares: usize, clients: usize) -> Sim {
     options.keys = keys_for(clients);
     options.trace = std::env::var("SIM_TRACE").is_ok_and(|v| v == seed.to_string());
     Sim::new(options)
-}
-
-/// A few keys, so operations contend, but about two clients per key at most, so the
-/// linearizability check of a long history stays within its search budget.
-fn keys_for(clients: usize) -> u64 {
-    (clients as u64).div_ceil(2).max(3)
-}
-
-fn assert_clean(sim: &Sim, seed: u64) {
-    assert!(
-        sim.violations().is_empty(),
-        "seed {seed}: safety violated: {:#?}",
-        sim.violations()
-    );
-}
-
-fn assert_passed(outcome: &Outcome) {
-    assert!(
-        outcome.passed(),
-        "seed {}: {:#?}\n  stats: {:?}",
-        outcome.options.seed,
-        outcome.violations,
-        outcome.stats
-    );
 }
 
 /// Whether a majority of `voters` satisfies `holds` (an empty set has no majority to ask).
@@ -154,13 +119,6 @@ fn settle(sim: &mut Sim, history_before: usize, clients: usize, seed: u64) {
         sim.operations_pending(),
         roles(sim)
     );
-}
-
-fn others(sim: &Sim, excluded: &[NodeId]) -> Vec<NodeId> {
-    sim.ids()
-        .into_iter()
-        .filter(|id| !excluded.contains(id))
-        .collect()
 }
 
 fn single(change: ConfChangeType, node: NodeId) -> ConfChangeSingle {

@@ -20,7 +20,7 @@
 //!
 //! Snapshots go through the WAL too: a leader's snapshot in a persist task is saved
 //! (`Wal::save_snapshot`) before the task's entries, a node's own compaction saves its snapshot
-//! and releases the segments it covers (`Wal::release_to`), and [`memory_view`] rebuilds a log
+//! and releases the segments it covers (`Wal::release_to`), and `MemStorage::copy_of` rebuilds a log
 //! that starts at a snapshot.
 
 use node::PersistTask;
@@ -241,7 +241,7 @@ impl NodeDisk {
                 .map_err(|error| error.to_string());
         }
         let view = match &self.log.wal {
-            Ok(wal) => memory_view(wal).map_err(|error| error.to_string()),
+            Ok(wal) => MemStorage::copy_of(wal).map_err(|error| error.to_string()),
             Err(error) => Err(error.clone()),
         };
         match &view {
@@ -369,7 +369,7 @@ impl NodeDisk {
         if self.before_damage.is_none()
             && let Ok(wal) = &self.log.wal
         {
-            self.before_damage = memory_view(wal).ok();
+            self.before_damage = MemStorage::copy_of(wal).ok();
         }
         self.damaged = true;
         self.reopen = true;
@@ -382,21 +382,6 @@ fn write_task(wal: &mut Wal<SimDisk>, task: &PersistTask) -> Result<(), wal::Wal
         wal.save_snapshot(snapshot)?;
     }
     wal.write(task.hard_state, &task.entries)
-}
-
-/// The node's in-memory view of its log, rebuilt from the WAL through the `Storage` trait.
-pub(crate) fn memory_view(wal: &Wal<SimDisk>) -> Result<MemStorage, StorageError> {
-    let (hard_state, conf_state) = wal.initial_state()?;
-    let mut storage = MemStorage::new_with_conf_state(conf_state.clone());
-    let snapshot = wal.snapshot()?;
-    if snapshot.metadata.index > LogIndex::ZERO {
-        storage.apply_snapshot(snapshot);
-    }
-    let entries = wal.entries(wal.first_index(), wal.last_index().next(), u64::MAX)?;
-    storage.append(&entries);
-    storage.set_hard_state(hard_state);
-    storage.set_conf_state(conf_state);
-    Ok(storage)
 }
 
 /// The hard state and the term of every entry: what recovery must give back exactly.
