@@ -135,8 +135,7 @@ impl MemStorage {
         if !snapshot.is_empty() {
             storage.apply_snapshot(snapshot);
         }
-        let entries =
-            source.entries(source.first_index(), source.last_index().next(), u64::MAX)?;
+        let entries = source.entries(source.first_index(), source.last_index().next(), u64::MAX)?;
         storage.append_owned(entries);
         storage.set_hard_state(hard_state);
         storage.set_conf_state(conf_state);
