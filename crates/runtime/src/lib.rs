@@ -9,6 +9,10 @@
 //!   (consecutive queued tasks are batched into one record and one `fdatasync`) and reports
 //!   each batch back to the driver, which then acknowledges the tasks to the node.
 //!
+//! Every [`MemberConfig::snapshot_every_entries`] applied entries the driver compacts the
+//! node's log and queues the snapshot for the writer behind the pending persist tasks; the
+//! writer saves it and releases the WAL segments it covers.
+//!
 //! Every channel is bounded. No lock is held across I/O: the driver and the writer share
 //! nothing but channels. A storage failure stops the member (its handle then answers
 //! [`ClientError::Stopped`], and [`MemberHandle::shutdown`] reports the failure).
@@ -58,6 +62,11 @@ pub struct MemberConfig {
     pub persist_queue_len: usize,
     /// The most persist tasks the writer merges into one write and one sync.
     pub max_persist_batch: usize,
+    /// Once the applied index is this many entries past the log's first index, the driver
+    /// compacts: it snapshots the state machine at the applied index, drops the covered
+    /// entries from the in-memory log and has the writer save the snapshot and release the
+    /// WAL segments it covers.
+    pub snapshot_every_entries: u64,
 }
 
 impl MemberConfig {
@@ -81,6 +90,7 @@ impl MemberConfig {
             max_waiting_requests: 4096,
             persist_queue_len: 64,
             max_persist_batch: 64,
+            snapshot_every_entries: 10_000,
         }
     }
 
@@ -99,6 +109,9 @@ impl MemberConfig {
             || self.max_persist_batch == 0
         {
             return invalid("queue lengths and batch sizes must be at least 1");
+        }
+        if self.snapshot_every_entries == 0 {
+            return invalid("snapshot_every_entries must be at least 1");
         }
         let mut raft = self.raft.clone();
         raft.id = self.id;
@@ -231,6 +244,9 @@ pub struct Status {
     pub commit: LogIndex,
     /// The highest index applied to its state machine (≤ `commit`).
     pub applied: LogIndex,
+    /// The first index of its in-memory log (past 1 once it compacted or installed a
+    /// snapshot).
+    pub first_index: LogIndex,
 }
 
 type Reply = oneshot::Sender<Result<kv::Response, RequestError>>;
@@ -243,6 +259,16 @@ enum Command {
 
 /// What a batch of persist tasks came to: the tasks, durable in order, or why not.
 type Completion = Result<Vec<PersistTask>, String>;
+
+/// Work for the writer thread, executed in order.
+#[derive(Debug)]
+enum Job {
+    /// Make a persist task durable (and report it back).
+    Persist(PersistTask),
+    /// Save a local snapshot of the state machine and release the segments it covers (reported
+    /// back only if it fails).
+    Compact(raft::Snapshot),
+}
 
 /// Starts members.
 #[derive(Debug)]
@@ -311,6 +337,7 @@ impl Member {
             tick: config.tick,
             max_waiting_requests: config.max_waiting_requests,
             max_backlog: config.persist_queue_len,
+            snapshot_every_entries: config.snapshot_every_entries,
         };
         let task = tokio::spawn(async move {
             let result = driver.run().await;
@@ -378,15 +405,34 @@ fn new_client_id(id: NodeId) -> u64 {
 /// then) or when the driver is gone.
 fn run_writer(
     mut wal: Wal,
-    mut tasks: mpsc::Receiver<PersistTask>,
+    mut jobs: mpsc::Receiver<Job>,
     done: mpsc::Sender<Completion>,
     max_batch: usize,
 ) {
-    while let Some(first) = tasks.blocking_recv() {
+    // A compaction job taken while gathering a batch: it runs after that batch.
+    let mut next = None;
+    loop {
+        let Some(job) = next.take().or_else(|| jobs.blocking_recv()) else {
+            break;
+        };
+        let first = match job {
+            Job::Persist(task) => task,
+            Job::Compact(snapshot) => {
+                if let Err(error) = compact_wal(&mut wal, &snapshot) {
+                    let _ = done.blocking_send(Err(error.to_string()));
+                    break;
+                }
+                continue;
+            }
+        };
         let mut batch = vec![first];
         while batch.len() < max_batch {
-            match tasks.try_recv() {
-                Ok(task) => batch.push(task),
+            match jobs.try_recv() {
+                Ok(Job::Persist(task)) => batch.push(task),
+                Ok(compact) => {
+                    next = Some(compact);
+                    break;
+                }
                 Err(_) => break,
             }
         }
@@ -398,6 +444,13 @@ fn run_writer(
             break;
         }
     }
+}
+
+/// Saves a snapshot (local, or a leader's) and deletes the segments it makes unnecessary.
+fn compact_wal(wal: &mut Wal, snapshot: &raft::Snapshot) -> Result<(), WalError> {
+    wal.save_snapshot(snapshot)?;
+    wal.release_to(snapshot.metadata.index)?;
+    Ok(())
 }
 
 /// Writes the tasks in order with as few syncs as possible: entries and hard states of
@@ -422,7 +475,8 @@ fn write_batch(wal: &mut Wal, batch: &[PersistTask]) -> Result<(), WalError> {
             bytes = 0;
         }
         if let Some(snapshot) = &task.snapshot {
-            wal.save_snapshot(snapshot)?;
+            // A leader's snapshot replaces what this log held before it: those segments go.
+            compact_wal(wal, snapshot)?;
         }
         if task.hard_state.is_some() {
             hard_state = task.hard_state;
@@ -445,9 +499,9 @@ struct Driver {
     transport: Transport,
     inbound: mpsc::Receiver<Message>,
     commands: mpsc::Receiver<Command>,
-    persist_tx: mpsc::Sender<PersistTask>,
-    /// Persist tasks the writer's queue had no room for yet, in order.
-    backlog: VecDeque<PersistTask>,
+    persist_tx: mpsc::Sender<Job>,
+    /// Writer jobs the writer's queue had no room for yet, in order.
+    backlog: VecDeque<Job>,
     completions: mpsc::Receiver<Completion>,
     waiters: HashMap<RequestId, Reply>,
     next_request: RequestId,
@@ -456,6 +510,7 @@ struct Driver {
     tick: Duration,
     max_waiting_requests: usize,
     max_backlog: usize,
+    snapshot_every_entries: u64,
 }
 
 impl Driver {
@@ -527,7 +582,7 @@ impl Driver {
             }
             for action in std::mem::take(&mut self.actions) {
                 match action {
-                    Action::Persist(task) => self.backlog.push_back(task),
+                    Action::Persist(task) => self.backlog.push_back(Job::Persist(task)),
                     // Best effort: a dropped message is counted and reported by the transport,
                     // and Raft retransmits.
                     Action::Send(message) => {
@@ -547,6 +602,7 @@ impl Driver {
                 }
             }
         }
+        self.maybe_compact();
         while let Some(task) = self.backlog.pop_front() {
             match self.persist_tx.try_send(task) {
                 Ok(()) => {}
@@ -560,6 +616,18 @@ impl Driver {
             }
         }
         Ok(())
+    }
+
+    /// Compacts the log once enough entries were applied past its first index; the snapshot
+    /// is queued for the writer behind the persist tasks already queued.
+    fn maybe_compact(&mut self) {
+        let first = raft::Storage::first_index(self.node.raw().storage());
+        if self.node.applied().get().saturating_sub(first.get()) < self.snapshot_every_entries {
+            return;
+        }
+        if let Some(snapshot) = self.node.compact() {
+            self.backlog.push_back(Job::Compact(snapshot));
+        }
     }
 
     fn take_reports(&mut self) {
@@ -581,6 +649,7 @@ impl Driver {
             term: raw.term(),
             commit: raw.committed(),
             applied: self.node.applied(),
+            first_index: raft::Storage::first_index(raw.storage()),
         };
         self.status.send_if_modified(|status| {
             let changed = *status != now;
@@ -802,6 +871,75 @@ mod tests {
         let wal = Wal::open(dir.path(), WalOptions::default()).expect("reopen");
         assert_eq!(wal.hard_state(), hard_state(5, 0));
         assert_eq!(wal.last_index(), LogIndex::ZERO);
+    }
+
+    /// Compaction jobs run in order with the persist tasks around them: the snapshot is saved
+    /// after the entries it covers, the segments before it are released, and later entries
+    /// stay. A reopened WAL starts from the snapshot.
+    #[test]
+    fn the_writer_runs_compaction_jobs_in_order() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let options = WalOptions {
+            segment_size_bytes: 4096,
+            preallocate: false,
+            ..WalOptions::default()
+        };
+        let wal = Wal::create(dir.path(), options.clone(), ConfState::default()).expect("create");
+        let (jobs_tx, jobs_rx) = mpsc::channel(16);
+        let (done_tx, mut done_rx) = mpsc::channel(16);
+        let padded = |index: u64| Entry {
+            data: Bytes::from(vec![b'x'; 200]),
+            ..entries(1, index..=index).remove(0)
+        };
+        let snapshot = raft::Snapshot {
+            metadata: raft::SnapshotMetadata {
+                index: LogIndex(60),
+                term: Term(1),
+                conf_state: ConfState::default(),
+            },
+            data: Bytes::from_static(b"state"),
+        };
+        let jobs = [
+            Job::Persist(task(
+                1,
+                Some(hard_state(1, 60)),
+                (1..=60).map(padded).collect(),
+            )),
+            Job::Compact(snapshot.clone()),
+            Job::Persist(task(2, None, (61..=70).map(padded).collect())),
+        ];
+        for job in jobs {
+            jobs_tx.try_send(job).expect("queue");
+        }
+        drop(jobs_tx);
+        run_writer(wal, jobs_rx, done_tx, 64);
+        let mut numbers = Vec::new();
+        while let Ok(done) = done_rx.try_recv() {
+            numbers.extend(done.expect("written").iter().map(|task| task.number));
+        }
+        assert_eq!(numbers, [1, 2]);
+
+        let wal = Wal::open(dir.path(), options).expect("reopen");
+        assert_eq!(wal.snapshot_metadata(), snapshot.metadata);
+        assert_eq!(wal.last_index(), LogIndex(70));
+        assert_eq!(wal.term(LogIndex(61)).expect("kept"), Term(1));
+        assert_eq!(raft::Storage::first_index(&wal), LogIndex(61));
+        let view = MemStorage::copy_of(&wal).expect("view");
+        assert_eq!(raft::Storage::snapshot(&view).expect("snapshot"), snapshot);
+        // 60 entries of ~250 bytes filled several 4 KiB segments before the snapshot.
+        assert!(wal.segments().len() <= 2, "{:?}", wal.segments());
+    }
+
+    #[test]
+    fn snapshot_every_entries_must_be_positive() {
+        let addr: SocketAddr = "127.0.0.1:1".parse().expect("addr");
+        let mut config = MemberConfig::new(NodeId(1), "unused", [(NodeId(1), addr)].into(), addr);
+        assert!(config.validate().is_ok());
+        config.snapshot_every_entries = 0;
+        assert!(matches!(
+            config.validate(),
+            Err(StartError::InvalidConfig(_))
+        ));
     }
 
     /// A fresh directory of a founder is bootstrapped; a second start resumes without writing
