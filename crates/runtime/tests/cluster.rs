@@ -1,105 +1,12 @@
 //! Three members in one process, over loopback TCP and real WAL directories.
 
+mod common;
+
 use bytes::Bytes;
-use raft::{NodeId, Role};
-use runtime::{ClientError, Member, MemberConfig, MemberHandle};
-use std::collections::BTreeMap;
-use std::future::Future;
-use std::net::SocketAddr;
-use std::time::Duration;
-use tempfile::TempDir;
+use common::{Cluster, eventually};
+use raft::NodeId;
+use runtime::{ClientError, Member};
 use tokio::net::TcpListener;
-
-/// How long any condition may take before the test fails.
-const GUARD: Duration = Duration::from_secs(10);
-
-struct Cluster {
-    dirs: BTreeMap<NodeId, TempDir>,
-    addrs: BTreeMap<NodeId, SocketAddr>,
-    members: BTreeMap<NodeId, MemberHandle>,
-}
-
-fn config(id: NodeId, dir: &TempDir, addrs: &BTreeMap<NodeId, SocketAddr>) -> MemberConfig {
-    let mut config = MemberConfig::new(id, dir.path(), addrs.clone(), addrs[&id]);
-    config.tick = Duration::from_millis(10);
-    config
-}
-
-impl Cluster {
-    async fn start(size: u64) -> Cluster {
-        let mut listeners = BTreeMap::new();
-        for id in 1..=size {
-            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-            listeners.insert(NodeId(id), listener);
-        }
-        let addrs: BTreeMap<NodeId, SocketAddr> = listeners
-            .iter()
-            .map(|(id, listener)| (*id, listener.local_addr().expect("addr")))
-            .collect();
-        let mut cluster = Cluster {
-            dirs: BTreeMap::new(),
-            addrs,
-            members: BTreeMap::new(),
-        };
-        for (id, listener) in listeners {
-            let dir = tempfile::tempdir().expect("temp dir");
-            let member = Member::start_with_listener(config(id, &dir, &cluster.addrs), listener)
-                .expect("member starts");
-            cluster.dirs.insert(id, dir);
-            cluster.members.insert(id, member);
-        }
-        cluster
-    }
-
-    /// Restarts a stopped member from its data directory on its old address.
-    async fn restart(&mut self, id: NodeId) {
-        let listener = eventually("the old port is free again", || async {
-            TcpListener::bind(self.addrs[&id]).await.ok()
-        })
-        .await;
-        let member =
-            Member::start_with_listener(config(id, &self.dirs[&id], &self.addrs), listener)
-                .expect("member restarts");
-        self.members.insert(id, member);
-    }
-
-    async fn stop(&mut self, id: NodeId) {
-        let member = self.members.remove(&id).expect("running");
-        member.shutdown().await.expect("clean shutdown");
-    }
-
-    /// Waits until one running member leads and every running member knows it.
-    async fn leader(&self) -> NodeId {
-        eventually("a leader known to all", || async {
-            let statuses: Vec<_> = self.members.values().map(MemberHandle::status).collect();
-            let leader = statuses.first()?.leader;
-            let agreed = leader.is_some()
-                && statuses.iter().all(|status| status.leader == leader)
-                && self.members.get(&leader)?.status().role == Role::Leader;
-            agreed.then_some(leader)
-        })
-        .await
-    }
-}
-
-/// Polls `condition` every 10 ms until it gives a value; fails the test after [`GUARD`].
-async fn eventually<T, F, Fut>(what: &str, mut condition: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + GUARD;
-    loop {
-        if let Some(value) = condition().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 fn bytes(text: &str) -> Bytes {
     Bytes::copy_from_slice(text.as_bytes())
@@ -107,7 +14,7 @@ fn bytes(text: &str) -> Bytes {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_members_elect_a_leader_and_serve_linearizable_reads_everywhere() {
-    let cluster = Cluster::start(3).await;
+    let cluster = Cluster::start(3, |_| {}).await;
     let leader = cluster.leader().await;
     let handle = &cluster.members[&leader];
 
@@ -146,7 +53,7 @@ async fn three_members_elect_a_leader_and_serve_linearizable_reads_everywhere() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_member_recovers_its_data_and_catches_up() {
-    let mut cluster = Cluster::start(3).await;
+    let mut cluster = Cluster::start(3, |_| {}).await;
     let leader = cluster.leader().await;
     cluster.members[&leader]
         .put(bytes("before"), bytes("1"))
@@ -184,7 +91,7 @@ async fn a_restarted_member_recovers_its_data_and_catches_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_continue_after_the_leader_stops() {
-    let mut cluster = Cluster::start(3).await;
+    let mut cluster = Cluster::start(3, |_| {}).await;
     let old_leader = cluster.leader().await;
     cluster.members[&old_leader]
         .put(bytes("a"), bytes("1"))
@@ -206,11 +113,10 @@ async fn writes_continue_after_the_leader_stops() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_members_cannot_share_a_data_directory() {
-    let cluster = Cluster::start(1).await;
+    let cluster = Cluster::start(1, |_| {}).await;
     let id = NodeId(1);
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let second =
-        Member::start_with_listener(config(id, &cluster.dirs[&id], &cluster.addrs), listener);
+    let second = Member::start_with_listener(cluster.config(id, &cluster.dirs[&id]), listener);
     assert!(
         matches!(
             second,
@@ -222,7 +128,7 @@ async fn two_members_cannot_share_a_data_directory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retried_request_is_applied_once() {
-    let cluster = Cluster::start(3).await;
+    let cluster = Cluster::start(3, |_| {}).await;
     let leader = cluster.leader().await;
     let handle = &cluster.members[&leader];
     handle.put(bytes("k"), bytes("v1")).await.expect("put");

@@ -2,19 +2,13 @@
 //! machine every few entries, restart from snapshot plus log, and a member that missed the
 //! compacted entries catches up from the leader's snapshot.
 
-use bytes::Bytes;
-use raft::{LogIndex, NodeId, Role};
-use runtime::{Member, MemberConfig, MemberHandle};
-use std::collections::BTreeMap;
-use std::future::Future;
-use std::net::SocketAddr;
-use std::path::Path;
-use std::time::Duration;
-use tempfile::TempDir;
-use tokio::net::TcpListener;
+mod common;
 
-/// How long any condition may take before the test fails.
-const GUARD: Duration = Duration::from_secs(20);
+use bytes::Bytes;
+use common::{Cluster, eventually};
+use raft::{LogIndex, NodeId};
+use runtime::MemberConfig;
+use std::path::Path;
 
 /// Compact every this many applied entries.
 const SNAPSHOT_EVERY: u64 = 20;
@@ -22,78 +16,14 @@ const SNAPSHOT_EVERY: u64 = 20;
 /// Keys written by each test.
 const KEYS: usize = 200;
 
-struct Cluster {
-    dirs: BTreeMap<NodeId, TempDir>,
-    addrs: BTreeMap<NodeId, SocketAddr>,
-    members: BTreeMap<NodeId, MemberHandle>,
-}
-
-fn config(id: NodeId, dir: &TempDir, addrs: &BTreeMap<NodeId, SocketAddr>) -> MemberConfig {
-    let mut config = MemberConfig::new(id, dir.path(), addrs.clone(), addrs[&id]);
-    config.tick = Duration::from_millis(10);
+/// Compaction every few entries, and small segments so it has whole segments to release.
+fn compacting(config: &mut MemberConfig) {
     config.snapshot_every_entries = SNAPSHOT_EVERY;
-    // Small segments, so that compaction has whole segments to release.
     config.wal.segment_size_bytes = 4096;
     config.wal.preallocate = false;
-    config
 }
 
 impl Cluster {
-    async fn start(size: u64) -> Cluster {
-        let mut listeners = BTreeMap::new();
-        for id in 1..=size {
-            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-            listeners.insert(NodeId(id), listener);
-        }
-        let addrs: BTreeMap<NodeId, SocketAddr> = listeners
-            .iter()
-            .map(|(id, listener)| (*id, listener.local_addr().expect("addr")))
-            .collect();
-        let mut cluster = Cluster {
-            dirs: BTreeMap::new(),
-            addrs,
-            members: BTreeMap::new(),
-        };
-        for (id, listener) in listeners {
-            let dir = tempfile::tempdir().expect("temp dir");
-            let member = Member::start_with_listener(config(id, &dir, &cluster.addrs), listener)
-                .expect("member starts");
-            cluster.dirs.insert(id, dir);
-            cluster.members.insert(id, member);
-        }
-        cluster
-    }
-
-    /// Restarts a stopped member from its data directory on its old address.
-    async fn restart(&mut self, id: NodeId) {
-        let listener = eventually("the old port is free again", || async {
-            TcpListener::bind(self.addrs[&id]).await.ok()
-        })
-        .await;
-        let member =
-            Member::start_with_listener(config(id, &self.dirs[&id], &self.addrs), listener)
-                .expect("member restarts");
-        self.members.insert(id, member);
-    }
-
-    async fn stop(&mut self, id: NodeId) {
-        let member = self.members.remove(&id).expect("running");
-        member.shutdown().await.expect("clean shutdown");
-    }
-
-    /// Waits until one running member leads and every running member knows it.
-    async fn leader(&self) -> NodeId {
-        eventually("a leader known to all", || async {
-            let statuses: Vec<_> = self.members.values().map(MemberHandle::status).collect();
-            let leader = statuses.first()?.leader;
-            let agreed = leader.is_some()
-                && statuses.iter().all(|status| status.leader == leader)
-                && self.members.get(&leader)?.status().role == Role::Leader;
-            agreed.then_some(leader)
-        })
-        .await
-    }
-
     /// Writes `key{i}` = `value{i}` for every i through the leader.
     async fn write_keys(&self, leader: NodeId) {
         let handle = &self.members[&leader];
@@ -128,25 +58,6 @@ impl Cluster {
     }
 }
 
-/// Polls `condition` every 10 ms until it gives a value; fails the test after [`GUARD`].
-async fn eventually<T, F, Fut>(what: &str, mut condition: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + GUARD;
-    loop {
-        if let Some(value) = condition().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 fn key(i: usize) -> Bytes {
     Bytes::from(format!("key-{i:04}"))
 }
@@ -177,7 +88,7 @@ fn file_count(dir: &Path) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_compact_and_restart_from_snapshot_plus_log() {
-    let mut cluster = Cluster::start(3).await;
+    let mut cluster = Cluster::start(3, compacting).await;
     let leader = cluster.leader().await;
     cluster.write_keys(leader).await;
 
@@ -250,7 +161,7 @@ async fn members_compact_and_restart_from_snapshot_plus_log() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_that_missed_compacted_entries_catches_up_from_the_leaders_snapshot() {
-    let mut cluster = Cluster::start(3).await;
+    let mut cluster = Cluster::start(3, compacting).await;
     let leader = cluster.leader().await;
     let follower = *cluster
         .members

@@ -203,23 +203,13 @@ impl SimState {
     fn write_op(&mut self) -> io::Result<()> {
         self.mutation()?;
         self.writes += 1;
-        let count = self.writes;
-        if let Some(pos) = self.write_faults.iter().position(|(at, _)| *at == count) {
-            let (_, fault) = self.write_faults.remove(pos);
-            return Err(fault.to_error());
-        }
-        Ok(())
+        take_fault(&mut self.write_faults, self.writes)
     }
 
     fn sync_op(&mut self) -> io::Result<()> {
         self.mutation()?;
         self.syncs += 1;
-        let count = self.syncs;
-        if let Some(pos) = self.sync_faults.iter().position(|(at, _)| *at == count) {
-            let (_, fault) = self.sync_faults.remove(pos);
-            return Err(fault.to_error());
-        }
-        Ok(())
+        take_fault(&mut self.sync_faults, self.syncs)
     }
 
     fn used_bytes(&self) -> u64 {
@@ -766,6 +756,14 @@ impl Disk for SimDisk {
             path: path.to_path_buf(),
             generation,
         })
+    }
+}
+
+/// Fires (and forgets) the fault planned for the `count`-th operation of its kind, if any.
+fn take_fault(planned: &mut Vec<(u64, Fault)>, count: u64) -> io::Result<()> {
+    match planned.iter().position(|(at, _)| *at == count) {
+        Some(position) => Err(planned.remove(position).1.to_error()),
+        None => Ok(()),
     }
 }
 
