@@ -18,14 +18,17 @@
 //! [`ClientError::Stopped`], and [`MemberHandle::shutdown`] reports the failure).
 
 use bytes::Bytes;
-use node::{Action, Node, PersistTask, RequestError, RequestId};
-use raft::{ConfState, Entry, LogIndex, MemStorage, Message, NodeId, Role, Storage, Term};
+use node::{Action, Node, PersistTask, RequestError, RequestId, StateMachine};
+use raft::{
+    ConfChange, ConfState, Entry, LogIndex, MemStorage, Message, NodeId, Role, Storage, Term,
+    TransferError,
+};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -42,8 +45,12 @@ pub struct MemberConfig {
     /// Where the write-ahead log lives (created if missing).
     pub data_dir: PathBuf,
     /// The founding members and their peer addresses. A brand-new data directory of a founder
-    /// is bootstrapped with this membership; every other entry is a peer to connect to.
+    /// is bootstrapped with this membership (unless `join_existing`); every other entry is a
+    /// peer to connect to.
     pub founders: BTreeMap<NodeId, SocketAddr>,
+    /// This member joins a running cluster (etcd's `--initial-cluster-state existing`): its
+    /// empty log is never bootstrapped; a leader that added it sends it the log or a snapshot.
+    pub join_existing: bool,
     /// The address the peer listener binds (ignored by [`Member::start_with_listener`]).
     pub listen_peer: SocketAddr,
     /// The length of one Raft tick.
@@ -82,6 +89,7 @@ impl MemberConfig {
             cluster_id: 1,
             data_dir: data_dir.into(),
             founders,
+            join_existing: false,
             listen_peer,
             tick: Duration::from_millis(100),
             raft: raft::Config::new(id),
@@ -249,11 +257,37 @@ pub struct Status {
     pub first_index: LogIndex,
 }
 
-type Reply = oneshot::Sender<Result<kv::Response, RequestError>>;
+type Reply<R> = oneshot::Sender<Result<R, RequestError>>;
 
-enum Command {
-    Submit { request: kv::Request, reply: Reply },
-    Read { key: Bytes, reply: Reply },
+/// What a client asks of the driver.
+enum Command<M: StateMachine> {
+    /// Propose a command through the log.
+    Submit {
+        data: Bytes,
+        reply: Reply<M::Response>,
+    },
+    /// A linearizable read (ReadIndex, or a lease when configured).
+    Read {
+        query: M::Query,
+        reply: Reply<M::Response>,
+    },
+    /// A read of this member's current state, without any confirmation (serializable).
+    LocalQuery {
+        query: M::Query,
+        reply: oneshot::Sender<M::Response>,
+    },
+    /// A membership change through the log.
+    ConfChange {
+        change: ConfChange,
+        reply: Reply<ConfState>,
+    },
+    /// Hand leadership to another voter.
+    TransferLeader {
+        target: NodeId,
+        reply: oneshot::Sender<Result<(), TransferError>>,
+    },
+    /// Replace the transport's peer addresses (after a membership change).
+    SetPeers(BTreeMap<NodeId, SocketAddr>),
     Shutdown,
 }
 
@@ -276,29 +310,40 @@ pub struct Member;
 
 impl Member {
     /// Binds `config.listen_peer` and starts the member (see [`Member::start_with_listener`]).
-    pub async fn start(config: MemberConfig) -> Result<MemberHandle, StartError> {
+    pub async fn start<M>(config: MemberConfig, machine: M) -> Result<MemberHandle<M>, StartError>
+    where
+        M: StateMachine + Send + 'static,
+        M::Response: Send + 'static,
+        M::Query: Send + 'static,
+    {
         config.validate()?;
         let listener = TcpListener::bind(config.listen_peer)
             .await
             .map_err(StartError::Io)?;
-        Member::start_with_listener(config, listener)
+        Member::start_with_listener(config, listener, machine)
     }
 
     /// Starts the member with its peer listener already bound. Opens the WAL in
     /// `config.data_dir` (creating and, for a founder, bootstrapping it if there is none),
-    /// rebuilds the node from it, and spawns the driver task and the writer thread. Must be
-    /// called within a tokio runtime.
-    pub fn start_with_listener(
+    /// rebuilds the node and `machine` (an empty state machine) from it, and spawns the driver
+    /// task and the writer thread. Must be called within a tokio runtime.
+    pub fn start_with_listener<M>(
         config: MemberConfig,
         listener: TcpListener,
-    ) -> Result<MemberHandle, StartError> {
+        machine: M,
+    ) -> Result<MemberHandle<M>, StartError>
+    where
+        M: StateMachine + Send + 'static,
+        M::Response: Send + 'static,
+        M::Query: Send + 'static,
+    {
         config.validate()?;
         let wal = open_wal(&config)?;
         let storage = MemStorage::copy_of(&wal)?;
         let mut raft_config = config.raft.clone();
         raft_config.id = config.id;
-        let node =
-            Node::new(&raft_config, storage, kv::KvStore::new()).map_err(StartError::Node)?;
+        let node = Node::new(&raft_config, storage, machine).map_err(StartError::Node)?;
+        let membership = node.raw().conf_state().clone();
 
         let mut transport_config =
             TransportConfig::new(config.cluster_id, config.id, config.listen_peer);
@@ -311,17 +356,26 @@ impl Member {
         let (transport, inbound) = Transport::start_with_listener(transport_config, listener)
             .map_err(StartError::Transport)?;
         let peer_addr = transport.local_addr();
+        tracing::info!(
+            member = config.id.get(),
+            peer_addr = %peer_addr,
+            first_index = raft::Storage::first_index(node.raw().storage()).get(),
+            last_index = raft::Storage::last_index(node.raw().storage()).get(),
+            "member started"
+        );
 
         let (persist_tx, persist_rx) = mpsc::channel(config.persist_queue_len);
         let (done_tx, done_rx) = mpsc::channel(config.persist_queue_len);
         let max_batch = config.max_persist_batch;
+        let slow_sync = config.tick;
         let writer = std::thread::Builder::new()
             .name(format!("raftkv-wal-{}", config.id.get()))
-            .spawn(move || run_writer(wal, persist_rx, done_tx, max_batch))
+            .spawn(move || run_writer(wal, persist_rx, done_tx, max_batch, slow_sync))
             .map_err(StartError::Io)?;
 
         let (commands_tx, commands_rx) = mpsc::channel(config.client_queue_len);
         let (status_tx, status_rx) = watch::channel(Status::default());
+        let (membership_tx, membership_rx) = watch::channel(membership);
         let driver = Driver {
             node,
             transport,
@@ -331,8 +385,10 @@ impl Member {
             backlog: VecDeque::new(),
             completions: done_rx,
             waiters: HashMap::new(),
+            conf_waiters: HashMap::new(),
             next_request: 1,
             status: status_tx,
+            membership: membership_tx,
             actions: Vec::new(),
             tick: config.tick,
             max_waiting_requests: config.max_waiting_requests,
@@ -356,6 +412,7 @@ impl Member {
             sequence: AtomicU64::new(0),
             commands: commands_tx,
             status: status_rx,
+            membership: membership_rx,
             driver: Some(task),
             peer_addr,
         })
@@ -377,7 +434,7 @@ fn open_wal(config: &MemberConfig) -> Result<Wal, StartError> {
     let empty = wal.last_index() == LogIndex::ZERO
         && wal.snapshot_metadata().index == LogIndex::ZERO
         && wal.hard_state() == raft::HardState::default();
-    if empty && config.founders.contains_key(&config.id) {
+    if empty && !config.join_existing && config.founders.contains_key(&config.id) {
         let founders = ConfState {
             voters: config.founders.keys().copied().collect(),
             ..ConfState::default()
@@ -408,6 +465,7 @@ fn run_writer(
     mut jobs: mpsc::Receiver<Job>,
     done: mpsc::Sender<Completion>,
     max_batch: usize,
+    slow_sync: Duration,
 ) {
     // A compaction job taken while gathering a batch: it runs after that batch.
     let mut next = None;
@@ -419,6 +477,7 @@ fn run_writer(
             Job::Persist(task) => task,
             Job::Compact(snapshot) => {
                 if let Err(error) = compact_wal(&mut wal, &snapshot) {
+                    tracing::error!(%error, "saving a snapshot failed; the member stops");
                     let _ = done.blocking_send(Err(error.to_string()));
                     break;
                 }
@@ -436,9 +495,17 @@ fn run_writer(
                 Err(_) => break,
             }
         }
+        let started = Instant::now();
         let result = write_batch(&mut wal, &batch)
             .map(|()| batch)
             .map_err(|error| error.to_string());
+        let took = started.elapsed();
+        if took > slow_sync {
+            tracing::warn!(took_ms = took.as_millis() as u64, "slow WAL write and sync");
+        }
+        if let Err(error) = &result {
+            tracing::error!(%error, "WAL write failed; the member stops");
+        }
         let failed = result.is_err();
         if done.blocking_send(result).is_err() || failed {
             break;
@@ -494,26 +561,28 @@ fn write_batch(wal: &mut Wal, batch: &[PersistTask]) -> Result<(), WalError> {
 }
 
 /// The one task that owns the node.
-struct Driver {
-    node: Node<kv::KvStore>,
+struct Driver<M: StateMachine> {
+    node: Node<M>,
     transport: Transport,
     inbound: mpsc::Receiver<Message>,
-    commands: mpsc::Receiver<Command>,
+    commands: mpsc::Receiver<Command<M>>,
     persist_tx: mpsc::Sender<Job>,
     /// Writer jobs the writer's queue had no room for yet, in order.
     backlog: VecDeque<Job>,
     completions: mpsc::Receiver<Completion>,
-    waiters: HashMap<RequestId, Reply>,
+    waiters: HashMap<RequestId, Reply<M::Response>>,
+    conf_waiters: HashMap<RequestId, Reply<ConfState>>,
     next_request: RequestId,
     status: watch::Sender<Status>,
-    actions: Vec<Action<kv::Response>>,
+    membership: watch::Sender<ConfState>,
+    actions: Vec<Action<M::Response>>,
     tick: Duration,
     max_waiting_requests: usize,
     max_backlog: usize,
     snapshot_every_entries: u64,
 }
 
-impl Driver {
+impl<M: StateMachine> Driver<M> {
     async fn run(mut self) -> Result<(), MemberFailure> {
         let mut interval = tokio::time::interval(self.tick);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -530,16 +599,7 @@ impl Driver {
                 command = self.commands.recv(), if self.backlog.len() < self.max_backlog => {
                     match command {
                         None | Some(Command::Shutdown) => return Ok(()),
-                        Some(Command::Submit { request, reply }) => {
-                            if let Some(id) = self.register(reply) {
-                                self.node.submit(id, request.encode(), &mut self.actions);
-                            }
-                        }
-                        Some(Command::Read { key, reply }) => {
-                            if let Some(id) = self.register(reply) {
-                                self.node.read(id, key, &mut self.actions);
-                            }
-                        }
+                        Some(command) => self.execute(command),
                     }
                 }
                 done = self.completions.recv() => match done {
@@ -560,10 +620,48 @@ impl Driver {
         }
     }
 
+    fn execute(&mut self, command: Command<M>) {
+        match command {
+            Command::Submit { data, reply } => {
+                if let Some(id) = self.register(reply) {
+                    self.node.submit(id, data, &mut self.actions);
+                }
+            }
+            Command::Read { query, reply } => {
+                if let Some(id) = self.register(reply) {
+                    self.node.read(id, query, &mut self.actions);
+                }
+            }
+            Command::LocalQuery { query, reply } => {
+                let _ = reply.send(self.node.state_machine().query(&query));
+            }
+            Command::ConfChange { change, reply } => {
+                if self.waiters.len() + self.conf_waiters.len() >= self.max_waiting_requests {
+                    let _ = reply.send(Err(RequestError::Backpressure));
+                    return;
+                }
+                let id = self.next_request;
+                self.next_request += 1;
+                self.conf_waiters.insert(id, reply);
+                self.node
+                    .propose_conf_change(id, &change, &mut self.actions);
+            }
+            Command::TransferLeader { target, reply } => {
+                let result = self.node.transfer_leader(target);
+                if result.is_ok() {
+                    tracing::info!(to = target.get(), "leadership transfer started");
+                }
+                let _ = reply.send(result);
+            }
+            Command::SetPeers(peers) => self.transport.set_peers(peers),
+            Command::Shutdown => {}
+        }
+    }
+
     /// Remembers a client's reply channel under a new request id, or refuses the request when
     /// too many wait already.
-    fn register(&mut self, reply: Reply) -> Option<RequestId> {
-        if self.waiters.len() >= self.max_waiting_requests {
+    fn register(&mut self, reply: Reply<M::Response>) -> Option<RequestId> {
+        if self.waiters.len() + self.conf_waiters.len() >= self.max_waiting_requests {
             let _ = reply.send(Err(RequestError::Backpressure));
             return None;
         }
@@ -594,11 +692,29 @@ impl Driver {
                             let _ = reply.send(result);
                         }
                     }
-                    Action::ConfChangeReply { .. }
-                    | Action::RoleChanged { .. }
-                    | Action::ConfChanged { .. }
-                    | Action::SnapshotInstalled { .. }
-                    | Action::Applied { .. } => {}
+                    Action::ConfChangeReply { request, result } => {
+                        if let Some(reply) = self.conf_waiters.remove(&request) {
+                            let _ = reply.send(result);
+                        }
+                    }
+                    Action::RoleChanged { term, soft_state } => {
+                        tracing::info!(
+                            term = term.get(),
+                            role = ?soft_state.role,
+                            leader = soft_state.leader.get(),
+                            "role changed"
+                        );
+                    }
+                    Action::ConfChanged { index, conf_state } => {
+                        tracing::info!(index = index.get(), ?conf_state, "membership changed");
+                        self.membership.send_replace(conf_state);
+                    }
+                    Action::SnapshotInstalled { index } => {
+                        tracing::info!(index = index.get(), "installed a leader's snapshot");
+                        let conf_state = self.node.raw().conf_state().clone();
+                        self.membership.send_replace(conf_state);
+                    }
+                    Action::Applied { .. } => {}
                 }
             }
         }
@@ -626,6 +742,11 @@ impl Driver {
             return;
         }
         if let Some(snapshot) = self.node.compact() {
+            tracing::debug!(
+                index = snapshot.metadata.index.get(),
+                bytes = snapshot.data.len(),
+                "compacted the log"
+            );
             self.backlog.push_back(Job::Compact(snapshot));
         }
     }
@@ -662,31 +783,46 @@ impl Driver {
 /// A client's handle on a running member. Dropping it stops the member (without waiting);
 /// [`MemberHandle::shutdown`] stops it and waits until its WAL is closed.
 ///
-/// Writes carry this handle's session (a client id and an increasing sequence), so a retried
-/// [`kv::Request`] is applied at most once. Issue one write at a time per handle: the sessions
-/// of the state machine refuse a sequence older than the last one applied.
-#[derive(Debug)]
-pub struct MemberHandle {
+/// Writes through the [`kv::KvStore`] helpers carry this handle's session (a client id and an
+/// increasing sequence), so a retried [`kv::Request`] is applied at most once. Issue one write
+/// at a time per handle: the sessions of the state machine refuse a sequence older than the
+/// last one applied.
+pub struct MemberHandle<M: StateMachine = kv::KvStore> {
     id: NodeId,
     client_id: u64,
     sequence: AtomicU64,
-    commands: mpsc::Sender<Command>,
+    commands: mpsc::Sender<Command<M>>,
     status: watch::Receiver<Status>,
+    membership: watch::Receiver<ConfState>,
     driver: Option<JoinHandle<Result<(), MemberFailure>>>,
     peer_addr: SocketAddr,
 }
 
-impl fmt::Debug for Command {
+impl<M: StateMachine> fmt::Debug for MemberHandle<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemberHandle")
+            .field("id", &self.id)
+            .field("peer_addr", &self.peer_addr)
+            .field("status", &*self.status.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M: StateMachine> fmt::Debug for Command<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Command::Submit { request, .. } => write!(f, "Submit({request:?})"),
-            Command::Read { key, .. } => write!(f, "Read({key:?})"),
+            Command::Submit { data, .. } => write!(f, "Submit({} bytes)", data.len()),
+            Command::Read { query, .. } => write!(f, "Read({query:?})"),
+            Command::LocalQuery { query, .. } => write!(f, "LocalQuery({query:?})"),
+            Command::ConfChange { change, .. } => write!(f, "ConfChange({change:?})"),
+            Command::TransferLeader { target, .. } => write!(f, "TransferLeader({target})"),
+            Command::SetPeers(peers) => write!(f, "SetPeers({peers:?})"),
             Command::Shutdown => f.write_str("Shutdown"),
         }
     }
 }
 
-impl MemberHandle {
+impl<M: StateMachine> MemberHandle<M> {
     /// The member's id.
     pub fn id(&self) -> NodeId {
         self.id
@@ -702,6 +838,125 @@ impl MemberHandle {
         *self.status.borrow()
     }
 
+    /// A receiver that sees every status change (to wait for a leader without polling).
+    pub fn watch_status(&self) -> watch::Receiver<Status> {
+        self.status.clone()
+    }
+
+    /// The membership in force on this member (as of its last applied change or snapshot).
+    pub fn membership(&self) -> ConfState {
+        self.membership.borrow().clone()
+    }
+
+    /// A receiver that sees every membership change, to update peer addresses.
+    pub fn watch_membership(&self) -> watch::Receiver<ConfState> {
+        self.membership.clone()
+    }
+
+    async fn send(&self, command: Command<M>) -> Result<(), ClientError> {
+        self.commands
+            .send(command)
+            .await
+            .map_err(|_| ClientError::Stopped)
+    }
+
+    /// Proposes `data` (an encoded command of the state machine) through the log and waits for
+    /// the state machine's answer. The caller is responsible for deduplicating retries (the
+    /// state machine's sessions).
+    pub async fn propose(&self, data: Bytes) -> Result<M::Response, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Submit { data, reply }).await?;
+        match answer.await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(ClientError::Stopped),
+        }
+    }
+
+    /// A linearizable read: answered once the member has confirmed (ReadIndex) that it applied
+    /// everything committed when the read arrived. Followers ask the leader to confirm.
+    pub async fn read(&self, query: M::Query) -> Result<M::Response, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Read { query, reply }).await?;
+        match answer.await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(ClientError::Stopped),
+        }
+    }
+
+    /// A serializable read of this member's current state: no confirmation, possibly stale,
+    /// answers without a leader.
+    pub async fn read_local(&self, query: M::Query) -> Result<M::Response, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::LocalQuery { query, reply }).await?;
+        answer.await.map_err(|_| ClientError::Stopped)
+    }
+
+    /// Proposes a membership change (this member must lead) and waits until it is applied;
+    /// returns the configuration it produced.
+    pub async fn change_membership(&self, change: ConfChange) -> Result<ConfState, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::ConfChange { change, reply }).await?;
+        match answer.await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(ClientError::Stopped),
+        }
+    }
+
+    /// Starts handing leadership to `target` (this member must lead). Returns once the transfer
+    /// started; watch [`MemberHandle::watch_status`] to see it complete.
+    pub async fn transfer_leader(&self, target: NodeId) -> Result<(), TransferOutcome> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::TransferLeader { target, reply })
+            .await
+            .map_err(|_| TransferOutcome::Stopped)?;
+        match answer.await {
+            Ok(result) => result.map_err(TransferOutcome::Refused),
+            Err(_) => Err(TransferOutcome::Stopped),
+        }
+    }
+
+    /// Replaces the addresses the transport connects to (every member but this one; members
+    /// not listed are disconnected).
+    pub async fn set_peers(&self, peers: BTreeMap<NodeId, SocketAddr>) -> Result<(), ClientError> {
+        self.send(Command::SetPeers(peers)).await
+    }
+
+    /// Stops the member and waits until its driver has stopped and its WAL is closed (its
+    /// directory lock released). Reports a storage failure that stopped it earlier.
+    pub async fn shutdown(mut self) -> Result<(), MemberFailure> {
+        // If the queue is full or the driver is gone, dropping the sender below stops it too.
+        let _ = self.commands.try_send(Command::Shutdown);
+        let driver = self.driver.take().expect("taken only here");
+        drop(self);
+        match driver.await {
+            Ok(result) => result,
+            Err(error) => Err(MemberFailure(format!("the driver task failed: {error}"))),
+        }
+    }
+}
+
+/// Why a leadership transfer did not start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TransferOutcome {
+    /// The core refused it (not the leader, or the target is no voter).
+    Refused(TransferError),
+    /// The member stopped.
+    Stopped,
+}
+
+impl fmt::Display for TransferOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TransferOutcome::Refused(error) => fmt::Display::fmt(error, f),
+            TransferOutcome::Stopped => f.write_str("the member stopped"),
+        }
+    }
+}
+
+impl std::error::Error for TransferOutcome {}
+
+/// Helpers for members whose state machine is the plain [`kv::KvStore`].
+impl MemberHandle<kv::KvStore> {
     /// The next request of this handle's session (a retry must reuse the returned request).
     pub fn next_request(&self, command: kv::Command) -> kv::Request {
         kv::Request {
@@ -713,23 +968,7 @@ impl MemberHandle {
 
     /// Proposes `request` through the log and waits for the state machine's answer.
     pub async fn submit(&self, request: kv::Request) -> Result<kv::Response, ClientError> {
-        let (reply, answer) = oneshot::channel();
-        self.call(Command::Submit { request, reply }, answer).await
-    }
-
-    async fn call(
-        &self,
-        command: Command,
-        answer: oneshot::Receiver<Result<kv::Response, RequestError>>,
-    ) -> Result<kv::Response, ClientError> {
-        self.commands
-            .send(command)
-            .await
-            .map_err(|_| ClientError::Stopped)?;
-        match answer.await {
-            Ok(result) => Ok(result?),
-            Err(_) => Err(ClientError::Stopped),
-        }
+        self.propose(request.encode()).await
     }
 
     async fn write(&self, command: kv::Command) -> Result<kv::Response, ClientError> {
@@ -773,23 +1012,9 @@ impl MemberHandle {
 
     /// A linearizable read of `key` (ReadIndex; followers ask the leader to confirm).
     pub async fn get(&self, key: Bytes) -> Result<Option<Bytes>, ClientError> {
-        let (reply, answer) = oneshot::channel();
-        match self.call(Command::Read { key, reply }, answer).await? {
+        match self.read(key).await? {
             kv::Response::Value(value) => Ok(value),
             other => Err(ClientError::Unexpected(other)),
-        }
-    }
-
-    /// Stops the member and waits until its driver has stopped and its WAL is closed (its
-    /// directory lock released). Reports a storage failure that stopped it earlier.
-    pub async fn shutdown(mut self) -> Result<(), MemberFailure> {
-        // If the queue is full or the driver is gone, dropping the sender below stops it too.
-        let _ = self.commands.try_send(Command::Shutdown);
-        let driver = self.driver.take().expect("taken only here");
-        drop(self);
-        match driver.await {
-            Ok(result) => result,
-            Err(error) => Err(MemberFailure(format!("the driver task failed: {error}"))),
         }
     }
 }
@@ -912,7 +1137,7 @@ mod tests {
             jobs_tx.try_send(job).expect("queue");
         }
         drop(jobs_tx);
-        run_writer(wal, jobs_rx, done_tx, 64);
+        run_writer(wal, jobs_rx, done_tx, 64, Duration::from_secs(1));
         let mut numbers = Vec::new();
         while let Ok(done) = done_rx.try_recv() {
             numbers.extend(done.expect("written").iter().map(|task| task.number));

@@ -116,7 +116,11 @@ async fn two_members_cannot_share_a_data_directory() {
     let cluster = Cluster::start(1, |_| {}).await;
     let id = NodeId(1);
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let second = Member::start_with_listener(cluster.config(id, &cluster.dirs[&id]), listener);
+    let second = Member::start_with_listener(
+        cluster.config(id, &cluster.dirs[&id]),
+        listener,
+        kv::KvStore::new(),
+    );
     assert!(
         matches!(
             second,

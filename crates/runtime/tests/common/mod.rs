@@ -55,8 +55,9 @@ impl Cluster {
         };
         for (id, listener) in listeners {
             let dir = tempfile::tempdir().expect("temp dir");
-            let member = Member::start_with_listener(cluster.config(id, &dir), listener)
-                .expect("member starts");
+            let member =
+                Member::start_with_listener(cluster.config(id, &dir), listener, kv::KvStore::new())
+                    .expect("member starts");
             cluster.dirs.insert(id, dir);
             cluster.members.insert(id, member);
         }
@@ -69,8 +70,12 @@ impl Cluster {
             TcpListener::bind(self.addrs[&id]).await.ok()
         })
         .await;
-        let member = Member::start_with_listener(self.config(id, &self.dirs[&id]), listener)
-            .expect("member restarts");
+        let member = Member::start_with_listener(
+            self.config(id, &self.dirs[&id]),
+            listener,
+            kv::KvStore::new(),
+        )
+        .expect("member restarts");
         self.members.insert(id, member);
     }
 
