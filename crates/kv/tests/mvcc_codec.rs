@@ -335,8 +335,34 @@ proptest! {
     }
 
     #[test]
-    fn restoring_garbage_never_panics(garbage in prop::collection::vec(any::<u8>(), 0..128)) {
-        let mut input = b"RKMV\x01".to_vec();
+    fn damaged_session_tables_never_panic(
+        requests in prop::collection::vec(workload_request(), 1..30),
+        clients in prop::collection::vec(0u64..300, 1..6),
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+        as_version_1 in any::<bool>(),
+    ) {
+        // The session table sits at the end of the body: damage only its part (the last half),
+        // fix the checksum, and read it as either format version.
+        let mut snapshot = build_store(&requests, &clients).snapshot().to_vec();
+        let body = snapshot.len() - 4;
+        let start = 5 + (body - 5) / 2;
+        for (position, byte) in edits {
+            let at = start + position.index(body - start);
+            snapshot[at] = byte;
+        }
+        if as_version_1 {
+            snapshot[4] = 1;
+        }
+        if let Ok(mut store) = MvccStore::restore(&with_fixed_checksum(snapshot)) {
+            prop_assert!(store.session_count() <= store.max_sessions());
+            exercise(&mut store);
+        }
+    }
+
+    #[test]
+    fn restoring_garbage_never_panics(garbage in prop::collection::vec(any::<u8>(), 0..128), version in 1u8..=2) {
+        let mut input = b"RKMV".to_vec();
+        input.push(version);
         input.extend_from_slice(&garbage);
         input.extend_from_slice(&[0; 4]);
         if let Ok(mut store) = MvccStore::restore(&with_fixed_checksum(input)) {
@@ -382,9 +408,12 @@ fn snapshot_errors_name_the_problem() {
     let empty = MvccStore::new().snapshot();
     assert_eq!(
         &empty[..],
-        &with_fixed_checksum(b"RKMV\x01\x02\x01\x00\x00\0\0\0\0".to_vec())[..]
+        &with_fixed_checksum(b"RKMV\x02\x02\x01\x00\x00\x00\0\0\0\0".to_vec())[..]
     );
     assert_eq!(MvccStore::restore(&empty), Ok(MvccStore::new()));
+    // Version 1 snapshots (no session clock) are still read.
+    let empty_v1 = with_fixed_checksum(b"RKMV\x01\x02\x01\x00\x00\0\0\0\0".to_vec());
+    assert_eq!(MvccStore::restore(&empty_v1), Ok(MvccStore::new()));
 }
 
 #[test]

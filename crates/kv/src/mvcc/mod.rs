@@ -13,6 +13,9 @@
 //! - [`MvccRequest::validate`] runs etcd's pre-proposal checks (with the server's
 //!   `max_txn_ops`); [`MvccStore::range`] serves reads that do not go through the log.
 //! - [`MvccStore::snapshot`] / [`MvccStore::restore`] move the whole state between members.
+//! - The session table is bounded ([`DEFAULT_MAX_SESSIONS`], [`MvccStore::set_max_sessions`])
+//!   and evicts least recently used sessions; a retry of an evicted session is applied again.
+//! - [`MvccStore::hash_kv`] is etcd's HashKV, [`MvccStore::approx_size_bytes`] its `dbSize`.
 //!
 //! Known differences from etcd 3.4, all at the edges:
 //! - Leases do not exist yet: a put with a non-zero lease fails with `requested lease not
@@ -28,14 +31,16 @@
 
 mod codec;
 mod error;
+mod hash;
 mod index;
 mod snapshot;
 mod store;
 mod types;
 mod validate;
 
+pub use codec::{decode_result, encode_result};
 pub use error::{GrpcCode, MvccError, SnapshotError};
-pub use store::MvccStore;
+pub use store::{DEFAULT_MAX_SESSIONS, MvccStore};
 pub use types::{
     CompactionRequest, CompactionResponse, Compare, CompareResult, CompareTarget,
     CompareTargetUnion, DeleteRangeRequest, DeleteRangeResponse, KeyValue, MvccCommand,

@@ -1,18 +1,25 @@
 //! Snapshot and restore of the whole store.
 //!
-//! Layout (version 1), every integer a varint as in [`super::codec`]:
+//! Layout (version 2), every integer a varint as in [`super::codec`]:
 //!
 //! ```text
-//! magic "RKMV" | version u8 = 1
+//! magic "RKMV" | version u8 = 2
 //! current_revision (signed) | compact_revision (signed)
 //! key count, then per key in key order:
 //!     key bytes | entry count | per entry in revision order:
 //!         main (first: absolute, then delta to the previous entry) | sub | kind u8 (0 delete, 1 put)
 //!         put only: value bytes | create_revision | version | lease (signed)
-//! session count, then per session in client order:
-//!     client_id | last_sequence | recorded outcome
+//! session_clock
+//! session count, then per session from least to most recently used:
+//!     touched (first: absolute, then delta >= 1 to the previous) | client_id | last_sequence
+//!     | recorded outcome
 //! crc32c u32 little-endian over everything before it
 //! ```
+//!
+//! Version 2 writes sessions in recency order with their use stamps and the session clock, so
+//! a restored store evicts exactly the sessions the original would, in the same order.
+//! Version 1 (sessions in client order, no clock) is still read: its sessions are taken as used
+//! in client order, the only order it can offer.
 //!
 //! Grouping changes by key writes each key once, which keeps snapshots compact. Restore checks
 //! the checksum and then every invariant the store relies on, so a damaged or hostile snapshot
@@ -26,7 +33,12 @@ use super::types::KeyValue;
 use bytes::{BufMut, Bytes, BytesMut};
 
 const MAGIC: &[u8; 4] = b"RKMV";
-const FORMAT_VERSION: u8 = 1;
+const FORMAT_VERSION: u8 = 2;
+/// The first format: sessions in client order, without recency.
+const FORMAT_VERSION_1: u8 = 1;
+
+/// Session clocks above this are refused on restore, so stamping never gets near overflow.
+const MAX_SESSION_CLOCK: u64 = 1 << 62;
 
 /// Revisions above this are refused on restore: no real history gets near it, and the bound
 /// keeps every later `revision + 1` and `version + 1` far from overflowing.
@@ -64,8 +76,15 @@ impl MvccStore {
                 }
             }
         }
+        put_uvarint(&mut out, self.session_clock);
         put_uvarint(&mut out, self.sessions.len() as u64);
-        for (client_id, session) in &self.sessions {
+        let mut previous_touched = 0;
+        for (touched, client_id) in &self.session_recency {
+            let Some(session) = self.sessions.get(client_id) else {
+                continue;
+            };
+            put_uvarint(&mut out, touched - previous_touched);
+            previous_touched = *touched;
             put_uvarint(&mut out, *client_id);
             put_uvarint(&mut out, session.last_sequence);
             put_result(&mut out, &session.last_result);
@@ -78,30 +97,28 @@ impl MvccStore {
     /// Rebuilds a store from [`MvccStore::snapshot`] bytes. Never panics: damaged or
     /// inconsistent input is a [`SnapshotError`].
     ///
+    /// The session bound is configuration, not part of the snapshot: the result keeps
+    /// [`super::DEFAULT_MAX_SESSIONS`] (evicting the least recently used sessions beyond it).
+    /// To keep another bound use [`MvccStore::restore_in_place`], or call
+    /// [`MvccStore::set_max_sessions`] right after restoring.
+    ///
     /// Keys and values are copied out of `bytes`, so the snapshot buffer is not kept alive.
     pub fn restore(bytes: &Bytes) -> Result<MvccStore, SnapshotError> {
-        let header_len = MAGIC.len() + 1;
-        if bytes.len() < header_len + 4 {
-            return Err(SnapshotError::TooShort);
-        }
-        if &bytes[..MAGIC.len()] != MAGIC {
-            return Err(SnapshotError::BadMagic);
-        }
-        let version = bytes[MAGIC.len()];
-        if version != FORMAT_VERSION {
-            return Err(SnapshotError::UnsupportedVersion(version));
-        }
-        let body_end = bytes.len() - 4;
-        let computed = crc32c(&bytes[..body_end]);
-        let mut trailer = Reader::new(&bytes.slice(body_end..));
-        let stored = trailer.u32_le()?;
-        if stored != computed {
-            return Err(SnapshotError::ChecksumMismatch { stored, computed });
-        }
-        let mut reader = Reader::new(&bytes.slice(header_len..body_end));
-        let store = read_store(&mut reader)?;
-        reader.finish()?;
+        let mut store = MvccStore::new();
+        store.restore_in_place(bytes)?;
         Ok(store)
+    }
+
+    /// Replaces this store's state by a snapshot's, keeping this store's session bound: if
+    /// the snapshot holds more sessions, only the most recently used ones are kept. This is
+    /// what a node's `StateMachine::restore` wants. On error the store is unchanged; never
+    /// panics.
+    pub fn restore_in_place(&mut self, bytes: &Bytes) -> Result<(), SnapshotError> {
+        let mut store = decode(bytes)?;
+        store.max_sessions = self.max_sessions;
+        store.evict_sessions();
+        *self = store;
+        Ok(())
     }
 
     /// A digest of the whole state, for comparing members cheaply in tests and the simulator.
@@ -116,11 +133,38 @@ impl MvccStore {
     }
 }
 
+/// Checks and decodes snapshot bytes into a store with the default session bound.
+fn decode(bytes: &Bytes) -> Result<MvccStore, SnapshotError> {
+    let header_len = MAGIC.len() + 1;
+    if bytes.len() < header_len + 4 {
+        return Err(SnapshotError::TooShort);
+    }
+    if &bytes[..MAGIC.len()] != MAGIC {
+        return Err(SnapshotError::BadMagic);
+    }
+    let version = bytes[MAGIC.len()];
+    if version != FORMAT_VERSION && version != FORMAT_VERSION_1 {
+        return Err(SnapshotError::UnsupportedVersion(version));
+    }
+    let body_end = bytes.len() - 4;
+    let computed = crc32c(&bytes[..body_end]);
+    let mut trailer = Reader::new(&bytes.slice(body_end..));
+    let stored = trailer.u32_le()?;
+    if stored != computed {
+        return Err(SnapshotError::ChecksumMismatch { stored, computed });
+    }
+    let mut reader = Reader::new(&bytes.slice(header_len..body_end));
+    let mut store = read_store(&mut reader, version)?;
+    reader.finish()?;
+    store.recount();
+    Ok(store)
+}
+
 fn inconsistent(reason: &'static str) -> SnapshotError {
     SnapshotError::Inconsistent(reason)
 }
 
-fn read_store(reader: &mut Reader) -> Result<MvccStore, SnapshotError> {
+fn read_store(reader: &mut Reader, version: u8) -> Result<MvccStore, SnapshotError> {
     let current_revision = reader.ivarint()?;
     let compact_revision = reader.ivarint()?;
     if !(1..=MAX_REVISION).contains(&current_revision) {
@@ -160,6 +204,57 @@ fn read_store(reader: &mut Reader) -> Result<MvccStore, SnapshotError> {
         previous_key = Some(key);
     }
 
+    if version == FORMAT_VERSION_1 {
+        read_sessions_v1(reader, &mut store)?;
+    } else {
+        read_sessions(reader, &mut store)?;
+    }
+    Ok(store)
+}
+
+/// Reads version 2's session clock and sessions in recency order.
+fn read_sessions(reader: &mut Reader, store: &mut MvccStore) -> Result<(), SnapshotError> {
+    let clock = reader.uvarint()?;
+    if clock > MAX_SESSION_CLOCK {
+        return Err(inconsistent("session clock out of range"));
+    }
+    store.session_clock = clock;
+    let session_count = reader.count()?;
+    let mut previous_touched: Option<u64> = None;
+    for _ in 0..session_count {
+        let delta = reader.uvarint()?;
+        let touched = match previous_touched {
+            None => Some(delta),
+            Some(_) if delta == 0 => None,
+            Some(previous) => previous.checked_add(delta),
+        }
+        .filter(|touched| *touched < clock)
+        .ok_or(inconsistent(
+            "session stamps out of order or beyond the clock",
+        ))?;
+        previous_touched = Some(touched);
+        let client_id = reader.uvarint()?;
+        if client_id == 0 {
+            return Err(inconsistent("session of client 0"));
+        }
+        let last_sequence = reader.uvarint()?;
+        let last_result = reader.result()?;
+        let record = SessionRecord {
+            last_sequence,
+            last_result,
+            touched,
+        };
+        if store.sessions.insert(client_id, record).is_some() {
+            return Err(inconsistent("session listed twice"));
+        }
+        store.session_recency.insert(touched, client_id);
+    }
+    Ok(())
+}
+
+/// Reads version 1's sessions (client order, no recency): they are stamped as used in that
+/// order.
+fn read_sessions_v1(reader: &mut Reader, store: &mut MvccStore) -> Result<(), SnapshotError> {
     let session_count = reader.count()?;
     let mut previous_client = 0;
     for _ in 0..session_count {
@@ -170,15 +265,19 @@ fn read_store(reader: &mut Reader) -> Result<MvccStore, SnapshotError> {
         previous_client = client_id;
         let last_sequence = reader.uvarint()?;
         let last_result = reader.result()?;
+        let touched = store.session_clock;
+        store.session_clock += 1;
         store.sessions.insert(
             client_id,
             SessionRecord {
                 last_sequence,
                 last_result,
+                touched,
             },
         );
+        store.session_recency.insert(touched, client_id);
     }
-    Ok(store)
+    Ok(())
 }
 
 /// Reads one key's entries and checks the [`KeyHistory`] invariants.
@@ -282,6 +381,12 @@ fn check_put(
 
 /// CRC-32C (Castagnoli), the checksum etcd's WAL uses; table-driven, no dependency.
 pub(crate) fn crc32c(bytes: &[u8]) -> u32 {
+    !crc32c_extend(!0, bytes)
+}
+
+/// Feeds `bytes` into a running CRC-32C register (start from `!0`, finish with `!`), for
+/// checksums over data not held in one buffer.
+pub(crate) fn crc32c_extend(register: u32, bytes: &[u8]) -> u32 {
     const TABLE: [u32; 256] = {
         let mut table = [0u32; 256];
         let mut index = 0;
@@ -301,10 +406,9 @@ pub(crate) fn crc32c(bytes: &[u8]) -> u32 {
         }
         table
     };
-    let crc = bytes.iter().fold(!0u32, |crc, byte| {
+    bytes.iter().fold(register, |crc, byte| {
         TABLE[((crc ^ u32::from(*byte)) & 0xff) as usize] ^ (crc >> 8)
-    });
-    !crc
+    })
 }
 
 #[cfg(test)]

@@ -23,7 +23,10 @@ use std::collections::{BTreeMap, BTreeSet};
 /// backend: `index` maps each key to its history (so a read walks only the keys in its range
 /// and binary-searches each history), and `revision_log` lists which key changed at each
 /// revision (so compaction and, later, watches touch only the revisions they need).
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Equality compares the replicated state only, not the configured
+/// [`max_sessions`](MvccStore::max_sessions) bound.
+#[derive(Clone, Debug)]
 pub struct MvccStore {
     /// The revision of the last write; 1 for a fresh store, as in etcd.
     pub(crate) current_revision: i64,
@@ -36,13 +39,66 @@ pub struct MvccStore {
     pub(crate) revision_log: BTreeMap<Revision, Bytes>,
     /// The last request and answer of each client session, to answer retries.
     pub(crate) sessions: BTreeMap<u64, SessionRecord>,
+    /// The sessions by recency: each session's `touched` stamp to its client id. The first
+    /// entry is the least recently used session, the next to evict.
+    pub(crate) session_recency: BTreeMap<u64, u64>,
+    /// The stamp the next session touch gets; only grows (part of the replicated state, so a
+    /// restored store stamps exactly as the original would).
+    pub(crate) session_clock: u64,
+    /// Configuration, not state: the most sessions kept (at least 1).
+    pub(crate) max_sessions: usize,
+    /// [`MvccStore::approx_size_bytes`], kept up to date by every change.
+    pub(crate) approx_size: u64,
+    /// How many keys exist at the current revision, kept up to date by every change.
+    pub(crate) live_keys: u64,
 }
+
+/// The most client sessions a store keeps unless configured otherwise.
+///
+/// The server opens one session per forwarded write (keyed by the client's idempotency key),
+/// and sessions are evicted least recently used first, so the bound is really "how many writes
+/// back a retry can still be recognised". 65 536 covers, for example, 6 500 writes/s with a
+/// 10 s retry window, or 1 000 clients with 64 requests each in flight. A session recording a
+/// put's answer costs roughly 250 bytes in memory and 25 in a snapshot, so a full table stays
+/// around 16 MiB in memory and 2 MiB per snapshot (more if sessions record reads' kvs). Raise
+/// it (on every member alike) for higher write rates or longer retry windows.
+pub const DEFAULT_MAX_SESSIONS: usize = 65_536;
+
+/// The estimated storage cost of one retained revision beyond its key and value: roughly what
+/// etcd's bbolt backend spends on it (a 17-byte revision key, the `mvccpb.KeyValue` framing
+/// with three revisions and a version, and the page element header).
+pub(crate) const REVISION_OVERHEAD: u64 = 48;
+
+/// The estimated cost of one session record beyond the keys and values its answer carries.
+pub(crate) const SESSION_OVERHEAD: u64 = 64;
+
+/// The estimated cost of one kv inside a recorded answer beyond its key and value.
+const ANSWER_KV_OVERHEAD: u64 = 32;
+
+impl PartialEq for MvccStore {
+    fn eq(&self, other: &Self) -> bool {
+        // Everything but `max_sessions`, which is configuration.
+        self.current_revision == other.current_revision
+            && self.compact_revision == other.compact_revision
+            && self.index == other.index
+            && self.revision_log == other.revision_log
+            && self.sessions == other.sessions
+            && self.session_recency == other.session_recency
+            && self.session_clock == other.session_clock
+            && self.approx_size == other.approx_size
+            && self.live_keys == other.live_keys
+    }
+}
+
+impl Eq for MvccStore {}
 
 /// The last request of a session and its outcome.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct SessionRecord {
     pub(crate) last_sequence: u64,
     pub(crate) last_result: Result<MvccResponse, MvccError>,
+    /// The session clock when the session was last touched; its key in `session_recency`.
+    pub(crate) touched: u64,
 }
 
 /// A write in progress: etcd's `storeTxnWrite`. All its changes get main revision
@@ -90,15 +146,70 @@ impl Default for MvccStore {
 }
 
 impl MvccStore {
-    /// An empty store at revision 1, never compacted.
+    /// An empty store at revision 1, never compacted, keeping at most
+    /// [`DEFAULT_MAX_SESSIONS`] client sessions.
     pub fn new() -> MvccStore {
+        MvccStore::with_max_sessions(DEFAULT_MAX_SESSIONS)
+    }
+
+    /// An empty store keeping at most `max_sessions` client sessions (0 counts as 1).
+    ///
+    /// The bound changes which retries are recognised, so it changes the replicated state:
+    /// every member must use the same bound (see [`MvccStore::set_max_sessions`]).
+    pub fn with_max_sessions(max_sessions: usize) -> MvccStore {
         MvccStore {
             current_revision: 1,
             compact_revision: -1,
             index: BTreeMap::new(),
             revision_log: BTreeMap::new(),
             sessions: BTreeMap::new(),
+            session_recency: BTreeMap::new(),
+            session_clock: 0,
+            max_sessions: max_sessions.max(1),
+            approx_size: 0,
+            live_keys: 0,
         }
+    }
+
+    /// Changes the most client sessions kept (0 counts as 1), evicting the least recently
+    /// used ones at once if there are more.
+    ///
+    /// Sessions are evicted least recently used first; a session is used when a command of it
+    /// is applied or when a retry is answered from it. Once a session is evicted, a retry of
+    /// its last request is applied again, so the bound must comfortably exceed the number of
+    /// requests that can still be retried at any time (clients x requests in flight, or write
+    /// rate x retry window when every write gets its own session).
+    ///
+    /// Every member must apply the same bound at the same point of the log (in practice: set
+    /// it at startup, identically on every member, including right after restoring a
+    /// snapshot); members with different bounds would answer the same retry differently and
+    /// diverge.
+    pub fn set_max_sessions(&mut self, max_sessions: usize) {
+        self.max_sessions = max_sessions.max(1);
+        self.evict_sessions();
+    }
+
+    /// The most client sessions kept.
+    pub fn max_sessions(&self) -> usize {
+        self.max_sessions
+    }
+
+    /// How many client sessions are kept now.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// An estimate of the retained data in bytes, in O(1): keys and values of every retained
+    /// revision plus a per-revision overhead, plus the session table. Reported as etcd's
+    /// `dbSize`; it grows with writes and shrinks with compaction (and session eviction), and
+    /// it is the same on every member and after a snapshot restore.
+    pub fn approx_size_bytes(&self) -> u64 {
+        self.approx_size
+    }
+
+    /// How many keys exist at the current revision (deleted keys not counted), in O(1).
+    pub fn key_count(&self) -> u64 {
+        self.live_keys
     }
 
     /// The revision of the last change (what response headers report for reads).
@@ -129,15 +240,23 @@ impl MvccStore {
     /// Applies a command at most once per `(client_id, sequence)`.
     ///
     /// A retry of the session's last sequence gets the recorded outcome again (success or
-    /// error) without touching the store; an older sequence gets [`MvccError::StaleSequence`].
-    /// Every outcome is recorded, reads included, so sessionless clients (`client_id` 0) are
-    /// the cheap choice for reads.
+    /// error) without touching the keyspace; an older sequence gets
+    /// [`MvccError::StaleSequence`]. Every outcome is recorded, reads included, so sessionless
+    /// clients (`client_id` 0) are the cheap choice for reads.
+    ///
+    /// The session table is bounded ([`MvccStore::set_max_sessions`]): applying a command and
+    /// answering a retry both make the session the most recently used, and a new session
+    /// beyond the bound evicts the least recently used one. A retry whose session was evicted
+    /// is applied again, like a new request.
     pub fn apply_command(&mut self, command: MvccCommand) -> Result<MvccResponse, MvccError> {
         if command.client_id != 0
             && let Some(session) = self.sessions.get(&command.client_id)
         {
             if command.sequence == session.last_sequence {
-                return session.last_result.clone();
+                let result = session.last_result.clone();
+                // The client is still retrying, so it may retry again: keep it the longest.
+                self.touch_session(command.client_id);
+                return result;
             }
             if command.sequence < session.last_sequence {
                 return Err(MvccError::StaleSequence);
@@ -145,15 +264,82 @@ impl MvccStore {
         }
         let result = self.apply(command.request);
         if command.client_id != 0 {
-            self.sessions.insert(
-                command.client_id,
-                SessionRecord {
-                    last_sequence: command.sequence,
-                    last_result: result.clone(),
-                },
-            );
+            self.record_session(command.client_id, command.sequence, result.clone());
         }
         result
+    }
+
+    /// The next session stamp. Saturates rather than wrapping: restore refuses clocks near
+    /// the limit, and 2^62 touches do not happen.
+    fn next_session_stamp(&mut self) -> u64 {
+        let stamp = self.session_clock;
+        self.session_clock = self.session_clock.saturating_add(1);
+        stamp
+    }
+
+    /// Makes an existing session the most recently used.
+    fn touch_session(&mut self, client_id: u64) {
+        let stamp = self.next_session_stamp();
+        if let Some(session) = self.sessions.get_mut(&client_id) {
+            self.session_recency.remove(&session.touched);
+            session.touched = stamp;
+            self.session_recency.insert(stamp, client_id);
+        }
+    }
+
+    /// Records a session's latest request and outcome as its most recent use, then evicts
+    /// down to the bound. O(log n) plus the size of the answer.
+    fn record_session(
+        &mut self,
+        client_id: u64,
+        last_sequence: u64,
+        last_result: Result<MvccResponse, MvccError>,
+    ) {
+        let touched = self.next_session_stamp();
+        let record = SessionRecord {
+            last_sequence,
+            last_result,
+            touched,
+        };
+        self.approx_size = self.approx_size.saturating_add(session_size(&record));
+        if let Some(previous) = self.sessions.insert(client_id, record) {
+            self.session_recency.remove(&previous.touched);
+            self.approx_size = self.approx_size.saturating_sub(session_size(&previous));
+        }
+        self.session_recency.insert(touched, client_id);
+        self.evict_sessions();
+    }
+
+    /// Drops the least recently used sessions while there are more than the bound.
+    pub(crate) fn evict_sessions(&mut self) {
+        while self.sessions.len() > self.max_sessions {
+            let Some((_, client_id)) = self.session_recency.pop_first() else {
+                break;
+            };
+            if let Some(evicted) = self.sessions.remove(&client_id) {
+                self.approx_size = self.approx_size.saturating_sub(session_size(&evicted));
+            }
+        }
+    }
+
+    /// Recomputes the derived counters (size estimate, live keys) from scratch, after a
+    /// restore built the maps directly.
+    pub(crate) fn recount(&mut self) {
+        let mut size: u64 = 0;
+        let mut live: u64 = 0;
+        for (key, history) in &self.index {
+            for entry in &history.entries {
+                size = size.saturating_add(entry_size(key, entry));
+            }
+            if history.last_live().is_some() {
+                live += 1;
+            }
+        }
+        for session in self.sessions.values() {
+            size = size.saturating_add(session_size(session));
+        }
+        self.approx_size = size;
+        self.live_keys = live;
     }
 
     /// Applies one request without deduplication.
@@ -277,6 +463,7 @@ impl MvccStore {
             let drop_count = if keep_latest { latest } else { at_or_before };
             for entry in history.entries.drain(..drop_count) {
                 self.revision_log.remove(&entry.revision);
+                self.approx_size = self.approx_size.saturating_sub(entry_size(&key, &entry));
             }
             if history.entries.is_empty() {
                 self.index.remove(&key);
@@ -302,7 +489,16 @@ impl MvccStore {
         for (revision, key) in written.into_iter().rev() {
             if let Some(history) = self.index.get_mut(&key) {
                 if history.entries.last().map(|entry| entry.revision) == Some(revision) {
-                    history.entries.pop();
+                    let was_live = history.last_live().is_some();
+                    if let Some(entry) = history.entries.pop() {
+                        self.approx_size =
+                            self.approx_size.saturating_sub(entry_size(&key, &entry));
+                    }
+                    match (was_live, history.last_live().is_some()) {
+                        (true, false) => self.live_keys -= 1,
+                        (false, true) => self.live_keys += 1,
+                        _ => {}
+                    }
                 }
                 if history.entries.is_empty() {
                     self.index.remove(&key);
@@ -446,8 +642,13 @@ impl MvccStore {
         let history = self.index.entry(stored_key.clone()).or_default();
         let (create_revision, version) = match history.last_live() {
             Some(previous) => (previous.create_revision, previous.version + 1),
-            None => (revision.main, 1),
+            None => {
+                self.live_keys += 1;
+                (revision.main, 1)
+            }
         };
+        let size = revision_size(stored_key.len(), value.len());
+        self.approx_size = self.approx_size.saturating_add(size);
         history.entries.push(Entry {
             revision,
             kv: Some(KeyValue {
@@ -481,6 +682,8 @@ impl MvccStore {
             let revision = txn.next_revision();
             history.entries.push(Entry { revision, kv: None });
             self.revision_log.insert(revision, key.clone());
+            self.live_keys -= 1;
+            self.approx_size = self.approx_size.saturating_add(revision_size(key.len(), 0));
             deleted += 1;
         }
         DeleteRangeResponse {
@@ -692,4 +895,60 @@ fn sort_kvs(kvs: &mut [KeyValue], order: SortOrder, target: SortTarget) {
         SortOrder::Ascend => kvs.sort_by(compare),
         SortOrder::Descend => kvs.sort_by(|a, b| compare(b, a)),
     }
+}
+
+/// The estimated storage cost of a revision with a key and value of these lengths.
+fn revision_size(key_len: usize, value_len: usize) -> u64 {
+    (key_len as u64)
+        .saturating_add(value_len as u64)
+        .saturating_add(REVISION_OVERHEAD)
+}
+
+/// The estimated storage cost of one retained change of `key`.
+pub(crate) fn entry_size(key: &[u8], entry: &Entry) -> u64 {
+    revision_size(key.len(), entry.kv.as_ref().map_or(0, |kv| kv.value.len()))
+}
+
+/// The estimated cost of a session record: a fixed part plus the kvs its answer carries.
+/// Proportional to the answer, which was just built (or decoded), so it adds no asymptotic
+/// cost.
+pub(crate) fn session_size(session: &SessionRecord) -> u64 {
+    let answer = match &session.last_result {
+        Ok(response) => response_size(response),
+        Err(_) => 0,
+    };
+    SESSION_OVERHEAD.saturating_add(answer)
+}
+
+fn kvs_size<'a>(kvs: impl IntoIterator<Item = &'a KeyValue>) -> u64 {
+    kvs.into_iter().fold(0u64, |total, kv| {
+        total
+            .saturating_add(kv.key.len() as u64)
+            .saturating_add(kv.value.len() as u64)
+            .saturating_add(ANSWER_KV_OVERHEAD)
+    })
+}
+
+fn response_size(response: &MvccResponse) -> u64 {
+    match response {
+        MvccResponse::Range(range) => kvs_size(&range.kvs),
+        MvccResponse::Put(put) => kvs_size(&put.prev_kv),
+        MvccResponse::DeleteRange(delete) => kvs_size(&delete.prev_kvs),
+        MvccResponse::Txn(txn) => txn_response_size(txn),
+        MvccResponse::Compact(_) => 0,
+    }
+}
+
+fn txn_response_size(txn: &TxnResponse) -> u64 {
+    txn.responses.iter().fold(0u64, |total, op| {
+        let op_size = match op {
+            ResponseOp::Range(range) => kvs_size(&range.kvs),
+            ResponseOp::Put(put) => kvs_size(&put.prev_kv),
+            ResponseOp::DeleteRange(delete) => kvs_size(&delete.prev_kvs),
+            ResponseOp::Txn(nested) => txn_response_size(nested),
+        };
+        total
+            .saturating_add(op_size)
+            .saturating_add(ANSWER_KV_OVERHEAD)
+    })
 }
