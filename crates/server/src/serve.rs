@@ -1,0 +1,287 @@
+//! Starting and stopping one member: identity check, WAL and Raft member, gRPC services, and
+//! the background duties (publishing this member's attributes, keeping the transport's peer
+//! addresses in step with the membership).
+
+use crate::api::{ClusterApi, ForwardApi, KvApi, MaintenanceApi};
+use crate::config::{ClusterState, ServeConfig};
+use crate::core::{Core, Identity};
+use crate::machine::{EtcdMachine, MachineCommand, MemberCommand};
+use etcdpb::etcdserverpb as pb;
+use etcdpb::raftkvpb;
+use raft::NodeId;
+use runtime::{Member, MemberConfig};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Why a member did not start: one line for the operator.
+#[derive(Debug)]
+pub struct ServeError(pub String);
+
+impl fmt::Display for ServeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ServeError {}
+
+/// A running member.
+pub struct RunningMember {
+    core: Arc<Core>,
+    client_addr: SocketAddr,
+    stop_grpc: Option<oneshot::Sender<()>>,
+    grpc: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
+    duties: Vec<JoinHandle<()>>,
+}
+
+impl fmt::Debug for RunningMember {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunningMember")
+            .field("client_addr", &self.client_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RunningMember {
+    /// The address clients connect to.
+    pub fn client_addr(&self) -> SocketAddr {
+        self.client_addr
+    }
+
+    /// What the handlers share (for tests and the playground).
+    pub fn core(&self) -> &Arc<Core> {
+        &self.core
+    }
+
+    /// Stops serving clients, then stops the member and waits until its WAL is closed.
+    pub async fn shutdown(mut self) -> Result<(), ServeError> {
+        for duty in self.duties.drain(..) {
+            duty.abort();
+        }
+        if let Some(stop) = self.stop_grpc.take() {
+            let _ = stop.send(());
+        }
+        if let Some(grpc) = self.grpc.take() {
+            // In-flight calls finish or fail; a stuck one must not hold the shutdown forever.
+            let _ = tokio::time::timeout(Duration::from_secs(5), grpc).await;
+        }
+        let core = Arc::try_unwrap(self.core).map_err(|_| {
+            ServeError("internal: the member is still in use after the gRPC server stopped".into())
+        })?;
+        core.member
+            .shutdown()
+            .await
+            .map_err(|error| ServeError(error.to_string()))
+    }
+}
+
+/// The Raft and runtime settings derived from the operator's configuration.
+pub fn member_config(config: &ServeConfig) -> Result<MemberConfig, ServeError> {
+    let id = NodeId(config.member_id());
+    let founders: BTreeMap<NodeId, SocketAddr> = config
+        .initial_members()
+        .map_err(|error| ServeError(error.to_string()))?
+        .into_iter()
+        .map(|(id, member)| (NodeId(id), member.peer_addr))
+        .collect();
+    let mut member = MemberConfig::new(
+        id,
+        config.data_dir.join("wal"),
+        founders,
+        config.listen_peer,
+    );
+    member.cluster_id = config.cluster_id();
+    member.join_existing = config.initial_cluster_state == ClusterState::Existing;
+    member.tick = config.heartbeat_interval;
+    member.raft.election_timeout_ticks = config.election_ticks() as u32;
+    member.raft.heartbeat_interval_ticks = 1;
+    // Election timeouts are randomized from this seed; mixing in the clock keeps members that
+    // restart together from drawing the same timeouts every time.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_nanos() as u64);
+    member.raft.seed = id.get() ^ nanos;
+    member.raft.max_entry_bytes = (config.max_request_bytes as u64) + 64 * 1024;
+    member.snapshot_every_entries = config.snapshot_count;
+    member
+        .validate()
+        .map_err(|error| ServeError(error.to_string()))?;
+    Ok(member)
+}
+
+/// Starts a member: checks that the data directory is this member's, binds the client and
+/// peer listeners, opens (or creates) the WAL, and serves etcd's API on the client address.
+pub async fn start(config: ServeConfig) -> Result<RunningMember, ServeError> {
+    let member_id = config.member_id();
+    let cluster_id = config.cluster_id();
+    let identity = crate::identity::Identity::from(&config);
+    crate::identity::open_or_create(&config.data_dir, &identity)
+        .map_err(|error| ServeError(error.to_string()))?;
+    let member_config = member_config(&config)?;
+    let client_listener = TcpListener::bind(config.listen_client)
+        .await
+        .map_err(|error| {
+            ServeError(format!(
+                "cannot listen for clients on {}: {error}",
+                config.listen_client
+            ))
+        })?;
+    let client_addr = client_listener
+        .local_addr()
+        .map_err(|error| ServeError(format!("client listener: {error}")))?;
+    let peer_listener = TcpListener::bind(config.listen_peer)
+        .await
+        .map_err(|error| {
+            ServeError(format!(
+                "cannot listen for peers on {}: {error}",
+                config.listen_peer
+            ))
+        })?;
+    let member = Member::start_with_listener(member_config, peer_listener, EtcdMachine::new())
+        .map_err(|error| ServeError(format!("cannot start the member: {error}")))?;
+
+    let initial = config
+        .initial_members()
+        .map_err(|error| ServeError(error.to_string()))?
+        .into_iter()
+        .map(|(id, member)| (id, (member.name, member.peer_urls, member.peer_addr)))
+        .collect();
+    let election = config.election_timeout;
+    let identity = Identity {
+        member_id,
+        cluster_id,
+        name: config.name.clone(),
+        peer_urls: config.advertise_peer_urls.clone(),
+        client_urls: advertised_client_urls(&config, client_addr),
+        initial,
+        max_request_bytes: config.max_request_bytes,
+        max_txn_ops: config.max_txn_ops,
+        // etcd: 5 s plus two election timeouts.
+        request_timeout: Duration::from_secs(5) + 2 * election,
+        retry_pause: config.heartbeat_interval,
+        token: config.initial_cluster_token.clone(),
+    };
+    let core = Arc::new(Core::new(member, identity));
+
+    let duties = vec![
+        tokio::spawn(publish_attributes(core.clone())),
+        tokio::spawn(follow_membership(core.clone())),
+    ];
+
+    let limit = config.max_request_bytes + 512 * 1024;
+    let router = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(
+            pb::kv_server::KvServer::new(KvApi(core.clone()))
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(usize::MAX),
+        )
+        .add_service(
+            pb::maintenance_server::MaintenanceServer::new(MaintenanceApi(core.clone()))
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(usize::MAX),
+        )
+        .add_service(
+            pb::cluster_server::ClusterServer::new(ClusterApi(core.clone()))
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(usize::MAX),
+        )
+        .add_service(
+            raftkvpb::forward_server::ForwardServer::new(ForwardApi(core.clone()))
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(usize::MAX),
+        );
+    let (stop_grpc, stopped) = oneshot::channel::<()>();
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(client_listener);
+    let grpc = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
+        let _ = stopped.await;
+    }));
+    tracing::info!(
+        name = %config.name,
+        member = format_args!("{member_id:x}"),
+        cluster = format_args!("{cluster_id:x}"),
+        client = %client_addr,
+        "serving etcd's v3 API"
+    );
+    Ok(RunningMember {
+        core,
+        client_addr,
+        stop_grpc: Some(stop_grpc),
+        grpc: Some(grpc),
+        duties,
+    })
+}
+
+/// The client URLs this member publishes: the configured ones, with a port of 0 replaced by
+/// the port actually bound (tests and the playground bind port 0).
+fn advertised_client_urls(config: &ServeConfig, bound: SocketAddr) -> Vec<String> {
+    config
+        .advertise_client_urls
+        .iter()
+        .map(|url| match url.strip_suffix(":0") {
+            Some(prefix) => format!("{prefix}:{}", bound.port()),
+            None => url.clone(),
+        })
+        .collect()
+}
+
+/// Makes this member's name and URLs part of the replicated member table (as etcd's members
+/// publish themselves when they start), retrying until it is there.
+async fn publish_attributes(core: Arc<Core>) {
+    let identity = &core.identity;
+    loop {
+        if let Ok(table) = core.member_table().await
+            && let Some(row) = table.get(&identity.member_id)
+            && row.name == identity.name
+            && row.peer_urls == identity.peer_urls
+            && row.client_urls == identity.client_urls
+        {
+            return;
+        }
+        let publish = MemberCommand::Publish {
+            id: identity.member_id,
+            name: Some(identity.name.clone()),
+            peer_urls: Some(identity.peer_urls.clone()),
+            client_urls: Some(identity.client_urls.clone()),
+        };
+        match core.propose(MachineCommand::Member(publish), false).await {
+            Ok(_) => tracing::info!("published this member's name and URLs"),
+            Err(error) => {
+                tracing::debug!(%error, "publishing this member's attributes; will retry");
+                tokio::time::sleep(identity.retry_pause * 5).await;
+            }
+        }
+    }
+}
+
+/// Keeps the transport dialing every member of the configuration in force: on each
+/// membership change, and periodically (a member's peer URLs may change without one).
+async fn follow_membership(core: Arc<Core>) {
+    let mut membership = core.member.watch_membership();
+    let mut current = BTreeMap::new();
+    loop {
+        // A member that joined and has not yet received the configuration knows no one from
+        // the log: keep dialing the members it was started with until it does.
+        let known = !core.member.membership().voters.is_empty();
+        if known
+            && let Ok(peers) = core.peer_addresses().await
+            && peers != current
+        {
+            tracing::info!(?peers, "peer addresses changed");
+            if core.member.set_peers(peers.clone()).await.is_err() {
+                return;
+            }
+            current = peers;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(1), membership.changed()).await;
+        if membership.has_changed().is_err() {
+            return;
+        }
+    }
+}
