@@ -132,6 +132,11 @@ pub struct ServeArgs {
     #[arg(long, env = "RAFTKV_LOG_LEVEL", value_name = "LEVEL")]
     pub log_level: Option<String>,
 
+    /// Dial some peers at other addresses than their peer URLs, as name=host:port pairs
+    /// (e.g. through a fault-injecting proxy in tests); the member's identity is unchanged
+    #[arg(long, env = "RAFTKV_PEER_DIAL_OVERRIDES", value_name = "NAME=ADDR,...")]
+    pub peer_dial_overrides: Option<String>,
+
     /// TOML file with any of the settings above (keys in snake_case, e.g. data_dir); flags and environment win over it
     #[arg(long, env = "RAFTKV_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -207,6 +212,8 @@ pub struct ServeConfig {
     /// One of `error`, `warn`, `info`, `debug`, `trace` (lower case), or a checked list of
     /// `target=level` directives for the `tracing` filter (e.g. `warn,raft=debug`).
     pub log_level: String,
+    /// Where to dial peers instead of their peer URLs, by member name.
+    pub peer_dial_overrides: BTreeMap<String, SocketAddr>,
 }
 
 /// A member of the bootstrap cluster, as the Raft layer needs it: who, where to dial.
@@ -262,6 +269,7 @@ struct Layer {
     max_request_bytes: Option<u64>,
     max_txn_ops: Option<u64>,
     log_level: Option<String>,
+    peer_dial_overrides: Option<String>,
 }
 
 impl Layer {
@@ -285,6 +293,7 @@ impl Layer {
             max_request_bytes: self.max_request_bytes.or(lower.max_request_bytes),
             max_txn_ops: self.max_txn_ops.or(lower.max_txn_ops),
             log_level: self.log_level.or(lower.log_level),
+            peer_dial_overrides: self.peer_dial_overrides.or(lower.peer_dial_overrides),
         }
     }
 
@@ -323,6 +332,7 @@ impl Layer {
             max_request_bytes: get(env, "max_request_bytes")?,
             max_txn_ops: get(env, "max_txn_ops")?,
             log_level: get(env, "log_level")?,
+            peer_dial_overrides: get(env, "peer_dial_overrides")?,
         })
     }
 
@@ -365,6 +375,7 @@ impl From<ServeArgs> for Layer {
             max_request_bytes: a.max_request_bytes,
             max_txn_ops: a.max_txn_ops,
             log_level: a.log_level,
+            peer_dial_overrides: a.peer_dial_overrides,
         }
     }
 }
@@ -463,6 +474,24 @@ fn build(l: Layer) -> Result<ServeConfig, ConfigError> {
         return err("--max-txn-ops: must be at least 1");
     }
     let log_level = check_log_level(l.log_level.as_deref().unwrap_or(DEFAULT_LOG_LEVEL))?;
+    let mut peer_dial_overrides = BTreeMap::new();
+    for pair in l
+        .peer_dial_overrides
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+    {
+        let Some((name, addr)) = pair.split_once('=') else {
+            return err(format!(
+                "--peer-dial-overrides: {pair:?} is not NAME=HOST:PORT"
+            ));
+        };
+        let addr = parse_url(addr)
+            .map_err(|error| ConfigError(format!("--peer-dial-overrides: {name}: {error}")))?;
+        peer_dial_overrides.insert(name.trim().to_owned(), addr);
+    }
     let token = l
         .initial_cluster_token
         .unwrap_or_else(|| DEFAULT_TOKEN.to_owned());
@@ -548,6 +577,7 @@ fn build(l: Layer) -> Result<ServeConfig, ConfigError> {
         max_request_bytes: to_usize("--max-request-bytes", max_request_bytes)?,
         max_txn_ops: to_usize("--max-txn-ops", max_txn_ops)?,
         log_level,
+        peer_dial_overrides,
     })
 }
 

@@ -56,6 +56,8 @@ pub struct Identity {
     pub retry_pause: Duration,
     /// The cluster token (for ids of members added at runtime).
     pub token: String,
+    /// Where to dial some peers instead of their peer URLs, by name (`--peer-dial-overrides`).
+    pub dial_overrides: BTreeMap<String, SocketAddr>,
 }
 
 /// Shared by all handlers of one member.
@@ -423,16 +425,18 @@ impl Core {
             if id.get() == self.identity.member_id {
                 continue;
             }
-            let published = table
-                .get(&id.get())
+            let row = table.get(&id.get());
+            let initial = self.identity.initial.get(&id.get());
+            let name = row
+                .map(|row| row.name.as_str())
+                .filter(|name| !name.is_empty())
+                .or(initial.map(|(name, _, _)| name.as_str()));
+            let overridden = name.and_then(|name| self.identity.dial_overrides.get(name).copied());
+            let published = row
                 .and_then(|row| row.peer_urls.first())
                 .and_then(|url| crate::config::parse_url(url).ok());
-            let initial = self
-                .identity
-                .initial
-                .get(&id.get())
-                .map(|(_, _, addr)| *addr);
-            if let Some(addr) = published.or(initial) {
+            let initial = initial.map(|(_, _, addr)| *addr);
+            if let Some(addr) = overridden.or(published).or(initial) {
                 peers.insert(id, addr);
             }
         }

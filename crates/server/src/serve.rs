@@ -88,7 +88,14 @@ pub fn member_config(config: &ServeConfig) -> Result<MemberConfig, ServeError> {
         .initial_members()
         .map_err(|error| ServeError(error.to_string()))?
         .into_iter()
-        .map(|(id, member)| (NodeId(id), member.peer_addr))
+        .map(|(id, member)| {
+            let addr = config
+                .peer_dial_overrides
+                .get(&member.name)
+                .copied()
+                .unwrap_or(member.peer_addr);
+            (NodeId(id), addr)
+        })
         .collect();
     let mut member = MemberConfig::new(
         id,
@@ -166,6 +173,7 @@ pub async fn start(config: ServeConfig) -> Result<RunningMember, ServeError> {
         request_timeout: Duration::from_secs(5) + 2 * election,
         retry_pause: config.heartbeat_interval,
         token: config.initial_cluster_token.clone(),
+        dial_overrides: config.peer_dial_overrides.clone(),
     };
     let core = Arc::new(Core::new(member, identity));
 
