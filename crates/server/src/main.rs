@@ -123,7 +123,12 @@ fn serve(args: ServeArgs) -> ExitCode {
             member.core().identity.member_id,
             member.client_addr()
         );
-        server::wait_for_stop_signal().await;
+        tokio::select! {
+            () = server::wait_for_stop_signal() => {}
+            () = member.removed() => {
+                eprintln!("raftkv: this member was removed from the cluster; stopping");
+            }
+        }
         match member.shutdown().await {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {

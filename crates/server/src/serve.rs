@@ -38,6 +38,7 @@ pub struct RunningMember {
     stop_grpc: Option<oneshot::Sender<()>>,
     grpc: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
     duties: Vec<JoinHandle<()>>,
+    removed: tokio::sync::watch::Receiver<bool>,
 }
 
 impl fmt::Debug for RunningMember {
@@ -57,6 +58,13 @@ impl RunningMember {
     /// What the handlers share (for tests and the playground).
     pub fn core(&self) -> &Arc<Core> {
         &self.core
+    }
+
+    /// Resolves once this member has been removed from the cluster (etcd's members stop then:
+    /// a removed member can never vote or lead again, so there is nothing left to serve).
+    pub async fn removed(&self) {
+        let mut removed = self.removed.clone();
+        let _ = removed.wait_for(|removed| *removed).await;
     }
 
     /// Stops serving clients, then stops the member and waits until its WAL is closed.
@@ -177,9 +185,11 @@ pub async fn start(config: ServeConfig) -> Result<RunningMember, ServeError> {
     };
     let core = Arc::new(Core::new(member, identity));
 
+    let (removed_tx, removed) = tokio::sync::watch::channel(false);
     let duties = vec![
         tokio::spawn(publish_attributes(core.clone())),
         tokio::spawn(follow_membership(core.clone())),
+        tokio::spawn(watch_removal(core.clone(), removed_tx)),
     ];
 
     let limit = config.max_request_bytes + 512 * 1024;
@@ -223,6 +233,7 @@ pub async fn start(config: ServeConfig) -> Result<RunningMember, ServeError> {
         stop_grpc: Some(stop_grpc),
         grpc: Some(grpc),
         duties,
+        removed,
     })
 }
 
@@ -289,6 +300,27 @@ async fn follow_membership(core: Arc<Core>) {
         }
         let _ = tokio::time::timeout(Duration::from_secs(1), membership.changed()).await;
         if membership.has_changed().is_err() {
+            return;
+        }
+    }
+}
+
+/// Reports when the configuration in force no longer includes this member. A member that has
+/// not received any configuration yet (it just joined) is not "removed".
+async fn watch_removal(core: Arc<Core>, removed: tokio::sync::watch::Sender<bool>) {
+    let me = NodeId(core.identity.member_id);
+    let mut membership = core.member.watch_membership();
+    loop {
+        let gone = {
+            let conf = membership.borrow_and_update();
+            !conf.voters.is_empty() && !crate::core::all_members(&conf).contains(&me)
+        };
+        if gone {
+            tracing::warn!("this member was removed from the cluster; stopping");
+            let _ = removed.send(true);
+            return;
+        }
+        if membership.changed().await.is_err() {
             return;
         }
     }
