@@ -4,6 +4,7 @@
 //! tests and the playground start exactly the code users run.
 
 pub mod api;
+pub mod bench;
 pub mod client;
 pub mod config;
 pub mod core;

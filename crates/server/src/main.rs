@@ -24,6 +24,9 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Start a local three-member cluster (one process per member) and print how to reach it.
     Playground(PlaygroundArgs),
+    /// Load etcd v3 endpoints (raftkv or etcd) with a closed loop of clients and report
+    /// throughput and latency.
+    Bench(server::bench::BenchArgs),
     /// Client commands against etcd v3 endpoints.
     #[command(flatten)]
     Client(ClientArgs),
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(*args),
         Command::Playground(args) => server::playground::run(args),
         Command::Client(args) => server::client::run(args),
+        Command::Bench(args) => server::bench::run(args),
         Command::Wal { command } => wal_command(command),
     }
 }

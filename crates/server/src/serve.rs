@@ -216,7 +216,10 @@ pub async fn start(config: ServeConfig) -> Result<RunningMember, ServeError> {
                 .max_encoding_message_size(usize::MAX),
         );
     let (stop_grpc, stopped) = oneshot::channel::<()>();
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(client_listener);
+    // Small gRPC frames must not wait for the client's delayed ACK (Nagle): set TCP_NODELAY
+    // on every accepted connection (the builder's setting only covers listeners it binds).
+    let incoming =
+        tonic::transport::server::TcpIncoming::from(client_listener).with_nodelay(Some(true));
     let grpc = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
         let _ = stopped.await;
     }));
