@@ -279,7 +279,7 @@ pub async fn bench(args: &BenchArgs) -> Result<BenchResult, String> {
                 let put = match args.workload {
                     Workload::Put => true,
                     Workload::Get => false,
-                    Workload::Mixed => turn % 2 == 0,
+                    Workload::Mixed => turn.is_multiple_of(2),
                 };
                 turn += 1;
                 let begin = Instant::now();
