@@ -39,7 +39,7 @@ const DEFAULT_ELECTION_MS: u64 = 1000;
 /// etcd refuses an election timeout above 50 s (it would make failover uselessly slow).
 const MAX_ELECTION_MS: u64 = 50_000;
 /// etcd's default `--snapshot-count`.
-const DEFAULT_SNAPSHOT_COUNT: u64 = 10_000;
+const DEFAULT_SNAPSHOT_COUNT: u64 = 100_000;
 /// etcd's default `--max-request-bytes` (1.5 MiB).
 const DEFAULT_MAX_REQUEST_BYTES: u64 = 1_572_864;
 /// Smallest accepted `--max-request-bytes`: below this even a modest Put would not fit.
@@ -116,7 +116,7 @@ pub struct ServeArgs {
     #[arg(long, env = "RAFTKV_ELECTION_TIMEOUT", value_name = "MS")]
     pub election_timeout: Option<u64>,
 
-    /// Applied entries between snapshots (which let the WAL be truncated) [default: 10000]
+    /// Applied entries between snapshots (which let the WAL be truncated) [default: 100000, as etcd 3.4]
     #[arg(long, env = "RAFTKV_SNAPSHOT_COUNT", value_name = "N")]
     pub snapshot_count: Option<u64>,
 
@@ -948,7 +948,7 @@ mod tests {
         assert_eq!(c.heartbeat_interval, Duration::from_millis(100));
         assert_eq!(c.election_timeout, Duration::from_millis(1000));
         assert_eq!(c.election_ticks(), 10);
-        assert_eq!(c.snapshot_count, 10_000);
+        assert_eq!(c.snapshot_count, 100_000);
         assert_eq!(c.max_request_bytes, 1_572_864);
         assert_eq!(c.max_txn_ops, 128);
         assert_eq!(c.log_level, "warn");
@@ -995,7 +995,7 @@ mod tests {
         assert_eq!((c.name.as_str(), c.snapshot_count), ("file", 3));
 
         let c = ServeArgs::default().resolve_with(no_env).expect("default");
-        assert_eq!((c.name.as_str(), c.snapshot_count), ("default", 10_000));
+        assert_eq!((c.name.as_str(), c.snapshot_count), ("default", 100_000));
     }
 
     #[test]
