@@ -1151,7 +1151,7 @@ log_level = "DEBUG"
             );
             n += 1;
         }
-        assert_eq!(n, 16);
+        assert_eq!(n, 17);
     }
 
     #[test]

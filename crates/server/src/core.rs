@@ -504,7 +504,13 @@ pub fn members_of(
                 .unwrap_or_default();
             pb::Member {
                 id: id.get(),
-                name: row.map(|row| row.name.clone()).unwrap_or_default(),
+                // A founder that has not published yet is still known by its
+                // `--initial-cluster` name, as in etcd.
+                name: row
+                    .map(|row| row.name.clone())
+                    .filter(|name| !name.is_empty())
+                    .or_else(|| initial.get(&id.get()).map(|(name, _, _)| name.clone()))
+                    .unwrap_or_default(),
                 peer_ur_ls: peer_urls,
                 client_ur_ls: row.map(|row| row.client_urls.clone()).unwrap_or_default(),
                 is_learner: conf.learners.contains(&id) && !conf.voters.contains(&id),

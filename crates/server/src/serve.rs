@@ -71,6 +71,8 @@ impl RunningMember {
     pub async fn shutdown(mut self) -> Result<(), ServeError> {
         for duty in self.duties.drain(..) {
             duty.abort();
+            // Wait until it is gone: it holds a reference to the member.
+            let _ = duty.await;
         }
         if let Some(stop) = self.stop_grpc.take() {
             let _ = stop.send(());
@@ -308,15 +310,20 @@ async fn follow_membership(core: Arc<Core>) {
     }
 }
 
-/// Reports when the configuration in force no longer includes this member. A member that has
-/// not received any configuration yet (it just joined) is not "removed".
+/// Reports when the configuration in force no longer includes this member although an earlier
+/// one did.
 async fn watch_removal(core: Arc<Core>, removed: tokio::sync::watch::Sender<bool>) {
     let me = NodeId(core.identity.member_id);
     let mut membership = core.member.watch_membership();
+    // A joining member replays configurations from before it was added: only a configuration
+    // without it that follows one with it means it was removed.
+    let mut seen_myself = false;
     loop {
         let gone = {
             let conf = membership.borrow_and_update();
-            !conf.voters.is_empty() && !crate::core::all_members(&conf).contains(&me)
+            let present = crate::core::all_members(&conf).contains(&me);
+            seen_myself |= present;
+            seen_myself && !present
         };
         if gone {
             tracing::warn!("this member was removed from the cluster; stopping");
