@@ -13,7 +13,7 @@ async fn short_run(seed: u64) {
         nemesis: FaultKind::ALL.to_vec(),
         clients: 4,
         keys: 5,
-        recovery_timeout: Duration::from_secs(10),
+        recovery_timeout: Duration::from_secs(30),
         ..RunOptions::default()
     };
     let report = run(options).await.expect("the harness runs");
@@ -33,6 +33,12 @@ async fn short_run(seed: u64) {
         report.artifacts
     );
     assert!(report.faults > 0, "seed {seed}: the nemesis did nothing");
+    assert!(
+        report.problems.is_empty(),
+        "seed {seed}: the cluster did not fully recover: {:?} (artifacts: {:?})",
+        report.problems,
+        report.artifacts
+    );
     assert!(
         report.heal_to_write_ms.is_some(),
         "seed {seed}: no write after healing (artifacts: {:?})",

@@ -463,9 +463,6 @@ async fn refuses_a_name_missing_from_initial_cluster() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "server bug: SIGTERM soon after start sometimes exits 1 with 'internal: the member is \
-            still in use after the gRPC server stopped' (RunningMember::shutdown aborts the duty \
-            tasks but does not await them before Arc::try_unwrap)"]
 async fn sigterm_stops_a_member_cleanly() {
     // SIGTERM at several moments of a young member's life: right after it answers Status
     // (often before it has elected itself and published its attributes), and later.
