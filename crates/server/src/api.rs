@@ -183,29 +183,80 @@ impl raftkvpb::forward_server::Forward for ForwardApi {
         &self,
         request: Request<raftkvpb::ProposeRequest>,
     ) -> Result<Response<raftkvpb::ProposeResponse>, Status> {
+        let deadline = Instant::now() + self.0.identity.request_timeout;
+        let response = self
+            .propose_one(request.into_inner().command, deadline)
+            .await?;
+        Ok(Response::new(raftkvpb::ProposeResponse {
+            response: response.encode(),
+        }))
+    }
+
+    async fn propose_batch(
+        &self,
+        request: Request<raftkvpb::ProposeBatchRequest>,
+    ) -> Result<Response<raftkvpb::ProposeBatchResponse>, Status> {
+        let commands = request.into_inner().commands;
+        if commands.len() > crate::core::MAX_FORWARD_BATCH {
+            return Err(Status::invalid_argument(format!(
+                "raftkv: a forwarded batch holds at most {} commands",
+                crate::core::MAX_FORWARD_BATCH
+            )));
+        }
+        let deadline = Instant::now() + self.0.identity.request_timeout;
+        // All proposals go to the driver at once, so they share Readies, appends and syncs.
+        let outcomes = futures_util::future::join_all(
+            commands
+                .into_iter()
+                .map(|data| self.propose_one(data, deadline)),
+        )
+        .await;
+        Ok(Response::new(raftkvpb::ProposeBatchResponse {
+            outcomes: outcomes
+                .into_iter()
+                .map(|outcome| match outcome {
+                    Ok(response) => raftkvpb::Outcome {
+                        code: 0,
+                        response: response.encode(),
+                        message: String::new(),
+                    },
+                    Err(status) => raftkvpb::Outcome {
+                        code: status.code() as i32,
+                        response: Bytes::new(),
+                        message: status.message().to_owned(),
+                    },
+                })
+                .collect(),
+        }))
+    }
+}
+
+impl ForwardApi {
+    /// Checks one forwarded command as strictly as a client's request; returns whether it may
+    /// be retried (it carries a session) or the status to answer.
+    fn check_forwarded(&self, data: &Bytes) -> Result<bool, Status> {
         let core = &self.0;
-        let data = request.into_inner().command;
         if data.len() > core.identity.max_request_bytes {
             return Err(too_large());
         }
         // Another member sent this, but it is still input from the network: it must decode
         // and pass the same checks as a client's request before it reaches the log.
-        let command = MachineCommand::decode(&data)
+        let command = MachineCommand::decode(data)
             .map_err(|reason| Status::invalid_argument(format!("raftkv: {reason}")))?;
-        let retryable = match &command {
+        match &command {
             MachineCommand::Kv(kv) => {
                 kv.request
                     .validate(core.identity.max_txn_ops)
                     .map_err(|error| mvcc_status(&error))?;
-                kv.client_id != 0
+                Ok(kv.client_id != 0)
             }
-            MachineCommand::Member(_) => true,
-        };
-        let deadline = Instant::now() + core.identity.request_timeout;
-        let response = core.propose_bytes(data, retryable, true, deadline).await?;
-        Ok(Response::new(raftkvpb::ProposeResponse {
-            response: response.encode(),
-        }))
+            MachineCommand::Member(_) => Ok(true),
+        }
+    }
+
+    async fn propose_one(&self, data: Bytes, deadline: Instant) -> Result<MachineResponse, Status> {
+        let retryable = self.check_forwarded(&data)?;
+        self.0.propose_bytes(data, retryable, true, deadline).await
     }
 }
 

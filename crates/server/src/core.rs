@@ -16,8 +16,8 @@ use raft::{ConfState, NodeId, Role};
 use runtime::{ClientError, MemberHandle};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -27,6 +27,11 @@ use tonic::{Code, Status};
 pub const REQUEST_ID_METADATA: &str = "raftkv-request-id";
 /// Set on requests one member forwards to another, so they are never forwarded again.
 pub const FORWARDED_METADATA: &str = "raftkv-forwarded";
+/// The most commands a follower forwards to the leader in one call.
+pub const MAX_FORWARD_BATCH: usize = 256;
+/// Forwarded batches in flight at once per member.
+const MAX_FORWARD_BATCHES_IN_FLIGHT: usize = 8;
+
 /// The etcd API version Status reports (the API raftkv implements).
 pub const ETCD_VERSION: &str = "3.4.23";
 
@@ -66,15 +71,27 @@ pub struct Core {
     pub member: MemberHandle<crate::machine::EtcdMachine>,
     /// Who this member is.
     pub identity: Identity,
-    leader_client: Mutex<
-        Option<(
-            u64,
-            String,
-            raftkvpb::forward_client::ForwardClient<Channel>,
-        )>,
-    >,
+    leader_client: Arc<LeaderClient>,
+    forward_tx: tokio::sync::mpsc::Sender<Forwarded>,
+    forward_rx: Mutex<Option<tokio::sync::mpsc::Receiver<Forwarded>>>,
     keys: AtomicU64,
     key_salt: u64,
+}
+
+/// The cached connection to the leader's client port (a leader change replaces it; a failed
+/// call drops it).
+type LeaderClient = Mutex<
+    Option<(
+        u64,
+        String,
+        raftkvpb::forward_client::ForwardClient<Channel>,
+    )>,
+>;
+
+/// A command waiting to be forwarded to the leader.
+struct Forwarded {
+    data: Bytes,
+    reply: tokio::sync::oneshot::Sender<Result<MachineResponse, Status>>,
 }
 
 impl std::fmt::Debug for Core {
@@ -143,10 +160,13 @@ impl Core {
         let key_salt = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |elapsed| elapsed.as_nanos() as u64);
+        let (forward_tx, forward_rx) = tokio::sync::mpsc::channel(4 * MAX_FORWARD_BATCH);
         Core {
             member,
             identity,
-            leader_client: Mutex::new(None),
+            leader_client: Arc::new(Mutex::new(None)),
+            forward_tx,
+            forward_rx: Mutex::new(Some(forward_rx)),
             keys: AtomicU64::new(0),
             key_salt,
         }
@@ -287,10 +307,7 @@ impl Core {
                 // The forwarding member's view was stale; it retries with its own.
                 return Err(leader_changed());
             } else if status.leader.is_some() {
-                match self
-                    .forward(status.leader.get(), data.clone(), deadline)
-                    .await
-                {
+                match self.forward(data.clone(), deadline).await {
                     Ok(response) => return Ok(response),
                     Err(error) if retryable && error.code() == Code::Unavailable => {
                         tracing::debug!(%error, "forwarding failed; retrying");
@@ -323,37 +340,65 @@ impl Core {
         tokio::time::sleep_until(until.into()).await;
     }
 
-    /// Sends encoded command bytes to the leader's `Forward` service.
-    async fn forward(
-        &self,
-        leader: u64,
-        data: Bytes,
-        deadline: Instant,
-    ) -> Result<MachineResponse, Status> {
-        let mut client = self.leader_client(leader).await?;
-        let mut request = tonic::Request::new(raftkvpb::ProposeRequest { command: data });
-        request.metadata_mut().insert(
-            FORWARDED_METADATA,
-            tonic::metadata::MetadataValue::from_static("1"),
-        );
-        request.set_timeout(deadline.saturating_duration_since(Instant::now()));
-        match client.propose(request).await {
-            Ok(response) => {
-                MachineResponse::decode(&response.into_inner().response).map_err(|reason| {
-                    Status::internal(format!("raftkv: bad forwarded answer: {reason}"))
-                })
-            }
-            Err(status) => {
-                if matches!(
-                    status.code(),
-                    Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded
-                ) {
-                    // Drop the cached channel: the leader may have moved or restarted.
-                    *self.leader_client.lock().expect("not poisoned") = None;
-                    return Err(Status::unavailable(status.message().to_owned()));
+    /// Hands encoded command bytes to the forwarder, which sends them to the leader's
+    /// `Forward` service in one batch with the other writes waiting to go.
+    async fn forward(&self, data: Bytes, deadline: Instant) -> Result<MachineResponse, Status> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.forward_tx
+            .send(Forwarded { data, reply })
+            .await
+            .map_err(|_| stopped())?;
+        match tokio::time::timeout_at(deadline.into(), answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(Status::unavailable("raftkv: the forwarder stopped")),
+            Err(_) => Err(timed_out()),
+        }
+    }
+
+    /// Sends queued writes to the leader, many per call and several calls at once, until the
+    /// member stops. Runs once per member (it takes the queue's receiving end).
+    pub async fn run_forwarder(self: Arc<Core>) {
+        let Some(mut queue) = self.forward_rx.lock().expect("not poisoned").take() else {
+            return;
+        };
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_FORWARD_BATCHES_IN_FLIGHT));
+        loop {
+            let Some(first) = queue.recv().await else {
+                return;
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_FORWARD_BATCH {
+                match queue.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
                 }
-                Err(status)
             }
+            let leader = self.member.status().leader;
+            if !leader.is_some() || leader.get() == self.identity.member_id {
+                // The callers look again and propose here, or wait for a leader.
+                for item in batch {
+                    let _ = item.reply.send(Err(leader_changed()));
+                }
+                continue;
+            }
+            let client = match self.leader_client(leader.get()).await {
+                Ok(client) => client,
+                Err(status) => {
+                    for item in batch {
+                        let _ = item.reply.send(Err(status.clone()));
+                    }
+                    continue;
+                }
+            };
+            let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                return;
+            };
+            let cache = self.leader_client.clone();
+            let timeout = self.identity.request_timeout;
+            tokio::spawn(async move {
+                send_batch(client, cache, batch, timeout).await;
+                drop(permit);
+            });
         }
     }
 
@@ -441,6 +486,60 @@ impl Core {
             }
         }
         Ok(peers)
+    }
+}
+
+/// One forwarded batch: one call to the leader, then each waiting writer gets its own outcome.
+async fn send_batch(
+    mut client: raftkvpb::forward_client::ForwardClient<Channel>,
+    cache: Arc<LeaderClient>,
+    batch: Vec<Forwarded>,
+    timeout: Duration,
+) {
+    let (commands, replies): (Vec<Bytes>, Vec<_>) = batch
+        .into_iter()
+        .map(|item| (item.data, item.reply))
+        .unzip();
+    let mut request = tonic::Request::new(raftkvpb::ProposeBatchRequest { commands });
+    request.metadata_mut().insert(
+        FORWARDED_METADATA,
+        tonic::metadata::MetadataValue::from_static("1"),
+    );
+    request.set_timeout(timeout);
+    match client.propose_batch(request).await {
+        Ok(response) => {
+            let outcomes = response.into_inner().outcomes;
+            if outcomes.len() != replies.len() {
+                for reply in replies {
+                    let _ = reply.send(Err(Status::internal(
+                        "raftkv: the leader answered a forwarded batch with the wrong count",
+                    )));
+                }
+                return;
+            }
+            for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                let result = if outcome.code == 0 {
+                    MachineResponse::decode(&outcome.response).map_err(|reason| {
+                        Status::internal(format!("raftkv: bad forwarded answer: {reason}"))
+                    })
+                } else {
+                    Err(Status::new(Code::from_i32(outcome.code), outcome.message))
+                };
+                let _ = reply.send(result);
+            }
+        }
+        Err(status) => {
+            // The leader may have moved or restarted: drop the cached channel. Every outcome
+            // is unknown; the callers retry with the same sessions.
+            *cache.lock().expect("not poisoned") = None;
+            let status = Status::unavailable(format!(
+                "raftkv: forwarding to the leader failed: {}",
+                status.message()
+            ));
+            for reply in replies {
+                let _ = reply.send(Err(status.clone()));
+            }
+        }
     }
 }
 

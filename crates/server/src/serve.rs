@@ -192,6 +192,7 @@ pub async fn start(config: ServeConfig) -> Result<RunningMember, ServeError> {
         tokio::spawn(publish_attributes(core.clone())),
         tokio::spawn(follow_membership(core.clone())),
         tokio::spawn(watch_removal(core.clone(), removed_tx)),
+        tokio::spawn(core.clone().run_forwarder()),
     ];
 
     let limit = config.max_request_bytes + 512 * 1024;
