@@ -288,6 +288,10 @@ enum Command<M: StateMachine> {
     },
     /// Replace the transport's peer addresses (after a membership change).
     SetPeers(BTreeMap<NodeId, SocketAddr>),
+    /// The leader's view of how far each member's log matches its own (empty on followers).
+    Progress {
+        reply: oneshot::Sender<BTreeMap<NodeId, LogIndex>>,
+    },
     Shutdown,
 }
 
@@ -654,6 +658,17 @@ impl<M: StateMachine> Driver<M> {
                 let _ = reply.send(result);
             }
             Command::SetPeers(peers) => self.transport.set_peers(peers),
+            Command::Progress { reply } => {
+                let matched = self
+                    .node
+                    .raw()
+                    .status()
+                    .progress
+                    .iter()
+                    .map(|progress| (progress.id, progress.match_index))
+                    .collect();
+                let _ = reply.send(matched);
+            }
             Command::Shutdown => {}
         }
     }
@@ -817,6 +832,7 @@ impl<M: StateMachine> fmt::Debug for Command<M> {
             Command::ConfChange { change, .. } => write!(f, "ConfChange({change:?})"),
             Command::TransferLeader { target, .. } => write!(f, "TransferLeader({target})"),
             Command::SetPeers(peers) => write!(f, "SetPeers({peers:?})"),
+            Command::Progress { .. } => f.write_str("Progress"),
             Command::Shutdown => f.write_str("Shutdown"),
         }
     }
@@ -919,6 +935,14 @@ impl<M: StateMachine> MemberHandle<M> {
     /// not listed are disconnected).
     pub async fn set_peers(&self, peers: BTreeMap<NodeId, SocketAddr>) -> Result<(), ClientError> {
         self.send(Command::SetPeers(peers)).await
+    }
+
+    /// On the leader, how far each member's log is known to match the leader's (its match
+    /// index); empty on a follower. Used to refuse promoting a learner that lags.
+    pub async fn replication_progress(&self) -> Result<BTreeMap<NodeId, LogIndex>, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Progress { reply }).await?;
+        answer.await.map_err(|_| ClientError::Stopped)
     }
 
     /// Stops the member and waits until its driver has stopped and its WAL is closed (its

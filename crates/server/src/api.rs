@@ -706,6 +706,24 @@ impl pb::cluster_server::Cluster for ClusterApi {
         if let Some(mut client) = self.leader_client(forwarded).await? {
             return client.member_promote(Self::forwarded(promote)).await;
         }
+        // As etcd: a learner is promoted only once its log holds at least 90% of what the
+        // leader has committed, so the new voter does not stall commits while it catches up.
+        let progress = self
+            .0
+            .member
+            .replication_progress()
+            .await
+            .map_err(|error| client_status(&error))?;
+        let committed = self.0.member.status().commit.get();
+        let matched = progress
+            .get(&NodeId(promote.id))
+            .map_or(0, |index| index.get());
+        if (matched as f64) < (committed as f64) * 0.9 {
+            return Err(etcd_status(
+                Code::FailedPrecondition,
+                "etcdserver: can only promote a learner member which is in sync with leader",
+            ));
+        }
         self.change(ConfChangeSingle {
             change: ConfChangeType::AddVoter,
             node: NodeId(promote.id),

@@ -600,3 +600,44 @@ async fn raftkv_client_subcommands() {
     assert!(ok, "{err}");
     assert_eq!(out, "cli/c\n3\n");
 }
+
+/// As etcd: a learner that has not caught up (here: one that never started) cannot be
+/// promoted, and can be removed again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lagging_learner_is_not_promoted() {
+    let cluster = Cluster::start(3).await;
+    let leader = cluster.wait_for_leader().await;
+    let follower = (leader + 1) % 3;
+    let peer = format!("http://127.0.0.1:{}", common::free_ports(1)[0]);
+    let added = cluster.members[follower]
+        .cluster()
+        .member_add(pb::MemberAddRequest {
+            peer_ur_ls: vec![peer],
+            is_learner: true,
+        })
+        .await
+        .expect("member add")
+        .into_inner();
+    let learner = added.member.expect("the new member").id;
+    // Through a follower (forwarded to the leader) and on the leader itself.
+    for index in [follower, leader] {
+        let refused = cluster.members[index]
+            .cluster()
+            .member_promote(pb::MemberPromoteRequest { id: learner })
+            .await
+            .expect_err("a learner with an empty log must not be promoted");
+        assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+        assert_eq!(
+            refused.message(),
+            "etcdserver: can only promote a learner member which is in sync with leader"
+        );
+    }
+    let removed = cluster.members[leader]
+        .cluster()
+        .member_remove(pb::MemberRemoveRequest { id: learner })
+        .await
+        .expect("member remove")
+        .into_inner();
+    assert_eq!(removed.members.len(), 3);
+    assert!(removed.members.iter().all(|member| member.id != learner));
+}
