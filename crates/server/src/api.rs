@@ -3,7 +3,7 @@
 //! request rules), put it through the log or read, and answer with etcd's header and errors.
 
 use crate::core::{
-    Core, FORWARDED_METADATA, all_members, client_status, etcd_status, is_forwarded, mvcc_status,
+    Core, all_members, client_status, etcd_status, forwarded_request, is_forwarded, mvcc_status,
     request_key, too_large,
 };
 use crate::machine::{MachineCommand, MachineQuery, MachineResponse, MemberCommand};
@@ -179,19 +179,6 @@ impl pb::kv_server::Kv for KvApi {
 
 #[tonic::async_trait]
 impl raftkvpb::forward_server::Forward for ForwardApi {
-    async fn propose(
-        &self,
-        request: Request<raftkvpb::ProposeRequest>,
-    ) -> Result<Response<raftkvpb::ProposeResponse>, Status> {
-        let deadline = Instant::now() + self.0.identity.request_timeout;
-        let response = self
-            .propose_one(request.into_inner().command, deadline)
-            .await?;
-        Ok(Response::new(raftkvpb::ProposeResponse {
-            response: response.encode(),
-        }))
-    }
-
     async fn propose_batch(
         &self,
         request: Request<raftkvpb::ProposeBatchRequest>,
@@ -481,26 +468,9 @@ impl ClusterApi {
         if forwarded {
             return Err(crate::core::leader_changed());
         }
-        let table = core.member_table().await?;
-        let url = table
-            .get(&leader)
-            .and_then(|row| row.client_urls.first())
-            .cloned()
-            .ok_or_else(crate::core::no_leader)?;
-        let channel = tonic::transport::Endpoint::from_shared(url)
-            .map_err(|error| Status::internal(error.to_string()))?
-            .connect_timeout(std::time::Duration::from_secs(1))
-            .connect_lazy();
-        Ok(Some(pb::cluster_client::ClusterClient::new(channel)))
-    }
-
-    fn forwarded<T>(message: T) -> Request<T> {
-        let mut request = Request::new(message);
-        request.metadata_mut().insert(
-            FORWARDED_METADATA,
-            tonic::metadata::MetadataValue::from_static("1"),
-        );
-        request
+        Ok(Some(pb::cluster_client::ClusterClient::new(
+            core.channel_to(leader).await?,
+        )))
     }
 
     async fn change(&self, change: ConfChangeSingle) -> Result<(), Status> {
@@ -544,7 +514,7 @@ impl pb::cluster_server::Cluster for ClusterApi {
         let add = request.into_inner();
         parse_peer_urls(&add.peer_ur_ls)?;
         if let Some(mut client) = self.leader_client(forwarded).await? {
-            return client.member_add(Self::forwarded(add)).await;
+            return client.member_add(forwarded_request(add)).await;
         }
         let core = &self.0;
         let id = crate::config::member_id(&add.peer_ur_ls, &core.identity.token);
@@ -620,7 +590,7 @@ impl pb::cluster_server::Cluster for ClusterApi {
             return Err(member_not_found());
         }
         if let Some(mut client) = self.leader_client(forwarded).await? {
-            return client.member_remove(Self::forwarded(remove)).await;
+            return client.member_remove(forwarded_request(remove)).await;
         }
         self.change(ConfChangeSingle {
             change: ConfChangeType::RemoveNode,
@@ -653,7 +623,7 @@ impl pb::cluster_server::Cluster for ClusterApi {
             return Err(member_not_found());
         }
         if let Some(mut client) = self.leader_client(forwarded).await? {
-            return client.member_update(Self::forwarded(update)).await;
+            return client.member_update(forwarded_request(update)).await;
         }
         let publish = MemberCommand::Publish {
             id: update.id,
@@ -704,7 +674,7 @@ impl pb::cluster_server::Cluster for ClusterApi {
             ));
         }
         if let Some(mut client) = self.leader_client(forwarded).await? {
-            return client.member_promote(Self::forwarded(promote)).await;
+            return client.member_promote(forwarded_request(promote)).await;
         }
         // As etcd: a learner is promoted only once its log holds at least 90% of what the
         // leader has committed, so the new voter does not stall commits while it catches up.

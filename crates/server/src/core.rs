@@ -80,13 +80,7 @@ pub struct Core {
 
 /// The cached connection to the leader's client port (a leader change replaces it; a failed
 /// call drops it).
-type LeaderClient = Mutex<
-    Option<(
-        u64,
-        String,
-        raftkvpb::forward_client::ForwardClient<Channel>,
-    )>,
->;
+type LeaderClient = Mutex<Option<(u64, raftkvpb::forward_client::ForwardClient<Channel>)>>;
 
 /// A command waiting to be forwarded to the leader.
 struct Forwarded {
@@ -147,6 +141,16 @@ pub fn session_for_key(key: &[u8]) -> u64 {
 pub fn request_key<T>(request: &tonic::Request<T>) -> Option<u64> {
     let value = request.metadata().get(REQUEST_ID_METADATA)?;
     Some(session_for_key(value.as_bytes()))
+}
+
+/// A request to another member, marked as forwarded so that it is never forwarded again.
+pub fn forwarded_request<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        FORWARDED_METADATA,
+        tonic::metadata::MetadataValue::from_static("1"),
+    );
+    request
 }
 
 /// Whether another member forwarded this request.
@@ -402,35 +406,39 @@ impl Core {
         }
     }
 
-    async fn leader_client(
-        &self,
-        leader: u64,
-    ) -> Result<raftkvpb::forward_client::ForwardClient<Channel>, Status> {
-        if let Some((cached, _, client)) = &*self.leader_client.lock().expect("not poisoned")
-            && *cached == leader
-        {
-            return Ok(client.clone());
-        }
+    /// A connection (made lazily) to a member's client port, at the first client URL it
+    /// published; Unavailable until it has published one.
+    pub async fn channel_to(&self, member: u64) -> Result<Channel, Status> {
         let table = self.member_table().await?;
         let Some(url) = table
-            .get(&leader)
+            .get(&member)
             .and_then(|row| row.client_urls.first())
             .cloned()
         else {
-            // The leader has not published its client URL yet.
             return Err(Status::unavailable(
                 "etcdserver: leader has no client URL yet",
             ));
         };
-        let endpoint = tonic::transport::Endpoint::from_shared(url.clone())
-            .map_err(|error| Status::internal(format!("leader URL {url}: {error}")))?
+        Ok(tonic::transport::Endpoint::from_shared(url.clone())
+            .map_err(|error| Status::internal(format!("member URL {url}: {error}")))?
             .connect_timeout(Duration::from_secs(1))
-            .tcp_nodelay(true);
-        let channel = endpoint.connect_lazy();
-        let client = raftkvpb::forward_client::ForwardClient::new(channel)
+            .tcp_nodelay(true)
+            .connect_lazy())
+    }
+
+    async fn leader_client(
+        &self,
+        leader: u64,
+    ) -> Result<raftkvpb::forward_client::ForwardClient<Channel>, Status> {
+        if let Some((cached, client)) = &*self.leader_client.lock().expect("not poisoned")
+            && *cached == leader
+        {
+            return Ok(client.clone());
+        }
+        let client = raftkvpb::forward_client::ForwardClient::new(self.channel_to(leader).await?)
             .max_decoding_message_size(usize::MAX)
             .max_encoding_message_size(usize::MAX);
-        *self.leader_client.lock().expect("not poisoned") = Some((leader, url, client.clone()));
+        *self.leader_client.lock().expect("not poisoned") = Some((leader, client.clone()));
         Ok(client)
     }
 
@@ -500,11 +508,7 @@ async fn send_batch(
         .into_iter()
         .map(|item| (item.data, item.reply))
         .unzip();
-    let mut request = tonic::Request::new(raftkvpb::ProposeBatchRequest { commands });
-    request.metadata_mut().insert(
-        FORWARDED_METADATA,
-        tonic::metadata::MetadataValue::from_static("1"),
-    );
+    let mut request = forwarded_request(raftkvpb::ProposeBatchRequest { commands });
     request.set_timeout(timeout);
     match client.propose_batch(request).await {
         Ok(response) => {
