@@ -310,6 +310,22 @@ proptest! {
     }
 
     #[test]
+    fn streamed_snapshots_are_the_snapshot(requests in prop::collection::vec(workload_request(), 0..40), clients in prop::collection::vec(0u64..4, 0..3), chunk in 1usize..50) {
+        let store = build_store(&requests, &clients);
+        let snapshot = store.snapshot();
+        prop_assert_eq!(store.snapshot_size(), snapshot.len());
+        let mut streamed = Vec::new();
+        store.write_snapshot(&mut streamed).expect("a Vec accepts everything");
+        prop_assert_eq!(&streamed[..], &snapshot[..]);
+        // A destination that takes a few bytes per call gets the same bytes.
+        let mut trickle = Trickle { bytes: Vec::new(), chunk };
+        store.write_snapshot(&mut trickle).expect("a trickle accepts everything");
+        prop_assert_eq!(&trickle.bytes[..], &snapshot[..]);
+        let restored = MvccStore::restore(&Bytes::from(streamed)).expect("restores");
+        prop_assert_eq!(&restored, &store);
+    }
+
+    #[test]
     fn damaged_snapshots_are_rejected(requests in prop::collection::vec(workload_request(), 1..30), position in any::<prop::sample::Index>(), flip in 1u8..=255) {
         let snapshot = build_store(&requests, &[7]).snapshot().to_vec();
         let mut damaged = snapshot.clone();
@@ -434,4 +450,86 @@ fn inconsistent_histories_are_refused() {
         .kvs
         .remove(0);
     assert_eq!((kv.create_revision, kv.mod_revision, kv.version), (2, 2, 1));
+}
+
+/// A `Write` that accepts at most `chunk` bytes per call, as sockets and pipes may.
+struct Trickle {
+    bytes: Vec<u8>,
+    chunk: usize,
+}
+
+impl std::io::Write for Trickle {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let take = buf.len().min(self.chunk);
+        self.bytes.extend_from_slice(&buf[..take]);
+        Ok(take)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A `Write` that fails after accepting `left` bytes.
+struct FailsAfter {
+    left: usize,
+}
+
+impl std::io::Write for FailsAfter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            return Err(std::io::Error::other("disk full"));
+        }
+        let take = buf.len().min(self.left);
+        self.left -= take;
+        Ok(take)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn large_snapshots_stream_through_the_buffer_and_report_write_errors() {
+    // Several times the 64 KiB stream buffer, with values larger than it too.
+    let mut store = MvccStore::new();
+    for i in 0..3000u32 {
+        let value = vec![(i % 251) as u8; if i % 500 == 0 { 100_000 } else { 300 }];
+        store
+            .apply(PutRequest::new(Bytes::from(format!("key-{:05}", i % 700)), value).into())
+            .expect("put applies");
+        if i % 3 == 0 {
+            let _ = store.apply_command(MvccCommand {
+                client_id: u64::from(i) + 1,
+                sequence: 1,
+                request: RangeRequest::new(
+                    Bytes::from(format!("key-{:05}", i % 700)),
+                    Bytes::new(),
+                )
+                .into(),
+            });
+        }
+    }
+    let snapshot = store.snapshot();
+    assert!(snapshot.len() > 8 * 64 * 1024);
+    assert_eq!(store.snapshot_size(), snapshot.len());
+    let mut streamed = Vec::new();
+    store
+        .write_snapshot(&mut streamed)
+        .expect("a Vec accepts everything");
+    assert_eq!(streamed, snapshot.to_vec());
+    assert_eq!(MvccStore::restore(&snapshot).expect("restores"), store);
+
+    for left in [0, 10, 64 * 1024, snapshot.len() - 2] {
+        let error = store
+            .write_snapshot(FailsAfter { left })
+            .expect_err("the destination's error is returned");
+        assert_eq!(error.to_string(), "disk full");
+    }
+    store
+        .write_snapshot(FailsAfter {
+            left: snapshot.len(),
+        })
+        .expect("exactly enough room");
 }

@@ -98,25 +98,57 @@ fn request_size_hint(request: &MvccRequest) -> usize {
 
 // ---- writing ----
 
-pub(crate) fn put_uvarint(out: &mut BytesMut, mut value: u64) {
-    while value >= 0x80 {
-        out.put_u8((value as u8) | 0x80);
-        value >>= 7;
-    }
-    out.put_u8(value as u8);
+/// Where the writers below put bytes: a buffer, a byte counter (to size a buffer exactly
+/// before filling it) or a streaming snapshot writer. Two methods suffice, which keeps each
+/// format written by exactly one piece of code whatever the destination.
+pub(crate) trait Out {
+    fn write_u8(&mut self, byte: u8);
+    fn write_slice(&mut self, bytes: &[u8]);
 }
 
-pub(crate) fn put_ivarint(out: &mut BytesMut, value: i64) {
+impl Out for BytesMut {
+    fn write_u8(&mut self, byte: u8) {
+        self.put_u8(byte);
+    }
+
+    fn write_slice(&mut self, bytes: &[u8]) {
+        self.put_slice(bytes);
+    }
+}
+
+/// Counts the bytes a writer would produce, without storing them.
+#[derive(Default)]
+pub(crate) struct ByteCount(pub(crate) usize);
+
+impl Out for ByteCount {
+    fn write_u8(&mut self, _byte: u8) {
+        self.0 += 1;
+    }
+
+    fn write_slice(&mut self, bytes: &[u8]) {
+        self.0 += bytes.len();
+    }
+}
+
+pub(crate) fn put_uvarint(out: &mut impl Out, mut value: u64) {
+    while value >= 0x80 {
+        out.write_u8((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.write_u8(value as u8);
+}
+
+pub(crate) fn put_ivarint(out: &mut impl Out, value: i64) {
     put_uvarint(out, ((value << 1) ^ (value >> 63)) as u64);
 }
 
-pub(crate) fn put_bytes(out: &mut BytesMut, bytes: &[u8]) {
+pub(crate) fn put_bytes(out: &mut impl Out, bytes: &[u8]) {
     put_uvarint(out, bytes.len() as u64);
-    out.put_slice(bytes);
+    out.write_slice(bytes);
 }
 
-fn put_bool(out: &mut BytesMut, value: bool) {
-    out.put_u8(u8::from(value));
+fn put_bool(out: &mut impl Out, value: bool) {
+    out.write_u8(u8::from(value));
 }
 
 fn flags(bits: &[bool]) -> u8 {
@@ -125,40 +157,40 @@ fn flags(bits: &[bool]) -> u8 {
         .fold(0, |acc, (bit, set)| acc | (u8::from(*set) << bit))
 }
 
-fn put_request(out: &mut BytesMut, request: &MvccRequest) {
+fn put_request(out: &mut impl Out, request: &MvccRequest) {
     match request {
         MvccRequest::Range(range) => {
-            out.put_u8(TAG_RANGE);
+            out.write_u8(TAG_RANGE);
             put_range(out, range);
         }
         MvccRequest::Put(put) => {
-            out.put_u8(TAG_PUT);
+            out.write_u8(TAG_PUT);
             put_put(out, put);
         }
         MvccRequest::DeleteRange(delete) => {
-            out.put_u8(TAG_DELETE_RANGE);
+            out.write_u8(TAG_DELETE_RANGE);
             put_delete(out, delete);
         }
         MvccRequest::Txn(txn) => {
-            out.put_u8(TAG_TXN);
+            out.write_u8(TAG_TXN);
             put_txn(out, txn);
         }
         MvccRequest::Compact(compact) => {
-            out.put_u8(TAG_COMPACT);
+            out.write_u8(TAG_COMPACT);
             put_ivarint(out, compact.revision);
             put_bool(out, compact.physical);
         }
     }
 }
 
-fn put_range(out: &mut BytesMut, range: &RangeRequest) {
+fn put_range(out: &mut impl Out, range: &RangeRequest) {
     put_bytes(out, &range.key);
     put_bytes(out, &range.range_end);
     put_ivarint(out, range.limit);
     put_ivarint(out, range.revision);
-    out.put_u8(range.sort_order as u8);
-    out.put_u8(range.sort_target as u8);
-    out.put_u8(flags(&[
+    out.write_u8(range.sort_order as u8);
+    out.write_u8(range.sort_target as u8);
+    out.write_u8(flags(&[
         range.serializable,
         range.keys_only,
         range.count_only,
@@ -169,20 +201,20 @@ fn put_range(out: &mut BytesMut, range: &RangeRequest) {
     put_ivarint(out, range.max_create_revision);
 }
 
-fn put_put(out: &mut BytesMut, put: &PutRequest) {
+fn put_put(out: &mut impl Out, put: &PutRequest) {
     put_bytes(out, &put.key);
     put_bytes(out, &put.value);
     put_ivarint(out, put.lease);
-    out.put_u8(flags(&[put.prev_kv, put.ignore_value, put.ignore_lease]));
+    out.write_u8(flags(&[put.prev_kv, put.ignore_value, put.ignore_lease]));
 }
 
-fn put_delete(out: &mut BytesMut, delete: &DeleteRangeRequest) {
+fn put_delete(out: &mut impl Out, delete: &DeleteRangeRequest) {
     put_bytes(out, &delete.key);
     put_bytes(out, &delete.range_end);
     put_bool(out, delete.prev_kv);
 }
 
-fn put_txn(out: &mut BytesMut, txn: &TxnRequest) {
+fn put_txn(out: &mut impl Out, txn: &TxnRequest) {
     put_uvarint(out, txn.compare.len() as u64);
     for compare in &txn.compare {
         put_compare(out, compare);
@@ -195,59 +227,59 @@ fn put_txn(out: &mut BytesMut, txn: &TxnRequest) {
     }
 }
 
-fn put_compare(out: &mut BytesMut, compare: &Compare) {
-    out.put_u8(compare.result as u8);
-    out.put_u8(compare.target as u8);
+fn put_compare(out: &mut impl Out, compare: &Compare) {
+    out.write_u8(compare.result as u8);
+    out.write_u8(compare.target as u8);
     put_bytes(out, &compare.key);
     match &compare.target_union {
-        None => out.put_u8(0),
+        None => out.write_u8(0),
         Some(CompareTargetUnion::Version(version)) => {
-            out.put_u8(1);
+            out.write_u8(1);
             put_ivarint(out, *version);
         }
         Some(CompareTargetUnion::CreateRevision(revision)) => {
-            out.put_u8(2);
+            out.write_u8(2);
             put_ivarint(out, *revision);
         }
         Some(CompareTargetUnion::ModRevision(revision)) => {
-            out.put_u8(3);
+            out.write_u8(3);
             put_ivarint(out, *revision);
         }
         Some(CompareTargetUnion::Value(value)) => {
-            out.put_u8(4);
+            out.write_u8(4);
             put_bytes(out, value);
         }
         Some(CompareTargetUnion::Lease(lease)) => {
-            out.put_u8(5);
+            out.write_u8(5);
             put_ivarint(out, *lease);
         }
     }
     put_bytes(out, &compare.range_end);
 }
 
-fn put_request_op(out: &mut BytesMut, op: &RequestOp) {
+fn put_request_op(out: &mut impl Out, op: &RequestOp) {
     match op {
-        RequestOp::Unset => out.put_u8(TAG_UNSET),
+        RequestOp::Unset => out.write_u8(TAG_UNSET),
         RequestOp::Range(range) => {
-            out.put_u8(TAG_RANGE);
+            out.write_u8(TAG_RANGE);
             put_range(out, range);
         }
         RequestOp::Put(put) => {
-            out.put_u8(TAG_PUT);
+            out.write_u8(TAG_PUT);
             put_put(out, put);
         }
         RequestOp::DeleteRange(delete) => {
-            out.put_u8(TAG_DELETE_RANGE);
+            out.write_u8(TAG_DELETE_RANGE);
             put_delete(out, delete);
         }
         RequestOp::Txn(txn) => {
-            out.put_u8(TAG_TXN);
+            out.write_u8(TAG_TXN);
             put_txn(out, txn);
         }
     }
 }
 
-pub(crate) fn put_kv(out: &mut BytesMut, kv: &KeyValue) {
+pub(crate) fn put_kv(out: &mut impl Out, kv: &KeyValue) {
     put_bytes(out, &kv.key);
     put_ivarint(out, kv.create_revision);
     put_ivarint(out, kv.mod_revision);
@@ -256,61 +288,61 @@ pub(crate) fn put_kv(out: &mut BytesMut, kv: &KeyValue) {
     put_ivarint(out, kv.lease);
 }
 
-fn put_kvs(out: &mut BytesMut, kvs: &[KeyValue]) {
+fn put_kvs(out: &mut impl Out, kvs: &[KeyValue]) {
     put_uvarint(out, kvs.len() as u64);
     for kv in kvs {
         put_kv(out, kv);
     }
 }
 
-fn put_header(out: &mut BytesMut, header: &ResponseHeader) {
+fn put_header(out: &mut impl Out, header: &ResponseHeader) {
     put_ivarint(out, header.revision);
 }
 
-fn put_range_response(out: &mut BytesMut, response: &RangeResponse) {
+fn put_range_response(out: &mut impl Out, response: &RangeResponse) {
     put_header(out, &response.header);
     put_kvs(out, &response.kvs);
     put_bool(out, response.more);
     put_ivarint(out, response.count);
 }
 
-fn put_put_response(out: &mut BytesMut, response: &PutResponse) {
+fn put_put_response(out: &mut impl Out, response: &PutResponse) {
     put_header(out, &response.header);
     match &response.prev_kv {
-        None => out.put_u8(0),
+        None => out.write_u8(0),
         Some(kv) => {
-            out.put_u8(1);
+            out.write_u8(1);
             put_kv(out, kv);
         }
     }
 }
 
-fn put_delete_response(out: &mut BytesMut, response: &DeleteRangeResponse) {
+fn put_delete_response(out: &mut impl Out, response: &DeleteRangeResponse) {
     put_header(out, &response.header);
     put_ivarint(out, response.deleted);
     put_kvs(out, &response.prev_kvs);
 }
 
-fn put_txn_response(out: &mut BytesMut, response: &TxnResponse) {
+fn put_txn_response(out: &mut impl Out, response: &TxnResponse) {
     put_header(out, &response.header);
     put_bool(out, response.succeeded);
     put_uvarint(out, response.responses.len() as u64);
     for op in &response.responses {
         match op {
             ResponseOp::Range(range) => {
-                out.put_u8(TAG_RANGE);
+                out.write_u8(TAG_RANGE);
                 put_range_response(out, range);
             }
             ResponseOp::Put(put) => {
-                out.put_u8(TAG_PUT);
+                out.write_u8(TAG_PUT);
                 put_put_response(out, put);
             }
             ResponseOp::DeleteRange(delete) => {
-                out.put_u8(TAG_DELETE_RANGE);
+                out.write_u8(TAG_DELETE_RANGE);
                 put_delete_response(out, delete);
             }
             ResponseOp::Txn(txn) => {
-                out.put_u8(TAG_TXN);
+                out.write_u8(TAG_TXN);
                 put_txn_response(out, txn);
             }
         }
@@ -334,36 +366,36 @@ pub fn decode_result(bytes: &Bytes) -> Result<Result<MvccResponse, MvccError>, D
 }
 
 /// Encodes a recorded outcome (for session records in snapshots).
-pub(crate) fn put_result(out: &mut BytesMut, result: &Result<MvccResponse, MvccError>) {
+pub(crate) fn put_result(out: &mut impl Out, result: &Result<MvccResponse, MvccError>) {
     match result {
         Ok(response) => {
-            out.put_u8(0);
+            out.write_u8(0);
             match response {
                 MvccResponse::Range(range) => {
-                    out.put_u8(TAG_RANGE);
+                    out.write_u8(TAG_RANGE);
                     put_range_response(out, range);
                 }
                 MvccResponse::Put(put) => {
-                    out.put_u8(TAG_PUT);
+                    out.write_u8(TAG_PUT);
                     put_put_response(out, put);
                 }
                 MvccResponse::DeleteRange(delete) => {
-                    out.put_u8(TAG_DELETE_RANGE);
+                    out.write_u8(TAG_DELETE_RANGE);
                     put_delete_response(out, delete);
                 }
                 MvccResponse::Txn(txn) => {
-                    out.put_u8(TAG_TXN);
+                    out.write_u8(TAG_TXN);
                     put_txn_response(out, txn);
                 }
                 MvccResponse::Compact(compact) => {
-                    out.put_u8(TAG_COMPACT);
+                    out.write_u8(TAG_COMPACT);
                     put_header(out, &compact.header);
                 }
             }
         }
         Err(error) => {
-            out.put_u8(1);
-            out.put_u8(error_code(error));
+            out.write_u8(1);
+            out.write_u8(error_code(error));
         }
     }
 }

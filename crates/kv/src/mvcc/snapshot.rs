@@ -25,17 +25,21 @@
 //! the checksum and then every invariant the store relies on, so a damaged or hostile snapshot
 //! is an error, never a panic and never a store that misbehaves later.
 
-use super::codec::{Reader, put_bytes, put_ivarint, put_result, put_uvarint};
+use super::codec::{ByteCount, Out, Reader, put_bytes, put_ivarint, put_result, put_uvarint};
 use super::error::SnapshotError;
 use super::index::{Entry, KeyHistory, Revision, owned};
 use super::store::{MvccStore, SessionRecord};
 use super::types::KeyValue;
 use bytes::{BufMut, Bytes, BytesMut};
+use std::io::Write;
 
 const MAGIC: &[u8; 4] = b"RKMV";
 const FORMAT_VERSION: u8 = 2;
 /// The first format: sessions in client order, without recency.
 const FORMAT_VERSION_1: u8 = 1;
+
+/// The buffer [`MvccStore::write_snapshot`] fills before each write to its destination.
+const STREAM_BUFFER: usize = 64 * 1024;
 
 /// Session clocks above this are refused on restore, so stamping never gets near overflow.
 const MAX_SESSION_CLOCK: u64 = 1 << 62;
@@ -49,49 +53,94 @@ const KIND_PUT: u8 = 1;
 
 impl MvccStore {
     /// The full state (history, revisions, sessions) as checksummed bytes, for Raft snapshots.
+    ///
+    /// Allocates exactly one buffer of exactly [`MvccStore::snapshot_size`] bytes (a growing
+    /// buffer would copy the snapshot several times and briefly hold two of them). To put the
+    /// snapshot into a larger buffer or a file without this intermediate copy, use
+    /// [`MvccStore::write_snapshot`].
     pub fn snapshot(&self) -> Bytes {
-        let mut out = BytesMut::with_capacity(64 + 32 * self.revision_log.len());
-        out.put_slice(MAGIC);
-        out.put_u8(FORMAT_VERSION);
-        put_ivarint(&mut out, self.current_revision);
-        put_ivarint(&mut out, self.compact_revision);
-        put_uvarint(&mut out, self.index.len() as u64);
+        let size = self.snapshot_size();
+        let mut out = BytesMut::with_capacity(size);
+        self.write_body(&mut out);
+        let checksum = crc32c(&out);
+        out.put_u32_le(checksum);
+        debug_assert_eq!(out.len(), size);
+        out.freeze()
+    }
+
+    /// The exact length of [`MvccStore::snapshot`]'s bytes, computed by walking the state
+    /// without allocating (one pass over every retained revision, no copying), so callers can
+    /// size a buffer once, or announce a length before streaming with
+    /// [`MvccStore::write_snapshot`].
+    pub fn snapshot_size(&self) -> usize {
+        let mut count = ByteCount::default();
+        self.write_body(&mut count);
+        count.0 + 4
+    }
+
+    /// Streams exactly the bytes of [`MvccStore::snapshot`] into `out`, through a 64 KiB
+    /// buffer, with the checksum computed on the way; the snapshot is never held in memory as a
+    /// whole. Any `Write` works efficiently (a file, a socket, `BytesMut::writer()`), and
+    /// unbuffered ones get large writes.
+    ///
+    /// Returns the first error of `out`; what was written before it is then incomplete.
+    pub fn write_snapshot<W: Write>(&self, out: W) -> std::io::Result<()> {
+        let mut writer = StreamOut {
+            out,
+            buffer: Vec::with_capacity(STREAM_BUFFER),
+            register: !0,
+            error: None,
+        };
+        self.write_body(&mut writer);
+        writer.flush_buffer();
+        let checksum = !writer.register;
+        if let Some(error) = writer.error {
+            return Err(error);
+        }
+        writer.out.write_all(&checksum.to_le_bytes())?;
+        writer.out.flush()
+    }
+
+    /// Writes everything the checksum covers: the snapshot without its last four bytes.
+    fn write_body(&self, out: &mut impl Out) {
+        out.write_slice(MAGIC);
+        out.write_u8(FORMAT_VERSION);
+        put_ivarint(out, self.current_revision);
+        put_ivarint(out, self.compact_revision);
+        put_uvarint(out, self.index.len() as u64);
         for (key, history) in &self.index {
-            put_bytes(&mut out, key);
-            put_uvarint(&mut out, history.entries.len() as u64);
+            put_bytes(out, key);
+            put_uvarint(out, history.entries.len() as u64);
             let mut previous_main = 0;
             for entry in &history.entries {
-                put_uvarint(&mut out, (entry.revision.main - previous_main) as u64);
+                put_uvarint(out, (entry.revision.main - previous_main) as u64);
                 previous_main = entry.revision.main;
-                put_uvarint(&mut out, entry.revision.sub as u64);
+                put_uvarint(out, entry.revision.sub as u64);
                 match &entry.kv {
-                    None => out.put_u8(KIND_DELETE),
+                    None => out.write_u8(KIND_DELETE),
                     Some(kv) => {
-                        out.put_u8(KIND_PUT);
-                        put_bytes(&mut out, &kv.value);
-                        put_ivarint(&mut out, kv.create_revision);
-                        put_ivarint(&mut out, kv.version);
-                        put_ivarint(&mut out, kv.lease);
+                        out.write_u8(KIND_PUT);
+                        put_bytes(out, &kv.value);
+                        put_ivarint(out, kv.create_revision);
+                        put_ivarint(out, kv.version);
+                        put_ivarint(out, kv.lease);
                     }
                 }
             }
         }
-        put_uvarint(&mut out, self.session_clock);
-        put_uvarint(&mut out, self.sessions.len() as u64);
+        put_uvarint(out, self.session_clock);
+        put_uvarint(out, self.sessions.len() as u64);
         let mut previous_touched = 0;
         for (touched, client_id) in &self.session_recency {
             let Some(session) = self.sessions.get(client_id) else {
                 continue;
             };
-            put_uvarint(&mut out, touched - previous_touched);
+            put_uvarint(out, touched - previous_touched);
             previous_touched = *touched;
-            put_uvarint(&mut out, *client_id);
-            put_uvarint(&mut out, session.last_sequence);
-            put_result(&mut out, &session.last_result);
+            put_uvarint(out, *client_id);
+            put_uvarint(out, session.last_sequence);
+            put_result(out, &session.last_result);
         }
-        let checksum = crc32c(&out);
-        out.put_u32_le(checksum);
-        out.freeze()
     }
 
     /// Rebuilds a store from [`MvccStore::snapshot`] bytes. Never panics: damaged or
@@ -130,6 +179,48 @@ impl MvccStore {
             .fold(0xcbf2_9ce4_8422_2325, |hash: u64, byte| {
                 (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3)
             })
+    }
+}
+
+/// The destination of [`MvccStore::write_snapshot`]: batches bytes into large writes and
+/// feeds them to the running checksum. Keeps the first write error and drops everything after
+/// it, so the encoder itself never has to handle errors.
+struct StreamOut<W: Write> {
+    out: W,
+    buffer: Vec<u8>,
+    register: u32,
+    error: Option<std::io::Error>,
+}
+
+impl<W: Write> StreamOut<W> {
+    fn flush_buffer(&mut self) {
+        self.register = crc32c_extend(self.register, &self.buffer);
+        if self.error.is_none()
+            && let Err(error) = self.out.write_all(&self.buffer)
+        {
+            self.error = Some(error);
+        }
+        self.buffer.clear();
+    }
+}
+
+impl<W: Write> Out for StreamOut<W> {
+    fn write_u8(&mut self, byte: u8) {
+        if self.buffer.len() == STREAM_BUFFER {
+            self.flush_buffer();
+        }
+        self.buffer.push(byte);
+    }
+
+    fn write_slice(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            if self.buffer.len() == STREAM_BUFFER {
+                self.flush_buffer();
+            }
+            let take = bytes.len().min(STREAM_BUFFER - self.buffer.len());
+            self.buffer.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+        }
     }
 }
 
@@ -386,30 +477,59 @@ pub(crate) fn crc32c(bytes: &[u8]) -> u32 {
 
 /// Feeds `bytes` into a running CRC-32C register (start from `!0`, finish with `!`), for
 /// checksums over data not held in one buffer.
+///
+/// Slicing-by-8 (eight bytes per step through eight tables), several times faster than a byte
+/// at a time; snapshots checksum every retained value, so this is on the snapshot's hot path.
 pub(crate) fn crc32c_extend(register: u32, bytes: &[u8]) -> u32 {
-    const TABLE: [u32; 256] = {
-        let mut table = [0u32; 256];
-        let mut index = 0;
-        while index < 256 {
-            let mut crc = index as u32;
-            let mut bit = 0;
-            while bit < 8 {
-                crc = if crc & 1 != 0 {
-                    (crc >> 1) ^ 0x82f6_3b78
-                } else {
-                    crc >> 1
-                };
-                bit += 1;
-            }
-            table[index] = crc;
-            index += 1;
-        }
-        table
-    };
-    bytes.iter().fold(register, |crc, byte| {
-        TABLE[((crc ^ u32::from(*byte)) & 0xff) as usize] ^ (crc >> 8)
+    let mut crc = register;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let low = crc ^ u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        crc = CRC_TABLES[7][(low & 0xff) as usize]
+            ^ CRC_TABLES[6][((low >> 8) & 0xff) as usize]
+            ^ CRC_TABLES[5][((low >> 16) & 0xff) as usize]
+            ^ CRC_TABLES[4][(low >> 24) as usize]
+            ^ CRC_TABLES[3][chunk[4] as usize]
+            ^ CRC_TABLES[2][chunk[5] as usize]
+            ^ CRC_TABLES[1][chunk[6] as usize]
+            ^ CRC_TABLES[0][chunk[7] as usize];
+    }
+    chunks.remainder().iter().fold(crc, |crc, byte| {
+        CRC_TABLES[0][((crc ^ u32::from(*byte)) & 0xff) as usize] ^ (crc >> 8)
     })
 }
+
+/// `CRC_TABLES[0]` is the classic byte-at-a-time table of the reflected Castagnoli
+/// polynomial; `CRC_TABLES[k][b]` is the CRC of byte `b` followed by `k` zero bytes.
+const CRC_TABLES: [[u32; 256]; 8] = {
+    let mut tables = [[0u32; 256]; 8];
+    let mut index = 0;
+    while index < 256 {
+        let mut crc = index as u32;
+        let mut bit = 0;
+        while bit < 8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0x82f6_3b78
+            } else {
+                crc >> 1
+            };
+            bit += 1;
+        }
+        tables[0][index] = crc;
+        index += 1;
+    }
+    let mut table = 1;
+    while table < 8 {
+        let mut index = 0;
+        while index < 256 {
+            let previous = tables[table - 1][index];
+            tables[table][index] = (previous >> 8) ^ tables[0][(previous & 0xff) as usize];
+            index += 1;
+        }
+        table += 1;
+    }
+    tables
+};
 
 #[cfg(test)]
 mod tests {
@@ -419,5 +539,35 @@ mod tests {
     fn crc32c_matches_the_standard_check_value() {
         assert_eq!(crc32c(b"123456789"), 0xe306_9283);
         assert_eq!(crc32c(b""), 0);
+    }
+
+    #[test]
+    fn crc32c_is_the_same_in_pieces_and_at_any_alignment() {
+        let data: Vec<u8> = (0..1000u32).map(|i| (i * 31 + i / 7) as u8).collect();
+        let bitwise = |bytes: &[u8]| {
+            let mut crc = !0u32;
+            for byte in bytes {
+                crc ^= u32::from(*byte);
+                for _ in 0..8 {
+                    crc = if crc & 1 != 0 {
+                        (crc >> 1) ^ 0x82f6_3b78
+                    } else {
+                        crc >> 1
+                    };
+                }
+            }
+            !crc
+        };
+        for (start, end) in [(0, 1000), (1, 999), (3, 10), (5, 5), (7, 64)] {
+            let piece = &data[start..end];
+            assert_eq!(crc32c(piece), bitwise(piece));
+            for split in [0, 1, 7, piece.len() / 2, piece.len()].map(|at| at.min(piece.len())) {
+                let register = super::crc32c_extend(!0, &piece[..split]);
+                assert_eq!(
+                    !super::crc32c_extend(register, &piece[split..]),
+                    bitwise(piece)
+                );
+            }
+        }
     }
 }

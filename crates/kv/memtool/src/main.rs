@@ -1,0 +1,170 @@
+//! Measures the in-memory cost of an `MvccStore` under etcd's benchmark workload, and the cost
+//! of its snapshot, clone and restore paths.
+//!
+//! Applies `N` puts of 256-byte values over 100 000 keys (no compaction, as etcd's benchmarks
+//! run), each as an encoded `MvccCommand` with its own session, the way the server proposes
+//! forwarded writes. A counting global allocator reports live and peak heap.
+//!
+//! Run with `cd crates/kv/memtool && cargo run --release [-- N]` (its own workspace: a global
+//! allocator needs `unsafe impl GlobalAlloc`, which raftkv's workspace forbids).
+
+use bytes::Bytes;
+use kv::mvcc::{MvccCommand, MvccStore, PutRequest};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+/// `System`, counting live bytes and the peak since the last reset.
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+fn added(size: usize) {
+    let live = LIVE.fetch_add(size, Ordering::Relaxed) + size;
+    PEAK.fetch_max(live, Ordering::Relaxed);
+}
+
+// SAFETY: every method delegates to `System` with the caller's arguments unchanged; the only
+// addition is counting in atomics, which never allocates.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        added(layout.size());
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        added(layout.size());
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if new_size >= layout.size() {
+            added(new_size - layout.size());
+        } else {
+            LIVE.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
+        }
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn live() -> usize {
+    LIVE.load(Ordering::Relaxed)
+}
+
+/// Resets the peak to the current live bytes, so the next [`peak_above`] measures one step.
+fn reset_peak() -> usize {
+    let now = live();
+    PEAK.store(now, Ordering::Relaxed);
+    now
+}
+
+fn peak_above(base: usize) -> usize {
+    PEAK.load(Ordering::Relaxed).saturating_sub(base)
+}
+
+fn mib(bytes: usize) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+fn main() {
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|arg| arg.parse().ok())
+        .unwrap_or(500_000);
+    let keys = 100_000;
+    let value = vec![b'v'; 256];
+
+    let before = live();
+    let mut store = MvccStore::new();
+    let started = Instant::now();
+    for i in 0..n {
+        let command = MvccCommand {
+            client_id: 0x9e37_79b9_7f4a_7c15u64.wrapping_mul(i as u64 + 1) | 1,
+            sequence: 1,
+            request: PutRequest::new(
+                Bytes::from(format!("key-{:08}", i % keys)),
+                Bytes::copy_from_slice(&value),
+            )
+            .into(),
+        };
+        let bytes = command.encode();
+        store.apply_bytes(&bytes).expect("put applies");
+    }
+    let apply_time = started.elapsed();
+    let store_heap = live() - before;
+    let revisions = store.retained_revisions();
+    println!(
+        "applied {n} puts in {:.2?} ({:.0} ns/put); {} revisions, {} sessions",
+        apply_time,
+        apply_time.as_nanos() as f64 / n as f64,
+        revisions,
+        store.session_count()
+    );
+    println!(
+        "store heap: {:.1} MiB = {:.0} bytes per retained revision (incl. sessions)",
+        mib(store_heap),
+        store_heap as f64 / revisions as f64
+    );
+
+    let base = reset_peak();
+    let started = Instant::now();
+    let snapshot = store.snapshot();
+    let snapshot_time = started.elapsed();
+    let snapshot_peak = peak_above(base);
+    println!(
+        "snapshot(): {} bytes ({:.1} MiB) in {:.2?}, peak heap during it +{:.1} MiB",
+        snapshot.len(),
+        mib(snapshot.len()),
+        snapshot_time,
+        mib(snapshot_peak)
+    );
+    drop(snapshot);
+
+    let base = reset_peak();
+    let started = Instant::now();
+    let mut sink = std::io::sink();
+    store
+        .write_snapshot(&mut sink)
+        .expect("writing to a sink succeeds");
+    println!(
+        "write_snapshot(sink): {:.2?}, peak heap during it +{:.1} KiB; snapshot_size() = {}",
+        started.elapsed(),
+        peak_above(base) as f64 / 1024.0,
+        store.snapshot_size()
+    );
+
+    let base = reset_peak();
+    let started = Instant::now();
+    let copy = store.clone();
+    let clone_time = started.elapsed();
+    let clone_heap = live() - base;
+    println!(
+        "clone(): {:.2?}, heap +{:.1} MiB",
+        clone_time,
+        mib(clone_heap)
+    );
+    drop(copy);
+
+    let snapshot = store.snapshot();
+    let base = reset_peak();
+    let started = Instant::now();
+    let restored = MvccStore::restore(&snapshot).expect("restores");
+    println!(
+        "restore(): {:.2?}, peak heap during it +{:.1} MiB",
+        started.elapsed(),
+        mib(peak_above(base))
+    );
+    assert_eq!(restored.current_revision(), store.current_revision());
+    let started = Instant::now();
+    let hash = store.hash_kv(0).expect("hashes");
+    println!("hash_kv(0): {:.2?} -> {:08x}", started.elapsed(), hash.0);
+}
