@@ -38,6 +38,46 @@ pub trait StateMachine {
     /// Replaces the whole state by a snapshot. A snapshot that cannot be decoded is an error;
     /// the member must stop rather than serve a half-restored state.
     fn restore(&mut self, data: &Bytes) -> Result<(), String>;
+
+    /// The state as it is now, to be written as a snapshot by another thread while this one
+    /// goes on applying entries (see [`Node::begin_snapshot`]). Serializing a large state takes
+    /// long enough to stall a member that did it in line; a state machine that can copy its
+    /// state more cheaply than it serializes it (shared buffers, persistent maps) overrides
+    /// this. The default serializes now, which only moves the file writing off the driver.
+    fn freeze(&self) -> Box<dyn FrozenState> {
+        Box::new(self.snapshot())
+    }
+}
+
+/// A state machine's state frozen at one applied index, which writes the exact bytes
+/// [`StateMachine::snapshot`] would have given at that index.
+pub trait FrozenState: Send + 'static {
+    /// Streams the snapshot bytes into `out`, so that a large state never needs a second copy
+    /// of itself in memory.
+    fn write_to(&self, out: &mut dyn std::io::Write) -> std::io::Result<()>;
+}
+
+impl FrozenState for Bytes {
+    fn write_to(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        out.write_all(self)
+    }
+}
+
+/// A snapshot begun by [`Node::begin_snapshot`]: where it stands in the log, and the state to
+/// write. Once the embedder has made it durable it calls [`Node::finish_snapshot`].
+pub struct SnapshotJob {
+    /// The applied index, its term and the configuration in force there.
+    pub metadata: raft::SnapshotMetadata,
+    /// The state machine's state at `metadata.index`.
+    pub state: Box<dyn FrozenState>,
+}
+
+impl fmt::Debug for SnapshotJob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SnapshotJob")
+            .field("metadata", &self.metadata)
+            .finish_non_exhaustive()
+    }
 }
 
 impl StateMachine for kv::KvStore {
@@ -581,6 +621,41 @@ impl<M: StateMachine> Node<M> {
         let storage = self.raw.storage_mut();
         storage.compact(applied, data);
         raft::Storage::snapshot(storage).ok()
+    }
+
+    /// Starts a snapshot at the applied index without compacting anything yet: freezes the
+    /// state machine (see [`StateMachine::freeze`]) and records the index, its term and the
+    /// configuration in force there. `None` under the same conditions as [`Node::compact`].
+    /// The embedder writes the state durably (off the driver) and then calls
+    /// [`Node::finish_snapshot`]; the node goes on working meanwhile.
+    pub fn begin_snapshot(&mut self) -> Option<SnapshotJob> {
+        let applied = self.applied;
+        let storage = self.raw.storage();
+        if applied < raft::Storage::first_index(storage)
+            || applied > raft::Storage::last_index(storage)
+            || self.raw.has_pending_snapshot()
+        {
+            return None;
+        }
+        let term = raft::Storage::term(storage, applied).ok()?;
+        let metadata = raft::SnapshotMetadata {
+            index: applied,
+            term,
+            // The storage's configuration is the one in force at the applied index.
+            conf_state: storage.conf_state().clone(),
+        };
+        Some(SnapshotJob {
+            metadata,
+            state: self.state_machine.freeze(),
+        })
+    }
+
+    /// A snapshot from [`Node::begin_snapshot`] is durable: drops the log entries it covers.
+    /// The storage must have a snapshot loader (see [`MemStorage::set_snapshot_loader`]) to
+    /// send it to followers that need it. A snapshot overtaken meanwhile (a leader's snapshot
+    /// was installed past it) changes nothing.
+    pub fn finish_snapshot(&mut self, metadata: raft::SnapshotMetadata) {
+        self.raw.storage_mut().compact_to_durable(metadata);
     }
 
     fn apply(&mut self, entries: Vec<Entry>, out: &mut Vec<Action<M::Response>>) {

@@ -68,6 +68,38 @@ pub struct MemStorage {
     snapshot: Snapshot,
     conf_state: ConfState,
     entries: Vec<Entry>,
+    /// Where the snapshot's data comes from when it is not held in memory (see
+    /// [`MemStorage::set_snapshot_loader`]).
+    loader: Option<SnapshotLoader>,
+    /// Whether `snapshot.data` was left out and must come from the loader.
+    data_elided: bool,
+}
+
+/// Reads the data of a snapshot the embedder has made durable, given its metadata.
+///
+/// A state machine snapshot can be as large as the whole keyspace; holding a copy in memory
+/// for the rare follower that needs it would double a member's memory. With a loader, the
+/// storage keeps only the metadata and reads the data when a snapshot must be sent. The loader
+/// does the I/O; the core stays free of it.
+#[derive(Clone)]
+pub struct SnapshotLoader(std::sync::Arc<LoadSnapshotData>);
+
+/// The function behind a [`SnapshotLoader`].
+type LoadSnapshotData = dyn Fn(&SnapshotMetadata) -> Result<bytes::Bytes, String> + Send + Sync;
+
+impl SnapshotLoader {
+    /// Wraps `load`, which returns the data of the durable snapshot described by its argument.
+    pub fn new(
+        load: impl Fn(&SnapshotMetadata) -> Result<bytes::Bytes, String> + Send + Sync + 'static,
+    ) -> SnapshotLoader {
+        SnapshotLoader(std::sync::Arc::new(load))
+    }
+}
+
+impl fmt::Debug for SnapshotLoader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SnapshotLoader")
+    }
 }
 
 impl MemStorage {
@@ -152,6 +184,12 @@ impl MemStorage {
         self.hard_state = hard_state;
     }
 
+    /// The configuration in force at the applied index (as last recorded with
+    /// [`MemStorage::set_conf_state`]): what a snapshot taken there must carry.
+    pub fn conf_state(&self) -> &ConfState {
+        &self.conf_state
+    }
+
     /// Records the configuration in force at the applied index, which the next `compact` stamps
     /// into its snapshot.
     pub fn set_conf_state(&mut self, conf_state: ConfState) {
@@ -226,11 +264,48 @@ impl MemStorage {
             },
             data: snapshot_data,
         };
+        self.data_elided = false;
+    }
+
+    /// Compacts like [`MemStorage::compact`], to a snapshot taken earlier (its `metadata` was
+    /// captured when the state machine was frozen at `metadata.index`, and entries applied
+    /// since may have changed the configuration) whose data is durable and served by the
+    /// loader. Does nothing without a loader, if the snapshot is not newer than the one held,
+    /// or if its index or term disagrees with the log (then the log was replaced meanwhile).
+    pub fn compact_to_durable(&mut self, metadata: SnapshotMetadata) {
+        let index = metadata.index;
+        if self.loader.is_none()
+            || index <= self.snapshot.metadata.index
+            || index > self.last_index()
+            || self.term(index) != Ok(metadata.term)
+        {
+            return;
+        }
+        let drop = (index.get() - self.snapshot.metadata.index.get()) as usize;
+        self.entries.drain(..drop);
+        self.snapshot = Snapshot {
+            metadata,
+            data: bytes::Bytes::new(),
+        };
+        self.data_elided = true;
+    }
+
+    /// From now on, snapshots that are durable (installed with [`MemStorage::apply_snapshot`]
+    /// after being saved, or compacted to with [`MemStorage::compact_to_durable`]) keep no data
+    /// in memory: `load` reads it when [`Storage::snapshot`] is asked. The snapshot held now is
+    /// taken to be durable as well and its data is dropped.
+    pub fn set_snapshot_loader(&mut self, load: SnapshotLoader) {
+        self.loader = Some(load);
+        if !self.snapshot.is_empty() {
+            self.snapshot.data = bytes::Bytes::new();
+            self.data_elided = true;
+        }
     }
 
     /// Replaces the whole log by a snapshot received from a leader. A snapshot older than the one
-    /// held is ignored (never move state backwards).
-    pub fn apply_snapshot(&mut self, snapshot: Snapshot) {
+    /// held is ignored (never move state backwards). With a snapshot loader the data is not
+    /// kept: the embedder calls this once the snapshot is durable.
+    pub fn apply_snapshot(&mut self, mut snapshot: Snapshot) {
         if snapshot.metadata.index <= self.snapshot.metadata.index {
             return;
         }
@@ -238,6 +313,10 @@ impl MemStorage {
         self.conf_state = snapshot.metadata.conf_state.clone();
         if self.hard_state.commit < snapshot.metadata.index {
             self.hard_state.commit = snapshot.metadata.index;
+        }
+        self.data_elided = self.loader.is_some();
+        if self.data_elided {
+            snapshot.data = bytes::Bytes::new();
         }
         self.snapshot = snapshot;
     }
@@ -302,7 +381,15 @@ impl Storage for MemStorage {
     }
 
     fn snapshot(&self) -> Result<Snapshot, StorageError> {
-        Ok(self.snapshot.clone())
+        if !self.data_elided {
+            return Ok(self.snapshot.clone());
+        }
+        let loader = self.loader.as_ref().ok_or(StorageError::Unavailable)?;
+        let data = (loader.0)(&self.snapshot.metadata).map_err(StorageError::Io)?;
+        Ok(Snapshot {
+            metadata: self.snapshot.metadata.clone(),
+            data,
+        })
     }
 }
 
@@ -349,6 +436,77 @@ mod tests {
         // Entries at or below the snapshot are ignored on append.
         storage.append(&[entry(2, 2), entry(3, 3), entry(4, 3)]);
         assert_eq!(storage.last_index(), LogIndex(4));
+    }
+
+    /// With a loader, a durable snapshot keeps no data in memory: the loader serves it, with
+    /// the metadata captured when the state was frozen, and a compaction that disagrees with
+    /// the log or is overtaken by a newer snapshot changes nothing.
+    #[test]
+    fn a_snapshot_loader_serves_data_that_is_not_kept_in_memory() {
+        use std::sync::{Arc, Mutex};
+        let loads = Arc::new(Mutex::new(Vec::new()));
+        let seen = loads.clone();
+        let mut storage = MemStorage::new_with_conf_state(ConfState::with_voters([NodeId(1)]));
+        storage.append(&[entry(1, 1), entry(2, 1), entry(3, 2), entry(4, 2)]);
+        let frozen_conf = ConfState::with_voters([NodeId(1), NodeId(2)]);
+        let metadata = |index: u64, term: u64| SnapshotMetadata {
+            index: LogIndex(index),
+            term: Term(term),
+            conf_state: frozen_conf.clone(),
+        };
+        // Without a loader there is nowhere to get the data from: nothing happens.
+        storage.compact_to_durable(metadata(2, 1));
+        assert_eq!(storage.first_index(), LogIndex(1));
+
+        storage.set_snapshot_loader(SnapshotLoader::new(move |metadata| {
+            seen.lock().unwrap().push(metadata.index);
+            Ok(bytes::Bytes::from(format!(
+                "state at {}",
+                metadata.index.get()
+            )))
+        }));
+        // A term that disagrees with the log: the log was replaced since the freeze.
+        storage.compact_to_durable(metadata(2, 2));
+        assert_eq!(storage.first_index(), LogIndex(1));
+        storage.compact_to_durable(metadata(3, 2));
+        assert_eq!(storage.first_index(), LogIndex(4));
+        assert_eq!(storage.term(LogIndex(3)), Ok(Term(2)));
+        let snapshot = storage.snapshot().unwrap();
+        assert_eq!(snapshot.metadata, metadata(3, 2));
+        assert_eq!(snapshot.data, bytes::Bytes::from("state at 3"));
+        assert!(storage.snapshot.data.is_empty(), "the data stays on disk");
+        // Older than the one held: ignored.
+        storage.compact_to_durable(metadata(2, 1));
+        assert_eq!(storage.first_index(), LogIndex(4));
+
+        // A leader's snapshot, installed once durable, keeps no data either.
+        storage.apply_snapshot(Snapshot {
+            metadata: metadata(9, 3),
+            data: bytes::Bytes::from("leader's state"),
+        });
+        assert!(storage.snapshot.data.is_empty());
+        assert_eq!(
+            storage.snapshot().unwrap().data,
+            bytes::Bytes::from("state at 9")
+        );
+        assert_eq!(*loads.lock().unwrap(), [LogIndex(3), LogIndex(9)]);
+    }
+
+    /// A loader that fails makes the snapshot unavailable for now, never a panic.
+    #[test]
+    fn a_failing_loader_is_a_storage_error() {
+        let mut storage = MemStorage::default();
+        storage.append(&[entry(1, 1), entry(2, 1)]);
+        storage.set_snapshot_loader(SnapshotLoader::new(|_| Err("file is gone".into())));
+        storage.compact_to_durable(SnapshotMetadata {
+            index: LogIndex(2),
+            term: Term(1),
+            conf_state: ConfState::default(),
+        });
+        assert_eq!(
+            storage.snapshot(),
+            Err(StorageError::Io("file is gone".into()))
+        );
     }
 
     #[test]

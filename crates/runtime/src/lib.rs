@@ -9,9 +9,12 @@
 //!   (consecutive queued tasks are batched into one record and one `fdatasync`) and reports
 //!   each batch back to the driver, which then acknowledges the tasks to the node.
 //!
-//! Every [`MemberConfig::snapshot_every_entries`] applied entries the driver compacts the
-//! node's log and queues the snapshot for the writer behind the pending persist tasks; the
-//! writer saves it and releases the WAL segments it covers.
+//! Every [`MemberConfig::snapshot_every_entries`] applied entries the driver freezes the state
+//! machine ([`node::StateMachine::freeze`]) and a snapshot thread streams it into a snapshot
+//! file while the driver goes on; when the file is durable the driver drops the log entries it
+//! covers and queues a job for the writer, behind the pending persist tasks, to record the
+//! snapshot and release the WAL segments it covers. The node's log view keeps no snapshot data
+//! in memory: a follower that needs the snapshot gets it read back from its file.
 //!
 //! Every channel is bounded. No lock is held across I/O: the driver and the writer share
 //! nothing but channels. A storage failure stops the member (its handle then answers
@@ -303,9 +306,9 @@ type Completion = Result<Vec<PersistTask>, String>;
 enum Job {
     /// Make a persist task durable (and report it back).
     Persist(PersistTask),
-    /// Save a local snapshot of the state machine and release the segments it covers (reported
-    /// back only if it fails).
-    Compact(raft::Snapshot),
+    /// Record a local snapshot whose file the snapshot thread has written, and release the
+    /// segments it covers (reported back only if it fails).
+    Compact(raft::SnapshotMetadata),
 }
 
 /// Starts members.
@@ -346,7 +349,15 @@ impl Member {
         let storage = MemStorage::copy_of(&wal)?;
         let mut raft_config = config.raft.clone();
         raft_config.id = config.id;
-        let node = Node::new(&raft_config, storage, machine).map_err(StartError::Node)?;
+        let mut node = Node::new(&raft_config, storage, machine).map_err(StartError::Node)?;
+        // The state machine holds the snapshot's state now; its bytes stay on disk only.
+        let snapshot_files = wal.snapshot_writer();
+        let reader = snapshot_files.clone();
+        node.raw_mut()
+            .storage_mut()
+            .set_snapshot_loader(raft::SnapshotLoader::new(move |metadata| {
+                reader.read(metadata).map_err(|error| error.to_string())
+            }));
         let membership = node.raw().conf_state().clone();
 
         let mut transport_config =
@@ -377,6 +388,7 @@ impl Member {
             .spawn(move || run_writer(wal, persist_rx, done_tx, max_batch, slow_sync))
             .map_err(StartError::Io)?;
 
+        let (snapshot_done_tx, snapshot_done_rx) = mpsc::unbounded_channel();
         let (commands_tx, commands_rx) = mpsc::channel(config.client_queue_len);
         let (status_tx, status_rx) = watch::channel(Status::default());
         let (membership_tx, membership_rx) = watch::channel(membership);
@@ -398,6 +410,10 @@ impl Member {
             max_waiting_requests: config.max_waiting_requests,
             max_backlog: config.persist_queue_len,
             snapshot_every_entries: config.snapshot_every_entries,
+            snapshot_files,
+            snapshot_thread: None,
+            snapshot_done_tx,
+            snapshot_done: snapshot_done_rx,
         };
         let task = tokio::spawn(async move {
             let result = driver.run().await;
@@ -479,8 +495,11 @@ fn run_writer(
         };
         let first = match job {
             Job::Persist(task) => task,
-            Job::Compact(snapshot) => {
-                if let Err(error) = compact_wal(&mut wal, &snapshot) {
+            Job::Compact(metadata) => {
+                let adopted = wal
+                    .adopt_snapshot(&metadata)
+                    .and_then(|()| wal.release_to(metadata.index).map(drop));
+                if let Err(error) = adopted {
                     tracing::error!(%error, "saving a snapshot failed; the member stops");
                     let _ = done.blocking_send(Err(error.to_string()));
                     break;
@@ -584,10 +603,29 @@ struct Driver<M: StateMachine> {
     max_waiting_requests: usize,
     max_backlog: usize,
     snapshot_every_entries: u64,
+    /// Writes snapshot files from the snapshot thread (and reads them back for followers).
+    snapshot_files: wal::SnapshotWriter,
+    /// The thread writing a snapshot, while one is being written (one at a time).
+    snapshot_thread: Option<std::thread::JoinHandle<()>>,
+    snapshot_done_tx: mpsc::UnboundedSender<SnapshotWritten>,
+    snapshot_done: mpsc::UnboundedReceiver<SnapshotWritten>,
 }
 
+/// What the snapshot thread reports: the snapshot whose file is durable, or why it is not.
+type SnapshotWritten = Result<raft::SnapshotMetadata, String>;
+
 impl<M: StateMachine> Driver<M> {
+    /// Runs the member until it is shut down or fails, then waits for a snapshot still being
+    /// written, so that nothing writes into the data directory once the member is gone.
     async fn run(mut self) -> Result<(), MemberFailure> {
+        let result = self.run_until_stopped().await;
+        if let Some(thread) = self.snapshot_thread.take() {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+        result
+    }
+
+    async fn run_until_stopped(&mut self) -> Result<(), MemberFailure> {
         let mut interval = tokio::time::interval(self.tick);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -620,6 +658,7 @@ impl<M: StateMachine> Driver<M> {
                     Err(_) => return Err(MemberFailure("the WAL writer exited".into())),
                 },
                 () = self.transport.reports_changed() => self.take_reports(),
+                Some(written) = self.snapshot_done.recv() => self.snapshot_written(written)?,
             }
         }
     }
@@ -749,20 +788,68 @@ impl<M: StateMachine> Driver<M> {
         Ok(())
     }
 
-    /// Compacts the log once enough entries were applied past its first index; the snapshot
-    /// is queued for the writer behind the persist tasks already queued.
+    /// Starts a snapshot once enough entries were applied past the log's first index and no
+    /// other snapshot is being written: the state machine is frozen here, and a snapshot
+    /// thread writes it to its file (see [`Driver::snapshot_written`]).
     fn maybe_compact(&mut self) {
+        if self.snapshot_thread.is_some() {
+            return;
+        }
         let first = raft::Storage::first_index(self.node.raw().storage());
         if self.node.applied().get().saturating_sub(first.get()) < self.snapshot_every_entries {
             return;
         }
-        if let Some(snapshot) = self.node.compact() {
-            tracing::debug!(
-                index = snapshot.metadata.index.get(),
-                bytes = snapshot.data.len(),
-                "compacted the log"
-            );
-            self.backlog.push_back(Job::Compact(snapshot));
+        let Some(job) = self.node.begin_snapshot() else {
+            return;
+        };
+        let files = self.snapshot_files.clone();
+        let done = self.snapshot_done_tx.clone();
+        let spawned = std::thread::Builder::new()
+            .name("raftkv-snapshot".into())
+            .spawn(move || {
+                let started = Instant::now();
+                let node::SnapshotJob { metadata, state } = job;
+                let written = files
+                    .write(&metadata, |out| state.write_to(out))
+                    .map(|()| metadata)
+                    .map_err(|error| error.to_string());
+                // Free the frozen state before reporting, so the next snapshot never finds
+                // two of them in memory.
+                drop(state);
+                if let Ok(metadata) = &written {
+                    tracing::debug!(
+                        index = metadata.index.get(),
+                        took_ms = started.elapsed().as_millis() as u64,
+                        "wrote a snapshot"
+                    );
+                }
+                let _ = done.send(written);
+            });
+        match spawned {
+            Ok(thread) => self.snapshot_thread = Some(thread),
+            Err(error) => tracing::warn!(%error, "could not start a snapshot thread; will retry"),
+        }
+    }
+
+    /// The snapshot thread is done. A durable snapshot lets the node drop the entries it
+    /// covers and the writer record it; a failed one stops the member, as a failed WAL write
+    /// does (the disk is full or failing).
+    fn snapshot_written(&mut self, written: SnapshotWritten) -> Result<(), MemberFailure> {
+        if let Some(thread) = self.snapshot_thread.take() {
+            // It has sent its report, its last act: this returns at once.
+            let _ = thread.join();
+        }
+        match written {
+            Ok(metadata) => {
+                tracing::debug!(index = metadata.index.get(), "compacted the log");
+                self.node.finish_snapshot(metadata.clone());
+                self.backlog.push_back(Job::Compact(metadata));
+                Ok(())
+            }
+            Err(error) => {
+                tracing::error!(%error, "writing a snapshot failed; the member stops");
+                Err(MemberFailure(format!("writing a snapshot failed: {error}")))
+            }
         }
     }
 
@@ -1134,6 +1221,7 @@ mod tests {
             ..WalOptions::default()
         };
         let wal = Wal::create(dir.path(), options.clone(), ConfState::default()).expect("create");
+        let files = wal.snapshot_writer();
         let (jobs_tx, jobs_rx) = mpsc::channel(16);
         let (done_tx, mut done_rx) = mpsc::channel(16);
         let padded = |index: u64| Entry {
@@ -1154,9 +1242,13 @@ mod tests {
                 Some(hard_state(1, 60)),
                 (1..=60).map(padded).collect(),
             )),
-            Job::Compact(snapshot.clone()),
+            Job::Compact(snapshot.metadata.clone()),
             Job::Persist(task(2, None, (61..=70).map(padded).collect())),
         ];
+        // The snapshot thread writes the file before the driver queues the job.
+        files
+            .write(&snapshot.metadata, |out| out.write_all(&snapshot.data))
+            .expect("snapshot file");
         for job in jobs {
             jobs_tx.try_send(job).expect("queue");
         }

@@ -169,4 +169,4 @@ pub use disk::{Disk, DiskFile, OpenMode, StdDisk, StdFile, StdLock};
 pub use error::WalError;
 pub use recovery::{RecoveryReport, SegmentInfo, TornTail};
 pub use sim::{CrashMode, Fault, FaultDisk, SIM_PAGE_SIZE, SimDisk, SimFile, SimLock};
-pub use wal::{Wal, WalOptions};
+pub use wal::{SnapshotWriter, Wal, WalOptions};

@@ -62,22 +62,51 @@ pub(crate) fn write_snapshot_file<D: Disk>(
     dir: &Path,
     snapshot: &Snapshot,
 ) -> Result<PathBuf, WalError> {
-    let metadata = &snapshot.metadata;
+    write_snapshot_file_streaming(disk, dir, &snapshot.metadata, |out| {
+        out.write_all(&snapshot.data)
+    })
+}
+
+/// Writes a snapshot file atomically like [`write_snapshot_file`], its data produced by
+/// `write_data` in pieces: a large state machine is streamed to disk without ever being held
+/// in memory as one buffer. The header's fields have a fixed width, so the data goes right
+/// after a header written last, once the data's length is known; the checksum over header and
+/// data is combined from the two parts' checksums.
+pub(crate) fn write_snapshot_file_streaming<D: Disk>(
+    disk: &D,
+    dir: &Path,
+    metadata: &SnapshotMetadata,
+    write_data: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> Result<PathBuf, WalError> {
     let name = snapshot_file_name(metadata.index.get(), metadata.term.get());
     let path = dir.join(&name);
     let temp = dir.join(format!("{name}{TEMP_SUFFIX}"));
-    let head = encode_meta(metadata, snapshot.data.len() as u64);
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&head), &snapshot.data);
-
-    let mut file = disk
+    let file = disk
         .create(&temp)
         .map_err(|e| WalError::io("create", &temp, e))?;
-    let data_at = head.len() as u64;
-    let crc_at = data_at + snapshot.data.len() as u64;
-    file.write_at(0, &head)
-        .and_then(|()| file.write_at(data_at, &snapshot.data))
-        .and_then(|()| file.write_at(crc_at, &crc.to_le_bytes()))
-        .map_err(|e| WalError::io("write", &temp, e))?;
+    let data_at = encode_meta(metadata, 0).len() as u64;
+    let mut sink = PositionalSink {
+        file,
+        offset: data_at,
+        crc: 0,
+        buffer: Vec::with_capacity(STREAM_BUFFER_BYTES),
+    };
+    let written = write_data(&mut sink)
+        .and_then(|()| std::io::Write::flush(&mut sink))
+        .and_then(|()| {
+            let data_len = sink.offset - data_at;
+            let head = encode_meta(metadata, data_len);
+            debug_assert_eq!(head.len() as u64, data_at, "the header has a fixed width");
+            let crc = crc32c::crc32c_combine(crc32c::crc32c(&head), sink.crc, data_len as usize);
+            sink.file.write_at(0, &head)?;
+            sink.file.write_at(sink.offset, &crc.to_le_bytes())
+        });
+    if let Err(e) = written {
+        drop(sink);
+        let _ = disk.remove(&temp);
+        return Err(WalError::io("write", &temp, e));
+    }
+    let mut file = sink.file;
     file.sync().map_err(|e| WalError::io("sync", &temp, e))?;
     drop(file);
     disk.rename(&temp, &path)
@@ -85,6 +114,52 @@ pub(crate) fn write_snapshot_file<D: Disk>(
     disk.sync_dir(dir)
         .map_err(|e| WalError::io("sync directory", dir, e))?;
     Ok(path)
+}
+
+/// How much streamed snapshot data is gathered before one positional write.
+const STREAM_BUFFER_BYTES: usize = 1 << 20;
+
+/// An `io::Write` over positional writes to a file, keeping the checksum of what went through.
+struct PositionalSink<F: DiskFile> {
+    file: F,
+    offset: u64,
+    crc: u32,
+    buffer: Vec<u8>,
+}
+
+impl<F: DiskFile> PositionalSink<F> {
+    fn write_through(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.file.write_at(self.offset, data)?;
+        self.crc = crc32c::crc32c_append(self.crc, data);
+        self.offset += data.len() as u64;
+        Ok(())
+    }
+}
+
+impl<F: DiskFile> std::io::Write for PositionalSink<F> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.buffer.len() + data.len() > STREAM_BUFFER_BYTES {
+            self.flush()?;
+        }
+        if data.len() >= STREAM_BUFFER_BYTES {
+            // Large pieces go straight to the file rather than through the buffer.
+            self.write_through(data)?;
+        } else {
+            self.buffer.extend_from_slice(data);
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !self.buffer.is_empty() {
+            let buffer = std::mem::take(&mut self.buffer);
+            let result = self.write_through(&buffer);
+            self.buffer = buffer;
+            self.buffer.clear();
+            result?;
+        }
+        Ok(())
+    }
 }
 
 /// Reads and fully verifies a snapshot file (magic, version, layout, checksum).

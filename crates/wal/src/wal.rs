@@ -533,11 +533,35 @@ impl<D: Disk> Wal<D> {
     /// Segments are not deleted here: call [`Wal::release_to`].
     pub fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), WalError> {
         self.check_writable()?;
-        let metadata = &snapshot.metadata;
-        let index = metadata.index.get();
-        if index <= self.log.snapshot_index {
+        if snapshot.metadata.index.get() <= self.log.snapshot_index {
             return Ok(());
         }
+        write_snapshot_file(&self.disk, &self.dir, snapshot).map_err(|e| self.poison(e))?;
+        self.record_snapshot(&snapshot.metadata)
+    }
+
+    /// Makes a snapshot whose file a [`SnapshotWriter`] of this WAL has written the current
+    /// snapshot: the same as [`Wal::save_snapshot`] from the marker record on. The file is
+    /// checked to exist (a marker without its file would make the WAL unopenable); its content
+    /// was verified as it was written and is verified again when the WAL is opened.
+    pub fn adopt_snapshot(&mut self, metadata: &SnapshotMetadata) -> Result<(), WalError> {
+        self.check_writable()?;
+        if metadata.index.get() <= self.log.snapshot_index {
+            return Ok(());
+        }
+        let path = self.dir.join(snapshot_file_name(
+            metadata.index.get(),
+            metadata.term.get(),
+        ));
+        if let Err(e) = self.disk.open(&path, OpenMode::Read) {
+            return Err(WalError::io("open", &path, e));
+        }
+        self.record_snapshot(metadata)
+    }
+
+    /// Appends the snapshot marker for a snapshot whose file is durable, and applies it.
+    fn record_snapshot(&mut self, metadata: &SnapshotMetadata) -> Result<(), WalError> {
+        let index = metadata.index.get();
         let marker = SnapshotMarker {
             index,
             term: metadata.term.get(),
@@ -545,7 +569,6 @@ impl<D: Disk> Wal<D> {
             conf_state: metadata.conf_state.clone(),
         };
         debug_assert!(check_marker(&self.log, &marker).is_ok());
-        write_snapshot_file(&self.disk, &self.dir, snapshot).map_err(|e| self.poison(e))?;
         self.append_record(&marker.encode())?;
         if marker.kept_suffix {
             self.cache.compact_to(index);
@@ -560,6 +583,19 @@ impl<D: Disk> Wal<D> {
         );
         self.collect_old_snapshots();
         Ok(())
+    }
+
+    /// A handle that writes and reads this WAL's snapshot files from another thread: a large
+    /// snapshot is written there while this WAL keeps taking log writes, then recorded with
+    /// [`Wal::adopt_snapshot`].
+    pub fn snapshot_writer(&self) -> SnapshotWriter<D>
+    where
+        D: Clone,
+    {
+        SnapshotWriter {
+            disk: self.disk.clone(),
+            dir: self.dir.clone(),
+        }
     }
 
     /// Deletes whole segment files that hold nothing after `min(index, snapshot index)`: the
@@ -861,5 +897,47 @@ impl<D: Disk> Storage for Wal<D> {
             self.log.snapshot_term,
         ));
         Ok(read_snapshot_file(&self.disk, &path)?)
+    }
+}
+
+/// Writes snapshot files for a [`Wal`] from any thread, and reads durable ones back.
+///
+/// Writing a file changes nothing the WAL relies on until [`Wal::adopt_snapshot`] records it:
+/// a file newer than the WAL's snapshot is left alone while it runs and removed by recovery if
+/// the process dies before the marker is written.
+#[derive(Clone, Debug)]
+pub struct SnapshotWriter<D: Disk = StdDisk> {
+    disk: D,
+    dir: PathBuf,
+}
+
+impl<D: Disk> SnapshotWriter<D> {
+    /// Writes the snapshot at `metadata` atomically (temporary file, sync, rename, directory
+    /// sync), its data streamed by `write_data`.
+    pub fn write(
+        &self,
+        metadata: &SnapshotMetadata,
+        write_data: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+    ) -> Result<(), WalError> {
+        crate::snapfile::write_snapshot_file_streaming(&self.disk, &self.dir, metadata, write_data)
+            .map(drop)
+    }
+
+    /// Reads and verifies the data of the durable snapshot at `metadata` (for sending it to a
+    /// follower). Fails if the file is missing, damaged, or describes another snapshot.
+    pub fn read(&self, metadata: &SnapshotMetadata) -> Result<Bytes, WalError> {
+        let path = self.dir.join(snapshot_file_name(
+            metadata.index.get(),
+            metadata.term.get(),
+        ));
+        let snapshot = read_snapshot_file(&self.disk, &path)?;
+        if snapshot.metadata != *metadata {
+            return Err(WalError::corrupt(
+                &path,
+                16,
+                "the snapshot file describes another snapshot".to_string(),
+            ));
+        }
+        Ok(snapshot.data)
     }
 }

@@ -344,3 +344,71 @@ fn the_wal_can_move_to_a_writer_thread() {
     let wal = handle.join().unwrap();
     assert_eq!(wal.last_index(), LogIndex(4));
 }
+
+/// A snapshot streamed by a `SnapshotWriter` from another thread, in pieces, while the WAL
+/// takes more writes, and then adopted, is the same snapshot `save_snapshot` would have saved:
+/// it survives a reopen, and it can be read back for a follower.
+#[test]
+fn a_streamed_snapshot_written_off_thread_is_adopted_like_a_saved_one() {
+    let disk = SimDisk::new();
+    let options = small_options(0);
+    let mut wal = create_sim(&disk, &options);
+    wal.append(&entries(1, 100, 1, 0, 100)).unwrap();
+    let files = wal.snapshot_writer();
+    let state: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let want = snapshot(80, 1, conf(), &state);
+    let metadata = want.metadata.clone();
+    let writer = std::thread::spawn(move || {
+        files.write(&metadata, |out| {
+            // Pieces smaller and larger than the writer's buffer.
+            for piece in state.chunks(700_000) {
+                out.write_all(&piece[..10])?;
+                out.write_all(&piece[10..])?;
+            }
+            Ok(())
+        })
+    });
+    wal.append(&entries(101, 20, 1, 1, 100)).unwrap();
+    writer.join().unwrap().unwrap();
+    wal.adopt_snapshot(&want.metadata).unwrap();
+    assert_eq!(wal.first_index(), LogIndex(81));
+    assert_eq!(
+        wal.snapshot_writer().read(&want.metadata).unwrap(),
+        want.data
+    );
+    // Another snapshot's metadata does not match the file.
+    let mut other = want.metadata.clone();
+    other.conf_state = ConfState::with_voters([NodeId(7)]);
+    assert!(wal.snapshot_writer().read(&other).is_err());
+    drop(wal);
+    let wal = open_sim(&disk, &options).unwrap();
+    assert_eq!(wal.snapshot().unwrap(), want);
+    assert_eq!(wal.last_index(), LogIndex(120));
+}
+
+/// A snapshot whose data could not be produced leaves no file behind, and a snapshot whose
+/// file was never written cannot be adopted (its marker would make the WAL unopenable).
+#[test]
+fn a_failed_or_missing_snapshot_file_is_never_adopted() {
+    let disk = SimDisk::new();
+    let options = small_options(0);
+    let mut wal = create_sim(&disk, &options);
+    wal.append(&entries(1, 10, 1, 0, 100)).unwrap();
+    let metadata = snapshot(5, 1, conf(), b"").metadata;
+    let failed = wal.snapshot_writer().write(&metadata, |out| {
+        out.write_all(b"half")?;
+        Err(std::io::Error::other("the state could not be serialized"))
+    });
+    assert!(failed.is_err());
+    let snapshot_files: Vec<_> = disk
+        .files()
+        .into_iter()
+        .filter(|path| path.to_string_lossy().contains("snap"))
+        .collect();
+    assert!(snapshot_files.is_empty(), "{snapshot_files:?}");
+    assert!(wal.adopt_snapshot(&metadata).is_err());
+    drop(wal);
+    let wal = open_sim(&disk, &options).unwrap();
+    assert_eq!(wal.first_index(), LogIndex(1));
+    assert_eq!(wal.last_index(), LogIndex(10));
+}
