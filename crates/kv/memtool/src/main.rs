@@ -167,4 +167,16 @@ fn main() {
     let started = Instant::now();
     let hash = store.hash_kv(0).expect("hashes");
     println!("hash_kv(0): {:.2?} -> {:08x}", started.elapsed(), hash.0);
+    drop(restored);
+    let sessions = store.session_count();
+    let with_sessions = live();
+    store.set_max_sessions(1);
+    let freed = with_sessions.saturating_sub(live());
+    println!(
+        "sessions: {} cost {:.1} MiB = {:.0} bytes each; store without them: {:.0} bytes per revision",
+        sessions,
+        mib(freed),
+        freed as f64 / sessions as f64,
+        (store_heap - freed) as f64 / revisions as f64
+    );
 }

@@ -10,10 +10,12 @@
 //! reproduces etcd's bytes and hash for the same history.
 
 use super::error::MvccError;
-use super::index::Revision;
+use super::index::{KeyHistory, Revision};
 use super::snapshot::crc32c_extend;
 use super::store::MvccStore;
-use super::types::KeyValue;
+use bytes::Bytes;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 
 /// etcd's key bucket name, the first thing it hashes.
 const KEY_BUCKET: &[u8] = b"key";
@@ -52,21 +54,29 @@ impl MvccStore {
             main: at.saturating_add(1),
             sub: 0,
         };
-        for (change, key) in self.revision_log.range(..end) {
-            let Some(history) = self.index.get(key) else {
-                continue;
-            };
-            let Ok(position) = history
-                .entries
-                .binary_search_by(|entry| entry.revision.cmp(change))
-            else {
-                continue;
-            };
+        // Every retained change up to `at` in revision order: a merge of the per-key
+        // histories (each already in order), holding one cursor per key.
+        let histories: Vec<(&Bytes, &KeyHistory)> = self.index.iter().collect();
+        let mut cursors: BinaryHeap<Reverse<(Revision, usize, usize)>> = histories
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, (_, history))| {
+                let first = history.entries.first()?;
+                (first.revision < end).then_some(Reverse((first.revision, slot, 0)))
+            })
+            .collect();
+        while let Some(Reverse((change, slot, position))) = cursors.pop() {
+            let (key, history) = histories[slot];
+            if let Some(next) = history.entries.get(position + 1)
+                && next.revision < end
+            {
+                cursors.push(Reverse((next.revision, slot, position + 1)));
+            }
             let entry = &history.entries[position];
             if change.main <= compact {
                 // Kept by a compaction at `at` only if it is the key's last change up to `at`
                 // and a put (etcd's `keyIndex.keep`).
-                let kept = entry.kv.is_some()
+                let kept = entry.is_put()
                     && history
                         .entries
                         .get(position + 1)
@@ -80,18 +90,25 @@ impl MvccStore {
                     continue;
                 }
             }
-            register = crc32c_extend(register, &backend_key(*change, entry.kv.is_none()));
+            register = crc32c_extend(register, &backend_key(change, !entry.is_put()));
             value.clear();
-            match &entry.kv {
-                Some(kv) => put_kv_proto(&mut value, kv),
-                None => put_kv_proto(
-                    &mut value,
-                    &KeyValue {
-                        key: key.clone(),
-                        ..KeyValue::default()
-                    },
-                ),
-            }
+            let proto = if entry.is_put() {
+                ProtoKv {
+                    key,
+                    create_revision: entry.create_revision,
+                    mod_revision: entry.revision.main,
+                    version: entry.version,
+                    value: &entry.value,
+                    lease: entry.lease,
+                }
+            } else {
+                // A tombstone's stored value is a KeyValue holding only the key.
+                ProtoKv {
+                    key,
+                    ..ProtoKv::default()
+                }
+            };
+            put_kv_proto(&mut value, &proto);
             register = crc32c_extend(register, &value);
         }
         Ok((!register, compact))
@@ -110,9 +127,21 @@ fn backend_key(revision: Revision, tombstone: bool) -> Vec<u8> {
     key
 }
 
+/// The fields of an `mvccpb.KeyValue` to hash, borrowed from the index (building a
+/// [`super::KeyValue`] would clone the key and value handles for every revision).
+#[derive(Default)]
+struct ProtoKv<'a> {
+    key: &'a [u8],
+    create_revision: i64,
+    mod_revision: i64,
+    version: i64,
+    value: &'a [u8],
+    lease: i64,
+}
+
 /// `mvccpb.KeyValue` in protobuf wire format, as gogoproto marshals it: fields in number order,
 /// zero values left out.
-fn put_kv_proto(out: &mut Vec<u8>, kv: &KeyValue) {
+fn put_kv_proto(out: &mut Vec<u8>, kv: &ProtoKv) {
     let bytes_field = |out: &mut Vec<u8>, tag: u8, bytes: &[u8]| {
         if !bytes.is_empty() {
             out.push(tag);
@@ -127,11 +156,11 @@ fn put_kv_proto(out: &mut Vec<u8>, kv: &KeyValue) {
             put_proto_varint(out, value as u64);
         }
     };
-    bytes_field(out, 0x0a, &kv.key);
+    bytes_field(out, 0x0a, kv.key);
     int_field(out, 0x10, kv.create_revision);
     int_field(out, 0x18, kv.mod_revision);
     int_field(out, 0x20, kv.version);
-    bytes_field(out, 0x2a, &kv.value);
+    bytes_field(out, 0x2a, kv.value);
     int_field(out, 0x30, kv.lease);
 }
 
@@ -149,12 +178,12 @@ mod tests {
 
     #[test]
     fn kv_proto_matches_gogoproto() {
-        let kv = KeyValue {
-            key: bytes::Bytes::from_static(b"foo"),
+        let kv = ProtoKv {
+            key: b"foo",
             create_revision: 2,
             mod_revision: 300,
             version: 1,
-            value: bytes::Bytes::from_static(b"bar"),
+            value: b"bar",
             lease: 0,
         };
         let mut out = Vec::new();

@@ -16,13 +16,65 @@ pub(crate) struct Revision {
     pub(crate) sub: i64,
 }
 
-/// One change of a key.
+/// One change of a key: a put, or a delete (a tombstone, `version == 0`).
+///
+/// Kept compact because there is one per retained revision: the key is not repeated (the
+/// index's map key holds it; [`Entry::kv`] rebuilds a [`KeyValue`] for answers), and a
+/// tombstone is marked by version 0, which no put has (a put's version is at least 1).
+/// 72 bytes plus the value's own buffer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Entry {
-    /// When the change happened.
+    /// When the change happened; `revision.main` is the put's mod_revision.
     pub(crate) revision: Revision,
-    /// The key's state after a put; `None` for a delete (a tombstone).
-    pub(crate) kv: Option<KeyValue>,
+    /// The put's version (1 on create, +1 per put); 0 for a tombstone.
+    pub(crate) version: i64,
+    /// The put's create_revision; 0 for a tombstone.
+    pub(crate) create_revision: i64,
+    /// The put's lease; 0 for a tombstone.
+    pub(crate) lease: i64,
+    /// The put's value; empty for a tombstone.
+    pub(crate) value: Bytes,
+}
+
+impl Entry {
+    /// What etcd compares against when a compare's range holds no key: every field zero.
+    pub(crate) const ZERO: Entry = Entry {
+        revision: Revision { main: 0, sub: 0 },
+        version: 0,
+        create_revision: 0,
+        lease: 0,
+        value: Bytes::new(),
+    };
+
+    /// A delete of the key at `revision`.
+    pub(crate) fn tombstone(revision: Revision) -> Entry {
+        Entry {
+            revision,
+            ..Entry::ZERO
+        }
+    }
+
+    /// Whether this change is a put (else a tombstone).
+    pub(crate) fn is_put(&self) -> bool {
+        self.version != 0
+    }
+
+    /// The put's mod_revision.
+    pub(crate) fn mod_revision(&self) -> i64 {
+        self.revision.main
+    }
+
+    /// The [`KeyValue`] of this put, for an answer. Shares `key`'s and the value's buffers.
+    pub(crate) fn kv(&self, key: &Bytes) -> KeyValue {
+        KeyValue {
+            key: key.clone(),
+            create_revision: self.create_revision,
+            mod_revision: self.revision.main,
+            version: self.version,
+            value: self.value.clone(),
+            lease: self.lease,
+        }
+    }
 }
 
 /// Every retained change of one key, in revision order.
@@ -38,22 +90,40 @@ pub(crate) struct KeyHistory {
 
 impl KeyHistory {
     /// The key's state now (including changes of a write in progress), if it exists.
-    pub(crate) fn last_live(&self) -> Option<&KeyValue> {
-        self.entries.last()?.kv.as_ref()
+    pub(crate) fn last_live(&self) -> Option<&Entry> {
+        self.entries.last().filter(|entry| entry.is_put())
     }
 
     /// The key's state as of main revision `main`, if it existed then.
-    pub(crate) fn live_at(&self, main: i64) -> Option<&KeyValue> {
+    pub(crate) fn live_at(&self, main: i64) -> Option<&Entry> {
         let last = self.entries.last()?;
         if last.revision.main <= main {
             // The common case: reading the current revision.
-            return last.kv.as_ref();
+            return Some(last).filter(|entry| entry.is_put());
         }
         let after = self
             .entries
             .partition_point(|entry| entry.revision.main <= main);
         let index = after.checked_sub(1)?;
-        self.entries[index].kv.as_ref()
+        Some(&self.entries[index]).filter(|entry| entry.is_put())
+    }
+
+    /// Appends a change, growing the list by half (not double) when full, from an exact
+    /// capacity of one: most keys have few revisions, and a doubling `Vec` would leave up to
+    /// half of every history's slots (72 bytes each) unused.
+    pub(crate) fn push(&mut self, entry: Entry) {
+        let entries = &mut self.entries;
+        if entries.len() == entries.capacity() {
+            entries.reserve_exact((entries.len() / 2).max(1));
+        }
+        entries.push(entry);
+    }
+
+    /// Gives back unused slots after compaction removed entries, when they are many.
+    pub(crate) fn shrink_after_removal(&mut self) {
+        if self.entries.capacity() > self.entries.len() + self.entries.len() / 2 + 1 {
+            self.entries.shrink_to_fit();
+        }
     }
 }
 

@@ -29,8 +29,8 @@ use super::codec::{ByteCount, Out, Reader, put_bytes, put_ivarint, put_result, p
 use super::error::SnapshotError;
 use super::index::{Entry, KeyHistory, Revision, owned};
 use super::store::{MvccStore, SessionRecord};
-use super::types::KeyValue;
 use bytes::{BufMut, Bytes, BytesMut};
+use std::collections::HashSet;
 use std::io::Write;
 
 const MAGIC: &[u8; 4] = b"RKMV";
@@ -116,15 +116,14 @@ impl MvccStore {
                 put_uvarint(out, (entry.revision.main - previous_main) as u64);
                 previous_main = entry.revision.main;
                 put_uvarint(out, entry.revision.sub as u64);
-                match &entry.kv {
-                    None => out.write_u8(KIND_DELETE),
-                    Some(kv) => {
-                        out.write_u8(KIND_PUT);
-                        put_bytes(out, &kv.value);
-                        put_ivarint(out, kv.create_revision);
-                        put_ivarint(out, kv.version);
-                        put_ivarint(out, kv.lease);
-                    }
+                if entry.is_put() {
+                    out.write_u8(KIND_PUT);
+                    put_bytes(out, &entry.value);
+                    put_ivarint(out, entry.create_revision);
+                    put_ivarint(out, entry.version);
+                    put_ivarint(out, entry.lease);
+                } else {
+                    out.write_u8(KIND_DELETE);
                 }
             }
         }
@@ -269,6 +268,8 @@ fn read_store(reader: &mut Reader, version: u8) -> Result<MvccStore, SnapshotErr
     store.compact_revision = compact_revision;
 
     let key_count = reader.count()?;
+    // Every revision read so far, to refuse one used by two keys; dropped after the keys.
+    let mut seen: HashSet<Revision> = HashSet::new();
     let mut previous_key: Option<Bytes> = None;
     for _ in 0..key_count {
         let key = owned(&reader.bytes()?);
@@ -281,13 +282,9 @@ fn read_store(reader: &mut Reader, version: u8) -> Result<MvccStore, SnapshotErr
         {
             return Err(inconsistent("keys out of order"));
         }
-        let history = read_history(reader, &key, current_revision, compact_revision)?;
+        let history = read_history(reader, current_revision, compact_revision)?;
         for entry in &history.entries {
-            if store
-                .revision_log
-                .insert(entry.revision, key.clone())
-                .is_some()
-            {
+            if !seen.insert(entry.revision) {
                 return Err(inconsistent("revision used twice"));
             }
         }
@@ -374,7 +371,6 @@ fn read_sessions_v1(reader: &mut Reader, store: &mut MvccStore) -> Result<(), Sn
 /// Reads one key's entries and checks the [`KeyHistory`] invariants.
 fn read_history(
     reader: &mut Reader,
-    key: &Bytes,
     current_revision: i64,
     compact_revision: i64,
 ) -> Result<KeyHistory, SnapshotError> {
@@ -382,7 +378,9 @@ fn read_history(
     if entry_count == 0 {
         return Err(inconsistent("key without history"));
     }
-    let mut entries: Vec<Entry> = Vec::new();
+    // As many slots as entries, but trusting the claimed count only so far: a hostile count
+    // (bounded only by the bytes left) must not reserve 72 bytes per input byte.
+    let mut entries: Vec<Entry> = Vec::with_capacity(entry_count.min(4096));
     for _ in 0..entry_count {
         let delta = reader.uvarint()?;
         let sub = reader.uvarint()?;
@@ -403,12 +401,12 @@ fn read_history(
         if main <= compact_revision && !entries.is_empty() {
             return Err(inconsistent("history kept below the compact revision"));
         }
-        let kv = match reader.u8()? {
+        let entry = match reader.u8()? {
             KIND_DELETE => {
-                if entries.last().is_none_or(|entry| entry.kv.is_none()) {
+                if entries.last().is_none_or(|entry| !entry.is_put()) {
                     return Err(inconsistent("delete of an absent key"));
                 }
-                None
+                Entry::tombstone(revision)
             }
             KIND_PUT => {
                 let value = owned(&reader.bytes()?);
@@ -422,19 +420,19 @@ fn read_history(
                     create_revision,
                     version,
                 )?;
-                Some(KeyValue {
-                    key: key.clone(),
-                    create_revision,
-                    mod_revision: main,
+                Entry {
+                    revision,
                     version,
-                    value,
+                    create_revision,
                     lease,
-                })
+                    value,
+                }
             }
             _ => return Err(SnapshotError::Malformed("unknown entry kind")),
         };
-        entries.push(Entry { revision, kv });
+        entries.push(entry);
     }
+    entries.shrink_to_fit();
     Ok(KeyHistory { entries })
 }
 
@@ -446,7 +444,7 @@ fn check_put(
     create_revision: i64,
     version: i64,
 ) -> Result<(), SnapshotError> {
-    let consistent = match previous.map(|entry| entry.kv.as_ref()) {
+    let consistent = match previous.map(|entry| Some(entry).filter(|entry| entry.is_put())) {
         // Continues a life: one more put of the same creation.
         Some(Some(previous)) => {
             create_revision == previous.create_revision && version == previous.version + 1

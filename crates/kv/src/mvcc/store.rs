@@ -12,17 +12,18 @@ use super::types::{
 use super::validate;
 use bytes::Bytes;
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// A deterministic multi-version key-value store with etcd v3 semantics.
 ///
 /// Every member applies the same log entries in the same order and so computes the same
 /// responses and the same state; nothing here reads a clock, a file or a random source.
 ///
-/// Storage mirrors etcd's split between its in-memory `treeIndex` and its revision-keyed
-/// backend: `index` maps each key to its history (so a read walks only the keys in its range
-/// and binary-searches each history), and `revision_log` lists which key changed at each
-/// revision (so compaction and, later, watches touch only the revisions they need).
+/// Storage is etcd's in-memory `treeIndex` with the values kept beside the revisions: `index`
+/// maps each key to its history (so a read walks only the keys in its range and
+/// binary-searches each history). There is no second, revision-ordered copy: the rare
+/// operations that need revision order or every key (compaction, HashKV) walk the index, as
+/// etcd's compaction walks its `treeIndex`, so each retained revision costs one compact entry.
 ///
 /// Equality compares the replicated state only, not the configured
 /// [`max_sessions`](MvccStore::max_sessions) bound.
@@ -35,8 +36,8 @@ pub struct MvccStore {
     pub(crate) compact_revision: i64,
     /// Every key with retained history, including deleted keys not compacted away yet.
     pub(crate) index: BTreeMap<Bytes, KeyHistory>,
-    /// The key changed at each retained revision; exactly one entry per history entry.
-    pub(crate) revision_log: BTreeMap<Revision, Bytes>,
+    /// How many entries all histories hold together (retained puts and deletes).
+    pub(crate) revisions: usize,
     /// The last request and answer of each client session, to answer retries.
     pub(crate) sessions: BTreeMap<u64, SessionRecord>,
     /// The sessions by recency: each session's `touched` stamp to its client id. The first
@@ -81,7 +82,7 @@ impl PartialEq for MvccStore {
         self.current_revision == other.current_revision
             && self.compact_revision == other.compact_revision
             && self.index == other.index
-            && self.revision_log == other.revision_log
+            && self.revisions == other.revisions
             && self.sessions == other.sessions
             && self.session_recency == other.session_recency
             && self.session_clock == other.session_clock
@@ -161,7 +162,7 @@ impl MvccStore {
             current_revision: 1,
             compact_revision: -1,
             index: BTreeMap::new(),
-            revision_log: BTreeMap::new(),
+            revisions: 0,
             sessions: BTreeMap::new(),
             session_recency: BTreeMap::new(),
             session_clock: 0,
@@ -226,7 +227,7 @@ impl MvccStore {
     /// How many key changes (puts and deletes) are retained; grows with writes and shrinks
     /// with compaction, so it is the store's size measure (etcd's dbSize analogue).
     pub fn retained_revisions(&self) -> usize {
-        self.revision_log.len()
+        self.revisions
     }
 
     /// Decodes and applies one log entry's bytes (an encoded [`MvccCommand`]).
@@ -327,7 +328,9 @@ impl MvccStore {
     pub(crate) fn recount(&mut self) {
         let mut size: u64 = 0;
         let mut live: u64 = 0;
+        let mut revisions = 0;
         for (key, history) in &self.index {
+            revisions += history.entries.len();
             for entry in &history.entries {
                 size = size.saturating_add(entry_size(key, entry));
             }
@@ -340,6 +343,7 @@ impl MvccStore {
         }
         self.approx_size = size;
         self.live_keys = live;
+        self.revisions = revisions;
     }
 
     /// Applies one request without deduplication.
@@ -415,9 +419,8 @@ impl MvccStore {
         if revision > self.current_revision {
             return Err(MvccError::FutureRevision);
         }
-        let previous = self.compact_revision;
         self.compact_revision = revision;
-        self.drop_history(previous, revision);
+        self.drop_history(revision);
         Ok(CompactionResponse {
             header: ResponseHeader {
                 revision: self.current_revision,
@@ -425,50 +428,35 @@ impl MvccStore {
         })
     }
 
-    /// Removes what compaction at `at` makes unreachable, given the last compaction was at
-    /// `previous`: per key, every change at or before `at` except the latest, and that one
-    /// too if it is a delete (etcd's `keyIndex.compact`).
+    /// Removes what compaction at `at` makes unreachable: per key, every change at or before
+    /// `at` except the latest, and that one too if it is a delete (etcd's `keyIndex.compact`).
     ///
-    /// Only keys changed in (`previous`, `at`] can have anything to drop: every other key
-    /// already has at most one change at or before `previous`. So the work is proportional to
-    /// the history being discarded, not to the size of the store.
-    fn drop_history(&mut self, previous: i64, at: i64) {
-        let start = Revision {
-            main: previous.saturating_add(1).max(0),
-            sub: 0,
-        };
-        let end = Revision {
-            main: at,
-            sub: i64::MAX,
-        };
-        if start > end {
-            return;
-        }
-        let touched: BTreeSet<Bytes> = self
-            .revision_log
-            .range(start..=end)
-            .map(|(_, key)| key.clone())
-            .collect();
-        for key in touched {
-            let Some(history) = self.index.get_mut(&key) else {
-                continue;
-            };
+    /// Walks every key, as etcd's compaction walks its whole `treeIndex`: keys not changed
+    /// since the previous compaction have at most one change at or before it, a put, so
+    /// nothing is dropped from them. Compaction is rare; keeping a revision-ordered list just to
+    /// visit fewer keys would cost memory on every revision.
+    fn drop_history(&mut self, at: i64) {
+        let approx_size = &mut self.approx_size;
+        let revisions = &mut self.revisions;
+        self.index.retain(|key, history| {
             let at_or_before = history
                 .entries
                 .partition_point(|entry| entry.revision.main <= at);
             let Some(latest) = at_or_before.checked_sub(1) else {
-                continue;
+                return true;
             };
-            let keep_latest = history.entries[latest].kv.is_some();
+            let keep_latest = history.entries[latest].is_put();
             let drop_count = if keep_latest { latest } else { at_or_before };
+            if drop_count == 0 {
+                return true;
+            }
             for entry in history.entries.drain(..drop_count) {
-                self.revision_log.remove(&entry.revision);
-                self.approx_size = self.approx_size.saturating_sub(entry_size(&key, &entry));
+                *approx_size = approx_size.saturating_sub(entry_size(key, &entry));
             }
-            if history.entries.is_empty() {
-                self.index.remove(&key);
-            }
-        }
+            *revisions -= drop_count;
+            history.shrink_after_removal();
+            !history.entries.is_empty()
+        });
     }
 
     fn commit(&mut self, txn: &WriteTxn) {
@@ -478,33 +466,37 @@ impl MvccStore {
     }
 
     /// Undoes every change of `txn`: they are the newest entries of their histories.
+    ///
+    /// Walks every key: only reachable through etcd's from-key duplicate-check gap (see
+    /// [`MvccStore::apply`]'s transaction path), so it is not worth tracking changed keys on
+    /// every write.
     fn rollback(&mut self, txn: &WriteTxn) {
         if txn.changes == 0 {
             return;
         }
-        let written = self.revision_log.split_off(&Revision {
-            main: txn.begin + 1,
-            sub: 0,
-        });
-        for (revision, key) in written.into_iter().rev() {
-            if let Some(history) = self.index.get_mut(&key) {
-                if history.entries.last().map(|entry| entry.revision) == Some(revision) {
-                    let was_live = history.last_live().is_some();
-                    if let Some(entry) = history.entries.pop() {
-                        self.approx_size =
-                            self.approx_size.saturating_sub(entry_size(&key, &entry));
-                    }
-                    match (was_live, history.last_live().is_some()) {
-                        (true, false) => self.live_keys -= 1,
-                        (false, true) => self.live_keys += 1,
-                        _ => {}
-                    }
-                }
-                if history.entries.is_empty() {
-                    self.index.remove(&key);
+        let main = txn.begin + 1;
+        let approx_size = &mut self.approx_size;
+        let revisions = &mut self.revisions;
+        let live_keys = &mut self.live_keys;
+        self.index.retain(|key, history| {
+            let was_live = history.last_live().is_some();
+            while history
+                .entries
+                .last()
+                .is_some_and(|entry| entry.revision.main == main)
+            {
+                if let Some(entry) = history.entries.pop() {
+                    *approx_size = approx_size.saturating_sub(entry_size(key, &entry));
+                    *revisions -= 1;
                 }
             }
-        }
+            match (was_live, history.last_live().is_some()) {
+                (true, false) => *live_keys -= 1,
+                (false, true) => *live_keys += 1,
+                _ => {}
+            }
+            !history.entries.is_empty()
+        });
     }
 
     /// The effective read revision of a request revision, with etcd's `rangeKeys` checks.
@@ -542,17 +534,13 @@ impl MvccStore {
         let mut kvs = Vec::new();
         let mut count: i64 = 0;
         let bounds = key_bounds(&request.key, &request.range_end);
-        for history in self
-            .index
-            .range::<[u8], _>(bounds)
-            .map(|(_, history)| history)
-        {
-            let Some(kv) = history.live_at(revision) else {
+        for (key, history) in self.index.range::<[u8], _>(bounds) {
+            let Some(entry) = history.live_at(revision) else {
                 continue;
             };
             count += 1;
             if !request.count_only && kvs.len() < fetch_limit {
-                kvs.push(kv.clone());
+                kvs.push(entry.kv(key));
             }
         }
 
@@ -591,8 +579,14 @@ impl MvccStore {
         })
     }
 
-    fn latest(&self, key: &[u8]) -> Option<&KeyValue> {
+    fn latest(&self, key: &[u8]) -> Option<&Entry> {
         self.index.get(key)?.last_live()
+    }
+
+    /// The key's current [`KeyValue`], for an answer, if it exists.
+    fn latest_kv(&self, key: &[u8]) -> Option<KeyValue> {
+        let (key, history) = self.index.get_key_value(key)?;
+        Some(history.last_live()?.kv(key))
     }
 
     /// etcd's applier `Put` inside a write. Fails only before changing anything.
@@ -603,7 +597,7 @@ impl MvccStore {
     ) -> Result<PutResponse, MvccError> {
         let needs_previous = request.ignore_value || request.ignore_lease || request.prev_kv;
         let previous = if needs_previous {
-            self.latest(&request.key).cloned()
+            self.latest_kv(&request.key)
         } else {
             None
         };
@@ -634,12 +628,12 @@ impl MvccStore {
 
     fn write_put(&mut self, txn: &mut WriteTxn, key: &[u8], value: Bytes, lease: i64) {
         let revision = txn.next_revision();
-        // Share one buffer per key between the index, its kvs and the revision log.
-        let stored_key = match self.index.get_key_value(key) {
-            Some((stored, _)) => stored.clone(),
-            None => owned(key),
+        if !self.index.contains_key(key) {
+            self.index.insert(owned(key), KeyHistory::default());
+        }
+        let Some(history) = self.index.get_mut(key) else {
+            return;
         };
-        let history = self.index.entry(stored_key.clone()).or_default();
         let (create_revision, version) = match history.last_live() {
             Some(previous) => (previous.create_revision, previous.version + 1),
             None => {
@@ -647,20 +641,16 @@ impl MvccStore {
                 (revision.main, 1)
             }
         };
-        let size = revision_size(stored_key.len(), value.len());
+        let size = revision_size(key.len(), value.len());
         self.approx_size = self.approx_size.saturating_add(size);
-        history.entries.push(Entry {
+        self.revisions += 1;
+        history.push(Entry {
             revision,
-            kv: Some(KeyValue {
-                key: stored_key.clone(),
-                create_revision,
-                mod_revision: revision.main,
-                version,
-                value,
-                lease,
-            }),
+            version,
+            create_revision,
+            lease,
+            value,
         });
-        self.revision_log.insert(revision, stored_key);
     }
 
     /// etcd's applier `DeleteRange` inside a write.
@@ -677,11 +667,11 @@ impl MvccStore {
                 continue;
             };
             if request.prev_kv {
-                prev_kvs.push(previous.clone());
+                prev_kvs.push(previous.kv(key));
             }
             let revision = txn.next_revision();
-            history.entries.push(Entry { revision, kv: None });
-            self.revision_log.insert(revision, key.clone());
+            history.push(Entry::tombstone(revision));
+            self.revisions += 1;
             self.live_keys -= 1;
             self.approx_size = self.approx_size.saturating_add(revision_size(key.len(), 0));
             deleted += 1;
@@ -727,11 +717,11 @@ impl MvccStore {
             .range::<[u8], _>(bounds)
             .map(|(_, history)| history)
         {
-            let Some(kv) = history.last_live() else {
+            let Some(entry) = history.last_live() else {
                 continue;
             };
             matched = true;
-            if !compare_kv(compare, kv) {
+            if !compare_kv(compare, entry) {
                 return false;
             }
         }
@@ -740,7 +730,7 @@ impl MvccStore {
         } else if compare.target == CompareTarget::Value {
             false
         } else {
-            compare_kv(compare, &KeyValue::default())
+            compare_kv(compare, &Entry::ZERO)
         }
     }
 
@@ -837,7 +827,7 @@ fn chosen<'a>(
 
 /// etcd's `compareKV`: the field named by `target`, against the union's value of that kind
 /// (0 or empty when the union holds another kind or nothing).
-fn compare_kv(compare: &Compare, kv: &KeyValue) -> bool {
+fn compare_kv(compare: &Compare, kv: &Entry) -> bool {
     let number = |pick: fn(&CompareTargetUnion) -> Option<i64>| {
         compare.target_union.as_ref().and_then(pick).unwrap_or(0)
     };
@@ -853,7 +843,7 @@ fn compare_kv(compare: &Compare, kv: &KeyValue) -> bool {
             CompareTargetUnion::CreateRevision(revision) => Some(*revision),
             _ => None,
         })),
-        CompareTarget::Mod => kv.mod_revision.cmp(&number(|union| match union {
+        CompareTarget::Mod => kv.mod_revision().cmp(&number(|union| match union {
             CompareTargetUnion::ModRevision(revision) => Some(*revision),
             _ => None,
         })),
@@ -906,7 +896,7 @@ fn revision_size(key_len: usize, value_len: usize) -> u64 {
 
 /// The estimated storage cost of one retained change of `key`.
 pub(crate) fn entry_size(key: &[u8], entry: &Entry) -> u64 {
-    revision_size(key.len(), entry.kv.as_ref().map_or(0, |kv| kv.value.len()))
+    revision_size(key.len(), entry.value.len())
 }
 
 /// The estimated cost of a session record: a fixed part plus the kvs its answer carries.
