@@ -326,6 +326,28 @@ proptest! {
     }
 
     #[test]
+    fn clones_are_independent(first in prop::collection::vec(workload_request(), 0..30), second in prop::collection::vec(workload_request(), 0..30)) {
+        // Histories are shared copy-on-write between clones: changing either side (puts,
+        // deletes, compaction, rolled-back transactions) must leave the other as it was.
+        let store = build_store(&first, &[1]);
+        let frozen = store.snapshot();
+        let mut changed = store.clone();
+        let mut expected = MvccStore::restore(&frozen).expect("restores");
+        for request in &second {
+            let outcome = changed.apply(request.clone());
+            prop_assert_eq!(expected.apply(request.clone()), outcome);
+        }
+        prop_assert_eq!(store.snapshot(), frozen.clone());
+        prop_assert_eq!(changed.snapshot(), expected.snapshot());
+        let mut original = store;
+        let copy = original.clone();
+        for request in &second {
+            let _ = original.apply(request.clone());
+        }
+        prop_assert_eq!(copy.snapshot(), frozen);
+    }
+
+    #[test]
     fn damaged_snapshots_are_rejected(requests in prop::collection::vec(workload_request(), 1..30), position in any::<prop::sample::Index>(), flip in 1u8..=255) {
         let snapshot = build_store(&requests, &[7]).snapshot().to_vec();
         let mut damaged = snapshot.clone();

@@ -4,6 +4,7 @@
 use super::types::KeyValue;
 use bytes::Bytes;
 use std::ops::Bound;
+use std::sync::Arc;
 
 /// A point in the store's history: `main` is the revision of a write request, `sub` numbers
 /// the changes inside it (etcd's `revision{main, sub}`), so several keys changed by one
@@ -83,9 +84,14 @@ impl Entry {
 /// is a put; a tombstone always follows a put; a put after a put has version + 1 and the same
 /// create_revision; a put after a tombstone has version 1 and create_revision = its revision.
 /// After compaction at C at most one entry has `main <= C`, and it is a put.
+///
+/// The entries are shared copy-on-write (`Arc`), so cloning the store (a frozen copy to
+/// serialize on another thread) copies one pointer per key instead of every revision; the
+/// first change of a key after such a clone copies that key's entries once. Read access goes
+/// through `Deref`; every change goes through [`KeyHistory::entries_mut`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct KeyHistory {
-    pub(crate) entries: Vec<Entry>,
+    pub(crate) entries: Arc<Vec<Entry>>,
 }
 
 impl KeyHistory {
@@ -112,7 +118,7 @@ impl KeyHistory {
     /// capacity of one: most keys have few revisions, and a doubling `Vec` would leave up to
     /// half of every history's slots (72 bytes each) unused.
     pub(crate) fn push(&mut self, entry: Entry) {
-        let entries = &mut self.entries;
+        let entries = self.entries_mut();
         if entries.len() == entries.capacity() {
             entries.reserve_exact((entries.len() / 2).max(1));
         }
@@ -122,8 +128,13 @@ impl KeyHistory {
     /// Gives back unused slots after compaction removed entries, when they are many.
     pub(crate) fn shrink_after_removal(&mut self) {
         if self.entries.capacity() > self.entries.len() + self.entries.len() / 2 + 1 {
-            self.entries.shrink_to_fit();
+            self.entries_mut().shrink_to_fit();
         }
+    }
+
+    /// The entries for changing them, copied first if a clone of the store shares them.
+    pub(crate) fn entries_mut(&mut self) -> &mut Vec<Entry> {
+        Arc::make_mut(&mut self.entries)
     }
 }
 

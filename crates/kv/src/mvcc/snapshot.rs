@@ -32,6 +32,7 @@ use super::store::{MvccStore, SessionRecord};
 use bytes::{BufMut, Bytes, BytesMut};
 use std::collections::HashSet;
 use std::io::Write;
+use std::sync::Arc;
 
 const MAGIC: &[u8; 4] = b"RKMV";
 const FORMAT_VERSION: u8 = 2;
@@ -112,7 +113,7 @@ impl MvccStore {
             put_bytes(out, key);
             put_uvarint(out, history.entries.len() as u64);
             let mut previous_main = 0;
-            for entry in &history.entries {
+            for entry in history.entries.iter() {
                 put_uvarint(out, (entry.revision.main - previous_main) as u64);
                 previous_main = entry.revision.main;
                 put_uvarint(out, entry.revision.sub as u64);
@@ -283,7 +284,7 @@ fn read_store(reader: &mut Reader, version: u8) -> Result<MvccStore, SnapshotErr
             return Err(inconsistent("keys out of order"));
         }
         let history = read_history(reader, current_revision, compact_revision)?;
-        for entry in &history.entries {
+        for entry in history.entries.iter() {
             if !seen.insert(entry.revision) {
                 return Err(inconsistent("revision used twice"));
             }
@@ -433,7 +434,9 @@ fn read_history(
         entries.push(entry);
     }
     entries.shrink_to_fit();
-    Ok(KeyHistory { entries })
+    Ok(KeyHistory {
+        entries: Arc::new(entries),
+    })
 }
 
 /// A put's create_revision and version must continue the key's life (or start a new one).

@@ -331,7 +331,7 @@ impl MvccStore {
         let mut revisions = 0;
         for (key, history) in &self.index {
             revisions += history.entries.len();
-            for entry in &history.entries {
+            for entry in history.entries.iter() {
                 size = size.saturating_add(entry_size(key, entry));
             }
             if history.last_live().is_some() {
@@ -450,7 +450,7 @@ impl MvccStore {
             if drop_count == 0 {
                 return true;
             }
-            for entry in history.entries.drain(..drop_count) {
+            for entry in history.entries_mut().drain(..drop_count) {
                 *approx_size = approx_size.saturating_sub(entry_size(key, &entry));
             }
             *revisions -= drop_count;
@@ -485,7 +485,7 @@ impl MvccStore {
                 .last()
                 .is_some_and(|entry| entry.revision.main == main)
             {
-                if let Some(entry) = history.entries.pop() {
+                if let Some(entry) = history.entries_mut().pop() {
                     *approx_size = approx_size.saturating_sub(entry_size(key, &entry));
                     *revisions -= 1;
                 }
