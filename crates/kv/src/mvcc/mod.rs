@@ -12,7 +12,11 @@
 //!   maps them 1:1; [`MvccError`] displays etcd's exact messages and carries etcd's gRPC code.
 //! - [`MvccRequest::validate`] runs etcd's pre-proposal checks (with the server's
 //!   `max_txn_ops`); [`MvccStore::range`] serves reads that do not go through the log.
-//! - [`MvccStore::snapshot`] / [`MvccStore::restore`] move the whole state between members.
+//! - [`MvccStore::snapshot`] / [`MvccStore::restore`] move the whole state between members;
+//!   [`MvccStore::write_snapshot`] streams the same bytes to any `Write` (a file, or a larger
+//!   buffer sized with [`MvccStore::snapshot_size`]) without holding them in memory, and
+//!   `clone()` is cheap (histories are shared copy-on-write), for serializing a frozen copy
+//!   on another thread. `crates/kv/memtool` measures these costs and the heap per revision.
 //! - The session table is bounded ([`DEFAULT_MAX_SESSIONS`], [`MvccStore::set_max_sessions`])
 //!   and evicts least recently used sessions; a retry of an evicted session is applied again.
 //! - [`MvccStore::hash_kv`] is etcd's HashKV, [`MvccStore::approx_size_bytes`] its `dbSize`.
