@@ -192,10 +192,14 @@ impl raftkvpb::forward_server::Forward for ForwardApi {
         }
         let deadline = Instant::now() + self.0.identity.request_timeout;
         // All proposals go to the driver at once, so they share Readies, appends and syncs.
+        // Each command is copied out of the request: decoded `bytes` fields are slices of
+        // tonic's receive buffer (8 KiB at least), and a log entry holding such a slice would
+        // keep the whole buffer alive until the entry is compacted away, which measured about
+        // 2 KiB of leader memory per entry (223 MiB of 329 MiB at peak after 179k puts).
         let outcomes = futures_util::future::join_all(
             commands
                 .into_iter()
-                .map(|data| self.propose_one(data, deadline)),
+                .map(|data| self.propose_one(Bytes::copy_from_slice(&data), deadline)),
         )
         .await;
         Ok(Response::new(raftkvpb::ProposeBatchResponse {

@@ -128,7 +128,36 @@ pub struct EtcdMachine {
     applied: u64,
 }
 
+/// An [`EtcdMachine`] frozen for a snapshot: its member table already encoded, its keyspace
+/// copied.
+struct FrozenMachine {
+    header: Bytes,
+    mvcc: MvccStore,
+}
+
+impl node::FrozenState for FrozenMachine {
+    fn write_to(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        out.write_all(&self.header)?;
+        self.mvcc.write_snapshot(out)
+    }
+}
+
 impl EtcdMachine {
+    /// The part of a snapshot before the keyspace: magic, applied index and member table.
+    fn snapshot_header(&self) -> Bytes {
+        let mut out = BytesMut::with_capacity(64 + 64 * self.members.len());
+        out.put_slice(SNAPSHOT_MAGIC);
+        out.put_u64(self.applied);
+        out.put_u32(self.members.len() as u32);
+        for (&id, row) in &self.members {
+            out.put_u64(id);
+            put_str(&mut out, &row.name);
+            put_urls(&mut out, &row.peer_urls);
+            put_urls(&mut out, &row.client_urls);
+        }
+        out.freeze()
+    }
+
     /// An empty state machine.
     pub fn new() -> EtcdMachine {
         EtcdMachine::default()
@@ -210,19 +239,23 @@ impl node::StateMachine for EtcdMachine {
     }
 
     fn snapshot(&self) -> Bytes {
-        let mvcc = self.mvcc.snapshot();
-        let mut out = BytesMut::with_capacity(mvcc.len() + 64 + 64 * self.members.len());
-        out.put_slice(SNAPSHOT_MAGIC);
-        out.put_u64(self.applied);
-        out.put_u32(self.members.len() as u32);
-        for (&id, row) in &self.members {
-            out.put_u64(id);
-            put_str(&mut out, &row.name);
-            put_urls(&mut out, &row.peer_urls);
-            put_urls(&mut out, &row.client_urls);
-        }
-        out.put_slice(&mvcc);
-        out.freeze()
+        let header = self.snapshot_header();
+        // One allocation of the exact size: the keyspace can be hundreds of megabytes.
+        let mut out = Vec::with_capacity(header.len() + self.mvcc.snapshot_size());
+        out.extend_from_slice(&header);
+        self.mvcc
+            .write_snapshot(&mut out)
+            .expect("writing into memory cannot fail");
+        Bytes::from(out)
+    }
+
+    /// A copy of the state (the keyspace's values are shared, not copied) that a snapshot
+    /// thread serializes while this machine goes on applying entries.
+    fn freeze(&self) -> Box<dyn node::FrozenState> {
+        Box::new(FrozenMachine {
+            header: self.snapshot_header(),
+            mvcc: self.mvcc.clone(),
+        })
     }
 
     fn restore(&mut self, data: &Bytes) -> Result<(), String> {
@@ -556,6 +589,31 @@ mod tests {
         // The session survived: the retry is answered, not applied.
         apply(&mut restored, 4, put(5, 1, "b", "2"));
         assert_eq!(restored.mvcc().current_revision(), 3);
+    }
+
+    /// A frozen copy writes the snapshot of the moment it was frozen, whatever the machine
+    /// applied since.
+    #[test]
+    fn a_frozen_machine_writes_the_snapshot_of_its_moment() {
+        let mut machine = EtcdMachine::new();
+        apply(
+            &mut machine,
+            1,
+            publish(3, Some("c"), Some("http://h:1"), None),
+        );
+        apply(&mut machine, 2, put(0, 0, "a", "1"));
+        let want = machine.snapshot();
+        let frozen = machine.freeze();
+        apply(&mut machine, 3, put(5, 1, "b", "2"));
+        apply(
+            &mut machine,
+            4,
+            publish(4, Some("d"), Some("http://h:2"), None),
+        );
+        let mut written = Vec::new();
+        frozen.write_to(&mut written).expect("write");
+        assert_eq!(written, want);
+        assert_ne!(machine.snapshot(), want);
     }
 
     #[test]
