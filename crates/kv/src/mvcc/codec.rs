@@ -104,6 +104,13 @@ fn request_size_hint(request: &MvccRequest) -> usize {
 pub(crate) trait Out {
     fn write_u8(&mut self, byte: u8);
     fn write_slice(&mut self, bytes: &[u8]);
+
+    /// If this destination only counts bytes, counts `len` more and returns true, so a
+    /// caller can skip producing them (reading a value back from the value log just to
+    /// measure a snapshot). Others return false and must be given the bytes.
+    fn skip(&mut self, _len: usize) -> bool {
+        false
+    }
 }
 
 impl Out for BytesMut {
@@ -127,6 +134,11 @@ impl Out for ByteCount {
 
     fn write_slice(&mut self, bytes: &[u8]) {
         self.0 += bytes.len();
+    }
+
+    fn skip(&mut self, len: usize) -> bool {
+        self.0 += len;
+        true
     }
 }
 

@@ -92,13 +92,18 @@ impl MvccStore {
             }
             register = crc32c_extend(register, &backend_key(change, !entry.is_put()));
             value.clear();
+            let stored = if entry.is_put() {
+                self.value_of(entry)
+            } else {
+                Bytes::new()
+            };
             let proto = if entry.is_put() {
                 ProtoKv {
                     key,
                     create_revision: entry.create_revision,
                     mod_revision: entry.revision.main,
                     version: entry.version,
-                    value: &entry.value,
+                    value: &stored,
                     lease: entry.lease,
                 }
             } else {

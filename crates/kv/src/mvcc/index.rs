@@ -2,6 +2,7 @@
 //! `keyIndex`es, with the values kept beside the revisions so a read needs one lookup).
 
 use super::types::KeyValue;
+use super::values::{Spill, StoredValue, load};
 use bytes::Bytes;
 use std::ops::Bound;
 use std::sync::Arc;
@@ -22,7 +23,7 @@ pub(crate) struct Revision {
 /// Kept compact because there is one per retained revision: the key is not repeated (the
 /// index's map key holds it; [`Entry::kv`] rebuilds a [`KeyValue`] for answers), and a
 /// tombstone is marked by version 0, which no put has (a put's version is at least 1).
-/// 72 bytes plus the value's own buffer.
+/// 72 bytes plus the value's own buffer (none when the value is in the store's value log).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Entry {
     /// When the change happened; `revision.main` is the put's mod_revision.
@@ -33,8 +34,8 @@ pub(crate) struct Entry {
     pub(crate) create_revision: i64,
     /// The put's lease; 0 for a tombstone.
     pub(crate) lease: i64,
-    /// The put's value; empty for a tombstone.
-    pub(crate) value: Bytes,
+    /// The put's value, or where the value log holds it; empty for a tombstone.
+    pub(crate) value: StoredValue,
 }
 
 impl Entry {
@@ -44,7 +45,7 @@ impl Entry {
         version: 0,
         create_revision: 0,
         lease: 0,
-        value: Bytes::new(),
+        value: StoredValue::Inline(Bytes::new()),
     };
 
     /// A delete of the key at `revision`.
@@ -65,14 +66,25 @@ impl Entry {
         self.revision.main
     }
 
-    /// The [`KeyValue`] of this put, for an answer. Shares `key`'s and the value's buffers.
-    pub(crate) fn kv(&self, key: &Bytes) -> KeyValue {
+    /// The [`KeyValue`] of this put, for an answer. Shares `key`'s buffer and an inline
+    /// value's; a logged value is read back from `spill`'s log (panicking if that fails, see
+    /// [`super::ValueLog`]).
+    pub(crate) fn kv(&self, key: &Bytes, spill: Option<&Spill>) -> KeyValue {
+        KeyValue {
+            value: load(spill, &self.value),
+            ..self.kv_without_value(key)
+        }
+    }
+
+    /// The [`KeyValue`] of this put with an empty value, for answers that need no value
+    /// (`keys_only`) or fill it in later.
+    pub(crate) fn kv_without_value(&self, key: &Bytes) -> KeyValue {
         KeyValue {
             key: key.clone(),
             create_revision: self.create_revision,
             mod_revision: self.revision.main,
             version: self.version,
-            value: self.value.clone(),
+            value: Bytes::new(),
             lease: self.lease,
         }
     }
@@ -164,4 +176,15 @@ pub(crate) fn key_bounds<'a>(
 /// revision is retained.
 pub(crate) fn owned(bytes: &[u8]) -> Bytes {
     Bytes::copy_from_slice(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Entry;
+
+    /// One entry per retained revision: its size is the store's memory per revision.
+    #[test]
+    fn an_entry_stays_72_bytes() {
+        assert_eq!(std::mem::size_of::<Entry>(), 72);
+    }
 }

@@ -19,6 +19,10 @@
 //!   on another thread. `crates/kv/memtool` measures these costs and the heap per revision.
 //! - The session table is bounded ([`DEFAULT_MAX_SESSIONS`], [`MvccStore::set_max_sessions`])
 //!   and evicts least recently used sessions; a retry of an evicted session is applied again.
+//! - Values can live outside the heap: [`MvccStore::with_value_log`] gives the store a
+//!   [`ValueLog`] (the server's is an append-only file) that takes every value of at least
+//!   [`DEFAULT_VALUE_LOG_THRESHOLD`] bytes; the index keeps a reference. Everything observable
+//!   (answers, hashes, snapshots) is the same with or without one.
 //! - [`MvccStore::hash_kv`] is etcd's HashKV, [`MvccStore::approx_size_bytes`] its `dbSize`.
 //!
 //! Known differences from etcd 3.4, all at the edges:
@@ -41,6 +45,7 @@ mod snapshot;
 mod store;
 mod types;
 mod validate;
+mod values;
 
 pub use codec::{decode_result, encode_result};
 pub use error::{GrpcCode, MvccError, SnapshotError};
@@ -52,3 +57,4 @@ pub use types::{
     ResponseHeader, ResponseOp, SortOrder, SortTarget, TxnRequest, TxnResponse, prefix_range_end,
 };
 pub use validate::{DEFAULT_MAX_TXN_OPS, MAX_TXN_DEPTH};
+pub use values::{DEFAULT_VALUE_LOG_THRESHOLD, MemoryValueLog, ValueLog, ValueRef};

@@ -29,6 +29,7 @@ use super::codec::{ByteCount, Out, Reader, put_bytes, put_ivarint, put_result, p
 use super::error::SnapshotError;
 use super::index::{Entry, KeyHistory, Revision, owned};
 use super::store::{MvccStore, SessionRecord};
+use super::values::{Spill, StoredValue};
 use bytes::{BufMut, Bytes, BytesMut};
 use std::collections::HashSet;
 use std::io::Write;
@@ -119,7 +120,11 @@ impl MvccStore {
                 put_uvarint(out, entry.revision.sub as u64);
                 if entry.is_put() {
                     out.write_u8(KIND_PUT);
-                    put_bytes(out, &entry.value);
+                    let len = entry.value.len();
+                    put_uvarint(out, len as u64);
+                    if !out.skip(len) {
+                        out.write_slice(&self.value_of(entry));
+                    }
                     put_ivarint(out, entry.create_revision);
                     put_ivarint(out, entry.version);
                     put_ivarint(out, entry.lease);
@@ -163,7 +168,7 @@ impl MvccStore {
     /// what a node's `StateMachine::restore` wants. On error the store is unchanged; never
     /// panics.
     pub fn restore_in_place(&mut self, bytes: &Bytes) -> Result<(), SnapshotError> {
-        let mut store = decode(bytes)?;
+        let mut store = decode(bytes, self.spill.as_ref())?;
         store.max_sessions = self.max_sessions;
         store.evict_sessions();
         *self = store;
@@ -224,8 +229,9 @@ impl<W: Write> Out for StreamOut<W> {
     }
 }
 
-/// Checks and decodes snapshot bytes into a store with the default session bound.
-fn decode(bytes: &Bytes) -> Result<MvccStore, SnapshotError> {
+/// Checks and decodes snapshot bytes into a store with the default session bound, keeping
+/// values in `spill`'s log if given (values of a failed decode stay there as garbage).
+fn decode(bytes: &Bytes, spill: Option<&Spill>) -> Result<MvccStore, SnapshotError> {
     let header_len = MAGIC.len() + 1;
     if bytes.len() < header_len + 4 {
         return Err(SnapshotError::TooShort);
@@ -245,7 +251,7 @@ fn decode(bytes: &Bytes) -> Result<MvccStore, SnapshotError> {
         return Err(SnapshotError::ChecksumMismatch { stored, computed });
     }
     let mut reader = Reader::new(&bytes.slice(header_len..body_end));
-    let mut store = read_store(&mut reader, version)?;
+    let mut store = read_store(&mut reader, version, spill)?;
     reader.finish()?;
     store.recount();
     Ok(store)
@@ -255,7 +261,11 @@ fn inconsistent(reason: &'static str) -> SnapshotError {
     SnapshotError::Inconsistent(reason)
 }
 
-fn read_store(reader: &mut Reader, version: u8) -> Result<MvccStore, SnapshotError> {
+fn read_store(
+    reader: &mut Reader,
+    version: u8,
+    spill: Option<&Spill>,
+) -> Result<MvccStore, SnapshotError> {
     let current_revision = reader.ivarint()?;
     let compact_revision = reader.ivarint()?;
     if !(1..=MAX_REVISION).contains(&current_revision) {
@@ -265,6 +275,7 @@ fn read_store(reader: &mut Reader, version: u8) -> Result<MvccStore, SnapshotErr
         return Err(inconsistent("compact revision out of range"));
     }
     let mut store = MvccStore::new();
+    store.spill = spill.cloned();
     store.current_revision = current_revision;
     store.compact_revision = compact_revision;
 
@@ -283,7 +294,7 @@ fn read_store(reader: &mut Reader, version: u8) -> Result<MvccStore, SnapshotErr
         {
             return Err(inconsistent("keys out of order"));
         }
-        let history = read_history(reader, current_revision, compact_revision)?;
+        let history = read_history(reader, current_revision, compact_revision, spill)?;
         for entry in history.entries.iter() {
             if !seen.insert(entry.revision) {
                 return Err(inconsistent("revision used twice"));
@@ -374,6 +385,7 @@ fn read_history(
     reader: &mut Reader,
     current_revision: i64,
     compact_revision: i64,
+    spill: Option<&Spill>,
 ) -> Result<KeyHistory, SnapshotError> {
     let entry_count = reader.count()?;
     if entry_count == 0 {
@@ -410,7 +422,7 @@ fn read_history(
                 Entry::tombstone(revision)
             }
             KIND_PUT => {
-                let value = owned(&reader.bytes()?);
+                let value = reader.bytes()?;
                 let create_revision = reader.ivarint()?;
                 let version = reader.ivarint()?;
                 let lease = reader.ivarint()?;
@@ -426,7 +438,11 @@ fn read_history(
                     version,
                     create_revision,
                     lease,
-                    value,
+                    // Stored after every check, so a refused entry appends nothing.
+                    value: match spill {
+                        Some(spill) => spill.store(&value),
+                        None => StoredValue::Inline(owned(&value)),
+                    },
                 }
             }
             _ => return Err(SnapshotError::Malformed("unknown entry kind")),

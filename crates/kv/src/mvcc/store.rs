@@ -10,9 +10,11 @@ use super::types::{
     ResponseHeader, ResponseOp, SortOrder, SortTarget, TxnRequest, TxnResponse,
 };
 use super::validate;
+use super::values::{DEFAULT_VALUE_LOG_THRESHOLD, Spill, StoredValue, ValueLog, load};
 use bytes::Bytes;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// A deterministic multi-version key-value store with etcd v3 semantics.
 ///
@@ -25,8 +27,13 @@ use std::collections::BTreeMap;
 /// operations that need revision order or every key (compaction, HashKV) walk the index, as
 /// etcd's compaction walks its `treeIndex`, so each retained revision costs one compact entry.
 ///
-/// Equality compares the replicated state only, not the configured
-/// [`max_sessions`](MvccStore::max_sessions) bound.
+/// Values of at least a threshold can live in a [`ValueLog`] instead of the heap
+/// ([`MvccStore::with_value_log`]); the index then holds a reference, and every answer, compare,
+/// hash and snapshot reads the value back. A failed read or append of the log panics (a local
+/// disk failure, like a failed WAL write: the member must stop rather than answer wrongly).
+///
+/// Equality compares the replicated state only (values by content, wherever they are kept),
+/// not the configured [`max_sessions`](MvccStore::max_sessions) bound or value log.
 #[derive(Clone, Debug)]
 pub struct MvccStore {
     /// The revision of the last write; 1 for a fresh store, as in etcd.
@@ -52,6 +59,11 @@ pub struct MvccStore {
     pub(crate) approx_size: u64,
     /// How many keys exist at the current revision, kept up to date by every change.
     pub(crate) live_keys: u64,
+    /// Configuration, not state: the value log and the shortest value it takes, if any.
+    pub(crate) spill: Option<Spill>,
+    /// Local, not state: the bytes of logged values the retained revisions reference (a value
+    /// shared by an `ignore_value` put counts once per revision).
+    pub(crate) logged_live: u64,
 }
 
 /// The most client sessions a store keeps unless configured otherwise.
@@ -81,7 +93,7 @@ impl PartialEq for MvccStore {
         // Everything but `max_sessions`, which is configuration.
         self.current_revision == other.current_revision
             && self.compact_revision == other.compact_revision
-            && self.index == other.index
+            && self.same_index(other)
             && self.revisions == other.revisions
             && self.sessions == other.sessions
             && self.session_recency == other.session_recency
@@ -92,6 +104,39 @@ impl PartialEq for MvccStore {
 }
 
 impl Eq for MvccStore {}
+
+impl MvccStore {
+    /// Whether both indexes hold the same keys and changes, comparing values by content
+    /// (either store may keep them inline or in its value log).
+    fn same_index(&self, other: &Self) -> bool {
+        let same_entry = |a: &Entry, b: &Entry| {
+            a.revision == b.revision
+                && a.version == b.version
+                && a.create_revision == b.create_revision
+                && a.lease == b.lease
+                && a.value.len() == b.value.len()
+                && if self.spill.is_none() && other.spill.is_none() {
+                    a.value == b.value
+                } else {
+                    self.value_of(a) == other.value_of(b)
+                }
+        };
+        self.index.len() == other.index.len()
+            && self
+                .index
+                .iter()
+                .zip(&other.index)
+                .all(|((ka, ha), (kb, hb))| {
+                    ka == kb
+                        && ha.entries.len() == hb.entries.len()
+                        && ha
+                            .entries
+                            .iter()
+                            .zip(hb.entries.iter())
+                            .all(|(a, b)| same_entry(a, b))
+                })
+    }
+}
 
 /// The last request of a session and its outcome.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -169,6 +214,80 @@ impl MvccStore {
             max_sessions: max_sessions.max(1),
             approx_size: 0,
             live_keys: 0,
+            spill: None,
+            logged_live: 0,
+        }
+    }
+
+    /// This store, keeping values of at least [`DEFAULT_VALUE_LOG_THRESHOLD`] bytes in `log`
+    /// instead of the heap. See [`MvccStore::set_value_log`].
+    pub fn with_value_log(mut self, log: Arc<dyn ValueLog>) -> MvccStore {
+        self.set_value_log(Some(log), DEFAULT_VALUE_LOG_THRESHOLD);
+        self
+    }
+
+    /// Keeps values of at least `min_len` bytes (0 counts as 1: empty values always stay
+    /// inline) in `log` from now on, or every value in memory with `None`. Configuration, not
+    /// state: answers, hashes, snapshots and equality are the same either way, so members may
+    /// differ in it. Clones share the log.
+    ///
+    /// Values already retained move to their new place (read from the old log, appended to
+    /// the new one or kept inline), so this may be called at any time; on an empty store it
+    /// costs nothing. Panics if a log fails (see [`ValueLog`]).
+    pub fn set_value_log(&mut self, log: Option<Arc<dyn ValueLog>>, min_len: usize) {
+        let new = log.map(|log| Spill {
+            log,
+            min_len: min_len.max(1),
+        });
+        let old = std::mem::replace(&mut self.spill, new);
+        let mut logged_live = 0u64;
+        for history in self.index.values_mut() {
+            for entry in history.entries_mut() {
+                if entry.is_put() {
+                    let value = load(old.as_ref(), &entry.value);
+                    entry.value = match &self.spill {
+                        Some(spill) => spill.store(&value),
+                        None => StoredValue::Inline(value),
+                    };
+                    if let StoredValue::Logged(at) = entry.value {
+                        logged_live += u64::from(at.len);
+                    }
+                }
+            }
+        }
+        self.logged_live = logged_live;
+    }
+
+    /// The value log, if values are kept in one.
+    pub fn value_log(&self) -> Option<&Arc<dyn ValueLog>> {
+        self.spill.as_ref().map(|spill| &spill.log)
+    }
+
+    /// The bytes of logged values that retained revisions still reference; the rest of the
+    /// log's [`ValueLog::size_bytes`] is garbage left by compaction (and by replaced state),
+    /// which rewriting the log (defragmentation) would reclaim. etcd reports the pair as
+    /// `dbSizeInUse` and `dbSize`. 0 without a log.
+    pub fn value_log_live_bytes(&self) -> u64 {
+        self.logged_live
+    }
+
+    /// A retained value, read back from the value log if it is there.
+    pub(crate) fn value_of(&self, entry: &Entry) -> Bytes {
+        load(self.spill.as_ref(), &entry.value)
+    }
+
+    /// Stores a new value: in the value log if it takes it, else inline in a buffer of its
+    /// own (see [`owned`]).
+    fn store_value(&mut self, value: &[u8]) -> StoredValue {
+        match &self.spill {
+            Some(spill) => {
+                let stored = spill.store(value);
+                if let StoredValue::Logged(at) = stored {
+                    self.logged_live += u64::from(at.len);
+                }
+                stored
+            }
+            None => StoredValue::Inline(owned(value)),
         }
     }
 
@@ -329,10 +448,12 @@ impl MvccStore {
         let mut size: u64 = 0;
         let mut live: u64 = 0;
         let mut revisions = 0;
+        let mut logged_live = 0u64;
         for (key, history) in &self.index {
             revisions += history.entries.len();
             for entry in history.entries.iter() {
                 size = size.saturating_add(entry_size(key, entry));
+                logged_live += logged_len(entry);
             }
             if history.last_live().is_some() {
                 live += 1;
@@ -344,6 +465,7 @@ impl MvccStore {
         self.approx_size = size;
         self.live_keys = live;
         self.revisions = revisions;
+        self.logged_live = logged_live;
     }
 
     /// Applies one request without deduplication.
@@ -438,6 +560,7 @@ impl MvccStore {
     fn drop_history(&mut self, at: i64) {
         let approx_size = &mut self.approx_size;
         let revisions = &mut self.revisions;
+        let logged_live = &mut self.logged_live;
         self.index.retain(|key, history| {
             let at_or_before = history
                 .entries
@@ -452,6 +575,7 @@ impl MvccStore {
             }
             for entry in history.entries_mut().drain(..drop_count) {
                 *approx_size = approx_size.saturating_sub(entry_size(key, &entry));
+                *logged_live = logged_live.saturating_sub(logged_len(&entry));
             }
             *revisions -= drop_count;
             history.shrink_after_removal();
@@ -478,6 +602,7 @@ impl MvccStore {
         let approx_size = &mut self.approx_size;
         let revisions = &mut self.revisions;
         let live_keys = &mut self.live_keys;
+        let logged_live = &mut self.logged_live;
         self.index.retain(|key, history| {
             let was_live = history.last_live().is_some();
             while history
@@ -487,6 +612,7 @@ impl MvccStore {
             {
                 if let Some(entry) = history.entries_mut().pop() {
                     *approx_size = approx_size.saturating_sub(entry_size(key, &entry));
+                    *logged_live = logged_live.saturating_sub(logged_len(&entry));
                     *revisions -= 1;
                 }
             }
@@ -531,7 +657,10 @@ impl MvccStore {
         };
         let revision = self.read_revision(request.revision, current)?;
 
-        let mut kvs = Vec::new();
+        // Values are read (from the value log, perhaps) only for the kvs answered, after
+        // filtering and the limit, unless sorting by value needs them all first.
+        let sort_by_value = request.sort_target == SortTarget::Value;
+        let mut found: Vec<(KeyValue, &Entry)> = Vec::new();
         let mut count: i64 = 0;
         let bounds = key_bounds(&request.key, &request.range_end);
         for (key, history) in self.index.range::<[u8], _>(bounds) {
@@ -539,38 +668,51 @@ impl MvccStore {
                 continue;
             };
             count += 1;
-            if !request.count_only && kvs.len() < fetch_limit {
-                kvs.push(entry.kv(key));
+            if !request.count_only && found.len() < fetch_limit {
+                found.push((entry.kv_without_value(key), entry));
             }
+        }
+        let read_values = |found: &mut Vec<(KeyValue, &Entry)>| {
+            for (kv, entry) in found {
+                kv.value = self.value_of(entry);
+            }
+        };
+        if sort_by_value {
+            read_values(&mut found);
         }
 
         if request.max_mod_revision != 0 {
-            kvs.retain(|kv| kv.mod_revision <= request.max_mod_revision);
+            found.retain(|(kv, _)| kv.mod_revision <= request.max_mod_revision);
         }
         if request.min_mod_revision != 0 {
-            kvs.retain(|kv| kv.mod_revision >= request.min_mod_revision);
+            found.retain(|(kv, _)| kv.mod_revision >= request.min_mod_revision);
         }
         if request.max_create_revision != 0 {
-            kvs.retain(|kv| kv.create_revision <= request.max_create_revision);
+            found.retain(|(kv, _)| kv.create_revision <= request.max_create_revision);
         }
         if request.min_create_revision != 0 {
-            kvs.retain(|kv| kv.create_revision >= request.min_create_revision);
+            found.retain(|(kv, _)| kv.create_revision >= request.min_create_revision);
         }
-        sort_kvs(&mut kvs, request.sort_order, request.sort_target);
+        sort_kvs(&mut found, request.sort_order, request.sort_target);
 
         let mut more = false;
         if let Ok(limit) = usize::try_from(request.limit)
             && limit > 0
-            && kvs.len() > limit
+            && found.len() > limit
         {
-            kvs.truncate(limit);
+            found.truncate(limit);
             more = true;
         }
         if request.keys_only {
-            for kv in &mut kvs {
-                kv.value = Bytes::new();
+            if sort_by_value {
+                for (kv, _) in &mut found {
+                    kv.value = Bytes::new();
+                }
             }
+        } else if !sort_by_value {
+            read_values(&mut found);
         }
+        let kvs = found.into_iter().map(|(kv, _)| kv).collect();
         Ok(RangeResponse {
             header: ResponseHeader { revision: current },
             kvs,
@@ -583,12 +725,6 @@ impl MvccStore {
         self.index.get(key)?.last_live()
     }
 
-    /// The key's current [`KeyValue`], for an answer, if it exists.
-    fn latest_kv(&self, key: &[u8]) -> Option<KeyValue> {
-        let (key, history) = self.index.get_key_value(key)?;
-        Some(history.last_live()?.kv(key))
-    }
-
     /// etcd's applier `Put` inside a write. Fails only before changing anything.
     fn put_in(
         &mut self,
@@ -597,36 +733,49 @@ impl MvccStore {
     ) -> Result<PutResponse, MvccError> {
         let needs_previous = request.ignore_value || request.ignore_lease || request.prev_kv;
         let previous = if needs_previous {
-            self.latest_kv(&request.key)
+            self.index
+                .get_key_value(&request.key[..])
+                .and_then(|(key, history)| Some((key, history.last_live()?)))
         } else {
             None
         };
-        let (value, lease) = match (&previous, request.ignore_value || request.ignore_lease) {
+        let prev_kv = match previous {
+            Some((key, entry)) if request.prev_kv => Some(entry.kv(key, self.spill.as_ref())),
+            _ => None,
+        };
+        // An ignore_value put keeps the previous value as stored (a logged one is not
+        // appended again: both revisions reference it).
+        let (kept_value, lease) = match (previous, request.ignore_value || request.ignore_lease) {
             (None, true) => return Err(MvccError::KeyNotFound),
-            (Some(previous), true) => (
-                if request.ignore_value {
-                    previous.value.clone()
-                } else {
-                    owned(&request.value)
-                },
+            (Some((_, previous)), true) => (
+                request.ignore_value.then(|| previous.value.clone()),
                 if request.ignore_lease {
                     previous.lease
                 } else {
                     request.lease
                 },
             ),
-            (_, false) => (owned(&request.value), request.lease),
+            (_, false) => (None, request.lease),
+        };
+        let value = match kept_value {
+            Some(kept) => {
+                if let StoredValue::Logged(at) = kept {
+                    self.logged_live += u64::from(at.len);
+                }
+                kept
+            }
+            None => self.store_value(&request.value),
         };
         self.write_put(txn, &request.key, value, lease);
         Ok(PutResponse {
             header: ResponseHeader {
                 revision: txn.begin + 1,
             },
-            prev_kv: if request.prev_kv { previous } else { None },
+            prev_kv,
         })
     }
 
-    fn write_put(&mut self, txn: &mut WriteTxn, key: &[u8], value: Bytes, lease: i64) {
+    fn write_put(&mut self, txn: &mut WriteTxn, key: &[u8], value: StoredValue, lease: i64) {
         let revision = txn.next_revision();
         if !self.index.contains_key(key) {
             self.index.insert(owned(key), KeyHistory::default());
@@ -662,12 +811,13 @@ impl MvccStore {
         let mut prev_kvs = Vec::new();
         let mut deleted = 0;
         let bounds = key_bounds(&request.key, &request.range_end);
+        let spill = self.spill.as_ref();
         for (key, history) in self.index.range_mut::<[u8], _>(bounds) {
             let Some(previous) = history.last_live() else {
                 continue;
             };
             if request.prev_kv {
-                prev_kvs.push(previous.kv(key));
+                prev_kvs.push(previous.kv(key, spill));
             }
             let revision = txn.next_revision();
             history.push(Entry::tombstone(revision));
@@ -721,7 +871,7 @@ impl MvccStore {
                 continue;
             };
             matched = true;
-            if !compare_kv(compare, entry) {
+            if !compare_kv(compare, entry, |entry| self.value_of(entry)) {
                 return false;
             }
         }
@@ -730,7 +880,7 @@ impl MvccStore {
         } else if compare.target == CompareTarget::Value {
             false
         } else {
-            compare_kv(compare, &Entry::ZERO)
+            compare_kv(compare, &Entry::ZERO, |entry| self.value_of(entry))
         }
     }
 
@@ -826,8 +976,9 @@ fn chosen<'a>(
 }
 
 /// etcd's `compareKV`: the field named by `target`, against the union's value of that kind
-/// (0 or empty when the union holds another kind or nothing).
-fn compare_kv(compare: &Compare, kv: &Entry) -> bool {
+/// (0 or empty when the union holds another kind or nothing). `value_of` reads the entry's
+/// value, only for a VALUE compare.
+fn compare_kv(compare: &Compare, kv: &Entry, value_of: impl Fn(&Entry) -> Bytes) -> bool {
     let number = |pick: fn(&CompareTargetUnion) -> Option<i64>| {
         compare.target_union.as_ref().and_then(pick).unwrap_or(0)
     };
@@ -837,7 +988,7 @@ fn compare_kv(compare: &Compare, kv: &Entry) -> bool {
                 Some(CompareTargetUnion::Value(value)) => value,
                 _ => &[],
             };
-            kv.value.as_ref().cmp(value)
+            value_of(kv).as_ref().cmp(value)
         }
         CompareTarget::Create => kv.create_revision.cmp(&number(|union| match union {
             CompareTargetUnion::CreateRevision(revision) => Some(*revision),
@@ -867,13 +1018,14 @@ fn compare_kv(compare: &Compare, kv: &Entry) -> bool {
 /// etcd's Range sorting. Go's `sort.Sort` is not stable, so etcd leaves the order of equal
 /// elements unspecified; we sort stably, so ties stay in key order in both directions
 /// (which is also what Go produces for small result sets).
-fn sort_kvs(kvs: &mut [KeyValue], order: SortOrder, target: SortTarget) {
+/// Sorts kvs found with their entries (values may not be read yet unless sorting by value).
+fn sort_kvs(kvs: &mut [(KeyValue, &Entry)], order: SortOrder, target: SortTarget) {
     let order = if target != SortTarget::Key && order == SortOrder::None {
         SortOrder::Ascend
     } else {
         order
     };
-    let compare = |a: &KeyValue, b: &KeyValue| match target {
+    let compare = |(a, _): &(KeyValue, &Entry), (b, _): &(KeyValue, &Entry)| match target {
         SortTarget::Key => a.key.cmp(&b.key),
         SortTarget::Version => a.version.cmp(&b.version),
         SortTarget::Create => a.create_revision.cmp(&b.create_revision),
@@ -892,6 +1044,14 @@ fn revision_size(key_len: usize, value_len: usize) -> u64 {
     (key_len as u64)
         .saturating_add(value_len as u64)
         .saturating_add(REVISION_OVERHEAD)
+}
+
+/// The bytes of `entry`'s value kept in the value log (0 if inline).
+fn logged_len(entry: &Entry) -> u64 {
+    match entry.value {
+        StoredValue::Logged(at) => u64::from(at.len),
+        StoredValue::Inline(_) => 0,
+    }
 }
 
 /// The estimated storage cost of one retained change of `key`.
