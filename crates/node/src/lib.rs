@@ -15,7 +15,7 @@ use raft::{
     Config, Entry, EntryKind, HardState, LogIndex, MemStorage, Message, NewNodeError, ProposeError,
     RawNode, SoftState, Term,
 };
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 
 /// What a member replicates. Implementations must be deterministic: the same entries in the same
@@ -279,6 +279,25 @@ pub struct Node<M: StateMachine> {
     reads_confirmed: BTreeMap<(LogIndex, RequestId), M::Query>,
     /// The leader last seen, to fail forwarded reads when it changes.
     known_leader: raft::NodeId,
+    /// Commands this follower forwarded to the leader, by their bytes: a forwarded command has
+    /// no index here until it turns up in the log, so it is recognised by its content (the
+    /// embedder makes commands unique, e.g. with a session sequence). Identical commands share
+    /// one slot and get the same answer.
+    forwarded: HashMap<Bytes, ForwardedWaiters>,
+    /// When each forwarded slot gives up: (deadline tick, command), oldest first.
+    forwarded_deadlines: VecDeque<(u64, Bytes)>,
+    /// Ticks since start: the clock of forwarded commands' deadlines.
+    ticks: u64,
+    /// How long a forwarded command is waited for before its outcome is reported unknown.
+    forward_timeout_ticks: u64,
+}
+
+/// The requests waiting for one forwarded command.
+#[derive(Debug, Default)]
+struct ForwardedWaiters {
+    requests: Vec<RequestId>,
+    /// The deadline of the latest submission; earlier deadline records are stale.
+    deadline: u64,
 }
 
 #[derive(Debug)]
@@ -317,6 +336,12 @@ impl<M: StateMachine> Node<M> {
             reads_unconfirmed: BTreeMap::new(),
             reads_confirmed: BTreeMap::new(),
             known_leader: raft::NodeId::NONE,
+            forwarded: HashMap::new(),
+            forwarded_deadlines: VecDeque::new(),
+            ticks: 0,
+            // Long enough for a commit round under load, short enough that a command the
+            // leader dropped is retried well within a client's patience.
+            forward_timeout_ticks: 2 * u64::from(config.election_timeout_ticks.max(1)),
         })
     }
 
@@ -348,6 +373,7 @@ impl<M: StateMachine> Node<M> {
     /// One tick of logical time.
     pub fn tick(&mut self) {
         self.raw.tick();
+        self.ticks += 1;
     }
 
     /// A message from a peer.
@@ -376,6 +402,75 @@ impl<M: StateMachine> Node<M> {
                 request,
                 result: Err(error.into()),
             }),
+        }
+    }
+
+    /// Like [`Node::submit`], but a follower or learner that knows the leader hands the command
+    /// to it instead of refusing (etcd's proposal forwarding), and answers once it applies the
+    /// command itself: the state machine is deterministic, so its answer is the leader's. A
+    /// forwarded command that is not seen applied within two election timeouts, or when the
+    /// leader changes or a snapshot replaces the state, is answered
+    /// [`RequestError::OutcomeUnknown`]: the leader may have dropped it, or may still commit
+    /// it, so only a retry in the same session can tell.
+    pub fn submit_anywhere(
+        &mut self,
+        request: RequestId,
+        data: Bytes,
+        out: &mut Vec<Action<M::Response>>,
+    ) {
+        if self.raw.role() == raft::Role::Leader {
+            self.submit(request, data, out);
+            return;
+        }
+        match self.raw.forward_proposal(data.clone()) {
+            Ok(_leader) => {
+                let deadline = self.ticks + self.forward_timeout_ticks;
+                let slot = self.forwarded.entry(data.clone()).or_default();
+                slot.requests.push(request);
+                slot.deadline = deadline;
+                self.forwarded_deadlines.push_back((deadline, data));
+            }
+            Err(error) => out.push(Action::Reply {
+                request,
+                result: Err(error.into()),
+            }),
+        }
+    }
+
+    /// How many forwarded commands wait to be seen applied.
+    pub fn forwarded_waiting(&self) -> usize {
+        self.forwarded.len()
+    }
+
+    /// Answers forwarded commands whose wait is over, or all of them.
+    fn give_up_forwarded(&mut self, all: bool, out: &mut Vec<Action<M::Response>>) {
+        if all {
+            self.forwarded_deadlines.clear();
+            for (_, slot) in self.forwarded.drain() {
+                out.extend(slot.requests.into_iter().map(|request| Action::Reply {
+                    request,
+                    result: Err(RequestError::OutcomeUnknown),
+                }));
+            }
+            return;
+        }
+        while let Some((deadline, _)) = self.forwarded_deadlines.front() {
+            if *deadline > self.ticks {
+                break;
+            }
+            let (deadline, data) = self.forwarded_deadlines.pop_front().expect("checked");
+            // Only the latest submission's deadline counts.
+            if self
+                .forwarded
+                .get(&data)
+                .is_some_and(|slot| slot.deadline == deadline)
+            {
+                let slot = self.forwarded.remove(&data).expect("checked");
+                out.extend(slot.requests.into_iter().map(|request| Action::Reply {
+                    request,
+                    result: Err(RequestError::OutcomeUnknown),
+                }));
+            }
         }
     }
 
@@ -491,6 +586,7 @@ impl<M: StateMachine> Node<M> {
 
     /// Collects all pending work as actions.
     pub fn poll(&mut self, out: &mut Vec<Action<M::Response>>) {
+        self.give_up_forwarded(false, out);
         while self.raw.has_ready() {
             let ready = self.raw.ready();
             if let Some(soft_state) = ready.soft_state {
@@ -499,6 +595,9 @@ impl<M: StateMachine> Node<M> {
                     soft_state,
                 });
                 if soft_state.leader != self.known_leader {
+                    // Commands forwarded to the old leader may have been lost with it, or may
+                    // still commit under the next one: their outcome is unknown.
+                    self.give_up_forwarded(true, out);
                     // A read forwarded to the old leader may never be answered: fail it so the
                     // client retries (the read was not served, so this is a definite failure).
                     self.known_leader = soft_state.leader;
@@ -567,6 +666,8 @@ impl<M: StateMachine> Node<M> {
         let index = snapshot.metadata.index;
         self.applied = self.applied.max(index);
         out.push(Action::SnapshotInstalled { index });
+        // Forwarded commands inside the snapshot will never be applied here one by one.
+        self.give_up_forwarded(true, out);
         while let Some((&at, &(_, request))) = self.waiting.first_key_value() {
             if at > index {
                 break;
@@ -683,6 +784,15 @@ impl<M: StateMachine> Node<M> {
                 index: entry.index,
                 term: entry.term,
             });
+            if let Some(response) = &response
+                && !self.forwarded.is_empty()
+                && let Some(slot) = self.forwarded.remove(&entry.data)
+            {
+                out.extend(slot.requests.into_iter().map(|request| Action::Reply {
+                    request,
+                    result: Ok(response.clone()),
+                }));
+            }
             // Waiters at or below this index are settled: either this is their entry, or their
             // entry was replaced and can never be applied.
             while let Some((&index, &(term, request))) = self.waiting.first_key_value() {

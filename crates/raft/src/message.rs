@@ -68,6 +68,13 @@ pub enum MessageBody {
         /// Echoes the heartbeat's round (0 when answering a stale leader).
         round: u64,
     },
+    /// A follower hands its clients' commands to the leader, which appends them as if proposed
+    /// there (etcd's forwarded `MsgProp`). Nothing is answered: the follower learns the outcome
+    /// by applying the entry itself, and gives up on commands it never sees applied.
+    Propose {
+        /// The commands, in the order they were submitted.
+        entries: Vec<bytes::Bytes>,
+    },
     /// A follower asks the leader for a read index on behalf of one of its clients.
     ReadIndex {
         /// The follower's handle for the read, echoed in the answer.
@@ -129,6 +136,7 @@ impl MessageBody {
             MessageBody::AppendEntriesResponse(_) => "AppendEntriesResp",
             MessageBody::Heartbeat { .. } => "Heartbeat",
             MessageBody::HeartbeatResponse { .. } => "HeartbeatResp",
+            MessageBody::Propose { .. } => "Propose",
             MessageBody::ReadIndex { .. } => "ReadIndex",
             MessageBody::ReadIndexResponse { .. } => "ReadIndexResp",
             MessageBody::TimeoutNow => "TimeoutNow",

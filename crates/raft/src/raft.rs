@@ -89,11 +89,14 @@ pub enum DropReason {
     StaleResponse,
     /// The follower would need entries that are compacted (a snapshot is required).
     NeedsSnapshot,
+    /// A forwarded proposal reached a member that is not (or no longer) leader, or a leader
+    /// that refused it (a transfer in progress, too many uncommitted bytes).
+    ProposalRefused,
 }
 
 impl DropReason {
     /// Every reason, in a fixed order (index of the counter array).
-    pub const ALL: [DropReason; 8] = [
+    pub const ALL: [DropReason; 9] = [
         DropReason::WrongRecipient,
         DropReason::UnknownSender,
         DropReason::StaleTerm,
@@ -102,6 +105,7 @@ impl DropReason {
         DropReason::Malformed,
         DropReason::StaleResponse,
         DropReason::NeedsSnapshot,
+        DropReason::ProposalRefused,
     ];
 
     fn slot(self) -> usize {
@@ -506,6 +510,7 @@ impl<S: Storage> Raft<S> {
             MessageBody::RequestVote { pre_vote: true, .. }
                 | MessageBody::RequestVoteResponse { pre_vote: true, .. }
                 | MessageBody::ReadIndex { .. }
+                | MessageBody::Propose { .. }
         );
         if self.role == Role::Leader || promises_nothing_durable {
             self.messages.push(message);
@@ -777,6 +782,39 @@ impl<S: Storage> Raft<S> {
     /// Proposes an application command. On the leader, returns where it will be in the log.
     pub fn propose(&mut self, data: Bytes) -> Result<(LogIndex, Term), ProposeError> {
         self.propose_entry(EntryKind::Normal, data)
+    }
+
+    /// Hands a command to the leader this follower (or learner) knows, to be appended there;
+    /// returns that leader. Commands forwarded before the next Ready travel in one message.
+    /// The outcome is learned by applying the log: the leader answers nothing, and may drop
+    /// the command (it lost leadership, is transferring it, or has too much uncommitted).
+    pub fn forward_proposal(&mut self, data: Bytes) -> Result<NodeId, ProposeError> {
+        if self.role == Role::Leader || !self.leader.is_some() {
+            return Err(ProposeError::NotLeader {
+                leader_hint: self.leader,
+            });
+        }
+        let (leader, term) = (self.leader, self.term);
+        if let Some(Message {
+            to,
+            term: queued_term,
+            body: MessageBody::Propose { entries },
+            ..
+        }) = self.messages.last_mut()
+            && *to == leader
+            && *queued_term == term
+        {
+            entries.push(data);
+        } else {
+            self.send(
+                leader,
+                term,
+                MessageBody::Propose {
+                    entries: vec![data],
+                },
+            );
+        }
+        Ok(leader)
     }
 
     /// Proposes a membership change. One at a time: refused while an earlier one is not applied
@@ -1424,6 +1462,15 @@ impl<S: Storage> Raft<S> {
             }
             MessageBody::HeartbeatResponse { round } => {
                 self.handle_heartbeat_response(message.from, round)
+            }
+            MessageBody::Propose { entries } => {
+                for data in entries {
+                    // Only normal commands travel this way; a refused one is the sender's to
+                    // retry (it never sees it applied).
+                    if self.propose_entry(EntryKind::Normal, data).is_err() {
+                        self.count_drop(DropReason::ProposalRefused);
+                    }
+                }
             }
             MessageBody::ReadIndex { context } => {
                 if self.role == Role::Leader {

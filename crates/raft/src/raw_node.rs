@@ -151,6 +151,15 @@ impl<S: Storage> RawNode<S> {
         result
     }
 
+    /// On a follower or learner: sends a command to the known leader to be proposed there
+    /// (see [`crate::raft::Raft::forward_proposal`]) and returns that leader. The command's
+    /// fate is learned only by applying the log.
+    pub fn forward_proposal(&mut self, data: Bytes) -> Result<NodeId, ProposeError> {
+        let result = self.raft.forward_proposal(data);
+        self.debug_check();
+        result
+    }
+
     /// Proposes a membership change (see [`crate::confchange`]): one at a time, and not before a
     /// new leader has applied its first entry.
     pub fn propose_conf_change(

@@ -30,6 +30,75 @@ fn a_proposal_on_a_follower_is_refused_with_the_leader_hint() {
     );
 }
 
+/// A follower forwards commands to the leader it knows, several in one message, and every
+/// member applies them; without a leader there is nowhere to forward; a member that is not
+/// leader drops forwarded commands (counted), never appends them.
+#[test]
+fn a_follower_forwards_proposals_to_the_leader_in_one_message() {
+    let mut cluster = Cluster::new(3, |_| {});
+    assert_eq!(
+        cluster
+            .node_mut(2)
+            .forward_proposal(Bytes::from_static(b"early")),
+        Err(ProposeError::NotLeader {
+            leader_hint: NodeId::NONE
+        })
+    );
+    cluster.elect(1);
+    for data in [&b"a"[..], b"b", b"c"] {
+        assert_eq!(
+            cluster
+                .node_mut(2)
+                .forward_proposal(Bytes::copy_from_slice(data)),
+            Ok(id(1))
+        );
+    }
+    // The leader itself proposes; it has nobody to forward to.
+    assert!(
+        cluster
+            .node_mut(1)
+            .forward_proposal(Bytes::from_static(b"x"))
+            .is_err()
+    );
+    let ready = cluster.node_mut(2).ready();
+    let proposals: Vec<&Message> = ready
+        .messages
+        .iter()
+        .filter(|m| matches!(m.body, MessageBody::Propose { .. }))
+        .collect();
+    assert_eq!(proposals.len(), 1, "{:?}", ready.messages);
+    assert_eq!(proposals[0].to, id(1));
+    assert_eq!(
+        proposals[0].body,
+        MessageBody::Propose {
+            entries: vec![
+                Bytes::from_static(b"a"),
+                Bytes::from_static(b"b"),
+                Bytes::from_static(b"c")
+            ]
+        }
+    );
+    let forwarded = proposals[0].clone();
+    // Delivered to a follower instead, it is dropped and counted.
+    let mut misdirected = forwarded.clone();
+    misdirected.to = id(3);
+    cluster.node_mut(3).step(misdirected);
+    assert_eq!(
+        cluster.node(3).dropped(raft::DropReason::ProposalRefused),
+        3
+    );
+    cluster.node_mut(1).step(forwarded);
+    cluster.deliver_all();
+    cluster.assert_converged();
+    for node in 1..=3 {
+        assert_eq!(
+            cluster.applied_data(node),
+            [&b"a"[..], b"b", b"c"].map(Bytes::from_static),
+            "node {node}"
+        );
+    }
+}
+
 #[test]
 fn proposals_commit_and_every_member_applies_the_same_entries_in_the_same_order() {
     let mut cluster = Cluster::new(5, |_| {});

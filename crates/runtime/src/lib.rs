@@ -268,6 +268,8 @@ enum Command<M: StateMachine> {
     Submit {
         data: Bytes,
         reply: Reply<M::Response>,
+        /// A follower hands the command to the leader rather than refusing it.
+        forward: bool,
     },
     /// A linearizable read (ReadIndex, or a lease when configured).
     Read {
@@ -665,9 +667,17 @@ impl<M: StateMachine> Driver<M> {
 
     fn execute(&mut self, command: Command<M>) {
         match command {
-            Command::Submit { data, reply } => {
+            Command::Submit {
+                data,
+                reply,
+                forward,
+            } => {
                 if let Some(id) = self.register(reply) {
-                    self.node.submit(id, data, &mut self.actions);
+                    if forward {
+                        self.node.submit_anywhere(id, data, &mut self.actions);
+                    } else {
+                        self.node.submit(id, data, &mut self.actions);
+                    }
                 }
             }
             Command::Read { query, reply } => {
@@ -967,8 +977,26 @@ impl<M: StateMachine> MemberHandle<M> {
     /// the state machine's answer. The caller is responsible for deduplicating retries (the
     /// state machine's sessions).
     pub async fn propose(&self, data: Bytes) -> Result<M::Response, ClientError> {
+        self.submit_command(data, false).await
+    }
+
+    /// Like [`MemberHandle::propose`], but on a follower the command goes to the leader over
+    /// the peer connection (batched with the Raft traffic) and is answered when this member
+    /// applies it; see [`node::Node::submit_anywhere`]. The data must be unique per attempt
+    /// (a session and sequence), and an [`RequestError::OutcomeUnknown`] answer must be
+    /// retried with the same data to learn the outcome.
+    pub async fn propose_anywhere(&self, data: Bytes) -> Result<M::Response, ClientError> {
+        self.submit_command(data, true).await
+    }
+
+    async fn submit_command(&self, data: Bytes, forward: bool) -> Result<M::Response, ClientError> {
         let (reply, answer) = oneshot::channel();
-        self.send(Command::Submit { data, reply }).await?;
+        self.send(Command::Submit {
+            data,
+            reply,
+            forward,
+        })
+        .await?;
         match answer.await {
             Ok(result) => Ok(result?),
             Err(_) => Err(ClientError::Stopped),

@@ -51,6 +51,56 @@ async fn three_members_elect_a_leader_and_serve_linearizable_reads_everywhere() 
     );
 }
 
+/// `propose_anywhere` on a follower hands the command to the leader over the peer connection
+/// and answers once the follower applied it: the answer is the state machine's, the write is
+/// visible everywhere, and a retry of the same command is answered from its session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_forwards_proposals_to_the_leader_and_answers_from_its_own_apply() {
+    let cluster = Cluster::start(3, |_| {}).await;
+    let leader = cluster.leader().await;
+    let follower = *cluster
+        .members
+        .keys()
+        .find(|id| **id != leader)
+        .expect("a follower");
+    let handle = &cluster.members[&follower];
+    let mut requests = Vec::new();
+    for i in 0..50 {
+        requests.push(handle.next_request(kv::Command::Put {
+            key: bytes(&format!("k{i}")),
+            value: bytes(&format!("v{i}")),
+        }));
+    }
+    // Many at once, so several travel in one message.
+    let answers = futures_util::future::join_all(
+        requests
+            .iter()
+            .map(|request| handle.propose_anywhere(request.encode())),
+    )
+    .await;
+    for answer in answers {
+        assert_eq!(answer, Ok(kv::Response::Done));
+    }
+    for member in cluster.members.values() {
+        assert_eq!(member.get(bytes("k49")).await, Ok(Some(bytes("v49"))));
+    }
+    // The same command again is recognised by its session, not applied twice.
+    assert_eq!(
+        handle.propose_anywhere(requests[0].encode()).await,
+        Ok(kv::Response::StaleSequence)
+    );
+    // On the leader it is an ordinary proposal.
+    let leader_handle = &cluster.members[&leader];
+    let request = leader_handle.next_request(kv::Command::Put {
+        key: bytes("on-leader"),
+        value: bytes("yes"),
+    });
+    assert_eq!(
+        leader_handle.propose_anywhere(request.encode()).await,
+        Ok(kv::Response::Done)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_member_recovers_its_data_and_catches_up() {
     let mut cluster = Cluster::start(3, |_| {}).await;

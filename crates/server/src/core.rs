@@ -310,6 +310,14 @@ impl Core {
             } else if forwarded {
                 // The forwarding member's view was stale; it retries with its own.
                 return Err(leader_changed());
+            } else if status.leader.is_some() && retryable {
+                // A command with a session is unique and safe to retry: it goes to the leader
+                // over the peer connection, batched with the Raft traffic, and is answered
+                // when this member applies it (no second RPC stack on either side).
+                match self.member.propose_anywhere(data.clone()).await {
+                    Ok(response) => return Ok(response),
+                    Err(error) => error,
+                }
             } else if status.leader.is_some() {
                 match self.forward(data.clone(), deadline).await {
                     Ok(response) => return Ok(response),

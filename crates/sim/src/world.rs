@@ -239,6 +239,9 @@ pub struct Sim {
     compaction_gap: u64,
     /// Whether leaders serve reads from their lease (`ReadOnlyOption::LeaseBased`).
     lease_reads: bool,
+    /// Whether followers forward clients' commands to the leader (`Node::submit_anywhere`)
+    /// instead of refusing them, as the server does.
+    forward_proposals: bool,
     loss_permille: u64,
     duplicate_permille: u64,
     delay_us: (u64, u64),
@@ -285,6 +288,9 @@ impl Sim {
         // lease's assumption holds here; what is tested is that leases end on time: at stepping
         // down, at a transfer, and for restarted voters).
         let lease_reads = rng.chance(1, 4);
+        // Half the seeds forward proposals. Chosen from the seed itself rather than drawn from
+        // `rng`, so every seed's other choices stay what they were.
+        let forward_proposals = options.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 63 == 1;
         let mut sim = Sim {
             max_size_per_msg,
             max_inflight_msgs,
@@ -320,6 +326,7 @@ impl Sim {
             conf_changes_seen: std::collections::BTreeSet::new(),
             compaction_gap,
             lease_reads,
+            forward_proposals,
             loss_permille,
             duplicate_permille,
             delay_us: (100, 2_000),
@@ -548,6 +555,9 @@ impl Sim {
                     let mut actions = std::mem::take(&mut self.actions);
                     match read_key {
                         Some(key) => n.read(request_id(client, attempt), key, &mut actions),
+                        None if self.forward_proposals => {
+                            n.submit_anywhere(request_id(client, attempt), data, &mut actions)
+                        }
                         None => n.submit(request_id(client, attempt), data, &mut actions),
                     }
                     self.actions = actions;
@@ -946,6 +956,16 @@ impl Sim {
                 } else {
                     random
                 };
+                self.schedule(CLIENT_BACKOFF_US, Event::ClientRetry { client, attempt });
+            }
+            Err(RequestError::OutcomeUnknown) if self.forward_proposals => {
+                // A command forwarded by a member the leader no longer listens to (one removed
+                // from the cluster that has not noticed) is never applied: like an etcd client
+                // after a timeout, sometimes try another member.
+                if self.rng.chance(1, 2) {
+                    let n = self.nodes.len();
+                    self.clients[client].target = self.rng.below(n as u64) as usize;
+                }
                 self.schedule(CLIENT_BACKOFF_US, Event::ClientRetry { client, attempt });
             }
             Err(
@@ -1688,6 +1708,7 @@ pub fn describe(message: &Message) -> String {
             format!("context={context} index={index:?}")
         }
         MessageBody::TimeoutNow => String::new(),
+        MessageBody::Propose { entries } => format!("entries={}", entries.len()),
         MessageBody::InstallSnapshot { snapshot } => format!(
             "index={} term={} bytes={}",
             snapshot.metadata.index,

@@ -654,6 +654,9 @@ fn message_payload_len(m: &Message) -> usize {
             MessageBody::Heartbeat { .. } => 16,
             MessageBody::HeartbeatResponse { .. } => 8,
             MessageBody::ReadIndex { .. } => 8,
+            MessageBody::Propose { entries } => {
+                4 + entries.iter().map(|data| 4 + data.len()).sum::<usize>()
+            }
             MessageBody::ReadIndexResponse { index, .. } => {
                 8 + 1 + if index.is_some() { 8 } else { 0 }
             }
@@ -671,6 +674,7 @@ const TAG_HEARTBEAT_RESPONSE: u8 = 6;
 const TAG_READ_INDEX: u8 = 7;
 const TAG_READ_INDEX_RESPONSE: u8 = 8;
 const TAG_TIMEOUT_NOW: u8 = 9;
+const TAG_PROPOSE: u8 = 10;
 
 fn put_message(m: &Message, dst: &mut BytesMut) {
     dst.put_u64_le(m.from.0);
@@ -756,6 +760,14 @@ fn put_message(m: &Message, dst: &mut BytesMut) {
             }
         }
         MessageBody::TimeoutNow => dst.put_u8(TAG_TIMEOUT_NOW),
+        MessageBody::Propose { entries } => {
+            dst.put_u8(TAG_PROPOSE);
+            dst.put_u32_le(u32::try_from(entries.len()).expect("bounded by frame size"));
+            for data in entries {
+                dst.put_u32_le(u32::try_from(data.len()).expect("bounded by frame size"));
+                dst.put_slice(data);
+            }
+        }
         MessageBody::InstallSnapshot { .. } => unreachable!("snapshots travel as chunks"),
     }
 }
@@ -950,6 +962,21 @@ fn read_message(r: &mut Reader) -> Result<Message, CodecError> {
             MessageBody::ReadIndexResponse { context, index }
         }
         TAG_TIMEOUT_NOW => MessageBody::TimeoutNow,
+        TAG_PROPOSE => {
+            let count = r.u32("proposal count")? as usize;
+            // Never trust the count for the allocation: at most as many as could fit.
+            if count > r.buf.remaining() / 4 {
+                return Err(CodecError::Malformed("proposal count exceeds payload"));
+            }
+            let mut entries = Vec::with_capacity(count);
+            for _ in 0..count {
+                let len = r.u32("proposal length")? as usize;
+                // A copy of its own: the command may live long in the leader's log, and a
+                // slice would keep the whole received frame alive with it.
+                entries.push(bytes::Bytes::copy_from_slice(&r.bytes(len, "proposal")?));
+            }
+            MessageBody::Propose { entries }
+        }
         _ => return Err(CodecError::Malformed("unknown message body tag")),
     };
     Ok(Message {

@@ -105,6 +105,7 @@ fn body() -> impl Strategy<Value = MessageBody> {
             }
         }),
         Just(MessageBody::TimeoutNow),
+        vec(bytes_strategy(300), 0..5).prop_map(|entries| MessageBody::Propose { entries }),
         (metadata(), bytes_strategy(2000)).prop_map(|(metadata, data)| {
             MessageBody::InstallSnapshot {
                 snapshot: Snapshot { metadata, data },
