@@ -10,11 +10,28 @@
 //! Which members exist is decided by the Raft configuration, not by this table: the table only
 //! holds what etcd shows about them (name, peer and client URLs). A member that has not yet
 //! published its attributes is listed by etcd as "unstarted"; so it is here.
+//!
+//! The one exception to "no I/O": a serving member keeps retained values in a value file
+//! ([`FileValueLog`], see [`EtcdMachine::with_value_file`]) instead of the heap. That file is a
+//! cache (recreated at every start and restore); it changes nothing the state machine answers.
+
+mod values;
+
+pub use values::FileValueLog;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kv::mvcc::{MvccCommand, MvccError, MvccResponse, MvccStore, RangeRequest};
+use kv::mvcc::{
+    DEFAULT_VALUE_LOG_THRESHOLD, MvccCommand, MvccError, MvccRequest, MvccResponse, MvccStore,
+    RangeRequest,
+};
 use raft::{LogIndex, Term};
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// The value file is rewritten (without its garbage) after a compaction once the garbage is
+/// at least this big and at least as big as the live values, so the file stays within about
+/// twice the live values plus this, and each byte appended is copied at most about once more.
+const REWRITE_MIN_GARBAGE: u64 = 64 * 1024 * 1024;
 
 /// First byte of an encoded [`MemberCommand`]; an [`MvccCommand`] starts with 0x02.
 const MEMBER_FORMAT_V1: u8 = 0x20;
@@ -99,6 +116,12 @@ pub struct Summary {
     pub size_bytes: u64,
     /// The index of the last applied entry.
     pub applied: u64,
+    /// This member's value file size in bytes, garbage included (0 without a file). Local,
+    /// not replicated: like etcd's `dbSize` it differs between members.
+    pub value_file_bytes: u64,
+    /// The bytes of that file retained revisions still reference (like etcd's
+    /// `dbSizeInUse`); the rest is garbage left by compaction, for a future defragment.
+    pub value_file_live_bytes: u64,
 }
 
 /// What the state machine answers.
@@ -126,6 +149,8 @@ pub struct EtcdMachine {
     mvcc: MvccStore,
     members: BTreeMap<u64, MemberAttributes>,
     applied: u64,
+    /// Where the keyspace's value file is, if values are kept in one.
+    value_file: Option<PathBuf>,
 }
 
 /// An [`EtcdMachine`] frozen for a snapshot: its member table already encoded, its keyspace
@@ -158,9 +183,56 @@ impl EtcdMachine {
         out.freeze()
     }
 
-    /// An empty state machine.
+    /// An empty state machine keeping every value in memory (tests, tools).
     pub fn new() -> EtcdMachine {
         EtcdMachine::default()
+    }
+
+    /// An empty state machine keeping values of at least
+    /// [`kv::mvcc::DEFAULT_VALUE_LOG_THRESHOLD`] bytes in a value file at `path` (a serving
+    /// member uses `DATA_DIR/values`) instead of the heap, so memory grows with keys and
+    /// revisions, not with value sizes. The file is created empty, replacing any left by an
+    /// earlier run: the state is rebuilt from the snapshot and WAL, which re-appends values.
+    ///
+    /// A later failure to read or write the file panics the applying task (a local disk
+    /// failure, like a failed WAL write), so the member stops instead of answering wrongly.
+    pub fn with_value_file(path: impl Into<PathBuf>) -> std::io::Result<EtcdMachine> {
+        let path = path.into();
+        let log = FileValueLog::create(&path)?;
+        Ok(EtcdMachine {
+            mvcc: MvccStore::new().with_value_log(log),
+            value_file: Some(path),
+            ..EtcdMachine::default()
+        })
+    }
+
+    /// Rewrites the value file with only the live values when compaction left at least
+    /// `min_garbage` bytes of garbage, and at least as much garbage as live values (the
+    /// automatic part of what etcd's defragment does; `Maintenance.Defragment` could call
+    /// this with 0). Blocks applying for a read and an append per live value.
+    ///
+    /// The new file replaces the old at the same path; the old one is unlinked, and a frozen
+    /// copy still writing a snapshot reads it through its open handle. If the new file
+    /// cannot be created the old one stays in use.
+    fn maybe_rewrite_value_file(&mut self, min_garbage: u64) {
+        let (Some(path), Some(log)) = (&self.value_file, self.mvcc.value_log()) else {
+            return;
+        };
+        let live = self.mvcc.value_log_live_bytes();
+        let garbage = log.size_bytes().saturating_sub(live);
+        if garbage < min_garbage || garbage < live {
+            return;
+        }
+        match FileValueLog::create(path) {
+            Ok(fresh) => {
+                self.mvcc
+                    .set_value_log(Some(fresh), DEFAULT_VALUE_LOG_THRESHOLD);
+                tracing::info!(live, garbage, "rewrote the value file without its garbage");
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot rewrite the value file; keeping the old one");
+            }
+        }
     }
 
     /// The keyspace (for tests and local reads).
@@ -212,7 +284,12 @@ impl node::StateMachine for EtcdMachine {
         self.applied = index.get();
         match MachineCommand::decode(data) {
             Ok(MachineCommand::Kv(command)) => {
-                MachineResponse::Kv(self.mvcc.apply_command(command))
+                let compaction = matches!(command.request, MvccRequest::Compact(_));
+                let response = self.mvcc.apply_command(command);
+                if compaction {
+                    self.maybe_rewrite_value_file(REWRITE_MIN_GARBAGE);
+                }
+                MachineResponse::Kv(response)
             }
             Ok(MachineCommand::Member(command)) => {
                 MachineResponse::Member(self.apply_member(command))
@@ -232,6 +309,8 @@ impl node::StateMachine for EtcdMachine {
                 compact_revision: self.mvcc.compact_revision(),
                 size_bytes: self.mvcc.approx_size_bytes(),
                 applied: self.applied,
+                value_file_bytes: self.mvcc.value_log().map_or(0, |log| log.size_bytes()),
+                value_file_live_bytes: self.mvcc.value_log_live_bytes(),
             }),
             MachineQuery::HashKv(revision) => MachineResponse::Hash(self.mvcc.hash_kv(*revision)),
             MachineQuery::Snapshot => MachineResponse::Snapshot(node::StateMachine::snapshot(self)),
@@ -277,12 +356,22 @@ impl node::StateMachine for EtcdMachine {
         }
         // Keep this member's session bound (configuration, not state).
         let mut mvcc = MvccStore::with_max_sessions(self.mvcc.max_sessions());
+        if let Some(path) = &self.value_file {
+            // A fresh file, so the replaced state's values do not stay as garbage. The old
+            // file is unlinked, not truncated: a snapshot being written from a frozen copy of
+            // the old state still reads it through its open handle.
+            let log = FileValueLog::create(path).unwrap_or_else(|error| {
+                panic!("restoring a snapshot: {error}; stopping (a local disk failure)")
+            });
+            mvcc = mvcc.with_value_log(log);
+        }
         mvcc.restore_in_place(&reader.0)
             .map_err(|error| error.to_string())?;
         *self = EtcdMachine {
             mvcc,
             members,
             applied,
+            value_file: self.value_file.take(),
         };
         Ok(())
     }
@@ -500,7 +589,7 @@ impl Reader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kv::mvcc::{MvccRequest, PutRequest};
+    use kv::mvcc::PutRequest;
     use node::StateMachine;
     use proptest::prelude::*;
 
@@ -614,6 +703,107 @@ mod tests {
         frozen.write_to(&mut written).expect("write");
         assert_eq!(written, want);
         assert_ne!(machine.snapshot(), want);
+    }
+
+    /// A machine keeping values in a value file answers, snapshots, freezes and restores
+    /// exactly like one keeping them in memory, and its file holds the long values.
+    #[test]
+    fn a_value_file_changes_nothing_observable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("values");
+        let mut filed = EtcdMachine::with_value_file(&path).expect("value file");
+        let mut plain = EtcdMachine::new();
+        let long = |i: u64| format!("{i:0>300}");
+        let mut frozen = None;
+        for i in 1..=600u64 {
+            let data = if i % 7 == 0 {
+                put(i % 5, i, &format!("k{}", i % 50), "short")
+            } else {
+                put(i % 5, i, &format!("k{}", i % 50), &long(i))
+            };
+            assert_eq!(
+                apply(&mut filed, i, data.clone()),
+                apply(&mut plain, i, data)
+            );
+            if i == 300 {
+                frozen = Some((filed.freeze(), plain.snapshot()));
+            }
+        }
+        // Compaction leaves the values of 500 overwritten revisions as garbage in the file.
+        let compact = MachineCommand::Kv(MvccCommand {
+            client_id: 0,
+            sequence: 0,
+            request: MvccRequest::Compact(kv::mvcc::CompactionRequest {
+                revision: 600,
+                physical: false,
+            }),
+        })
+        .encode();
+        assert_eq!(
+            apply(&mut filed, 601, compact.clone()),
+            apply(&mut plain, 601, compact)
+        );
+        let (frozen, want) = frozen.expect("frozen");
+        let mut written = Vec::new();
+        frozen.write_to(&mut written).expect("write");
+        assert_eq!(written, want);
+        let snapshot = plain.snapshot();
+        assert_eq!(filed.snapshot(), snapshot);
+        let range = MachineQuery::Range(RangeRequest {
+            key: Bytes::from_static(b"\0"),
+            range_end: Bytes::from_static(b"\0"),
+            ..RangeRequest::default()
+        });
+        assert_eq!(filed.query(&range), plain.query(&range));
+        assert_eq!(
+            filed.query(&MachineQuery::HashKv(0)),
+            plain.query(&MachineQuery::HashKv(0))
+        );
+        let MachineResponse::Summary(summary) = filed.query(&MachineQuery::Summary) else {
+            panic!("summary");
+        };
+        // About 515 long values appended, at most one per key (50) still live.
+        assert!(summary.value_file_bytes >= 500 * 300);
+        assert!((1..=50 * 300).contains(&summary.value_file_live_bytes));
+
+        // Rewriting keeps only the live values; the frozen copy still reads the old file.
+        filed.maybe_rewrite_value_file(0);
+        let MachineResponse::Summary(rewritten) = filed.query(&MachineQuery::Summary) else {
+            panic!("summary");
+        };
+        assert_eq!(rewritten.value_file_bytes, summary.value_file_live_bytes);
+        assert_eq!(
+            rewritten.value_file_live_bytes,
+            summary.value_file_live_bytes
+        );
+        assert_eq!(filed.snapshot(), snapshot);
+        let mut written = Vec::new();
+        frozen.write_to(&mut written).expect("write");
+        assert_eq!(written, want);
+        // Before the next restore, garbage again.
+        apply(&mut filed, 602, put(9, 1, "k1", &long(602)));
+        apply(&mut plain, 602, put(9, 1, "k1", &long(602)));
+        let snapshot = plain.snapshot();
+        let MachineResponse::Summary(summary) = filed.query(&MachineQuery::Summary) else {
+            panic!("summary");
+        };
+
+        // Restoring starts a fresh file holding only the snapshot's values; the frozen copy
+        // of the old state still reads the old one.
+        let before = summary.value_file_bytes;
+        filed.restore(&snapshot).expect("restore");
+        assert_eq!(filed.snapshot(), snapshot);
+        let MachineResponse::Summary(after) = filed.query(&MachineQuery::Summary) else {
+            panic!("summary");
+        };
+        assert_eq!(after.value_file_bytes, after.value_file_live_bytes);
+        assert!(after.value_file_bytes <= before);
+        let mut again = Vec::new();
+        frozen.write_to(&mut again).expect("write");
+        assert_eq!(again, want);
+        apply(&mut filed, 603, put(9, 2, "new", &long(603)));
+        apply(&mut plain, 603, put(9, 2, "new", &long(603)));
+        assert_eq!(filed.snapshot(), plain.snapshot());
     }
 
     #[test]

@@ -160,7 +160,9 @@ pub async fn start(config: ServeConfig) -> Result<RunningMember, ServeError> {
                 config.listen_peer
             ))
         })?;
-    let member = Member::start_with_listener(member_config, peer_listener, EtcdMachine::new())
+    let machine = EtcdMachine::with_value_file(config.data_dir.join("values"))
+        .map_err(|error| ServeError(error.to_string()))?;
+    let member = Member::start_with_listener(member_config, peer_listener, machine)
         .map_err(|error| ServeError(format!("cannot start the member: {error}")))?;
 
     let initial = config

@@ -5,14 +5,82 @@
 //! run), each as an encoded `MvccCommand` with its own session, the way the server proposes
 //! forwarded writes. A counting global allocator reports live and peak heap.
 //!
+//! Runs twice: with values in memory, then with values in a value file in the temp directory
+//! (a copy of the server's `FileValueLog`: append-only, 64 KiB write buffer, `read_at`).
+//!
 //! Run with `cd crates/kv/memtool && cargo run --release [-- N]` (its own workspace: a global
 //! allocator needs `unsafe impl GlobalAlloc`, which raftkv's workspace forbids).
 
 use bytes::Bytes;
-use kv::mvcc::{MvccCommand, MvccStore, PutRequest};
+use kv::mvcc::{MvccCommand, MvccStore, PutRequest, ValueLog, ValueRef};
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+/// The server's value file, reduced to what measuring needs.
+#[derive(Debug)]
+struct FileLog {
+    file: File,
+    tail: Mutex<(u64, Vec<u8>)>,
+}
+
+impl FileLog {
+    fn create(path: &std::path::Path) -> Arc<FileLog> {
+        let _ = std::fs::remove_file(path);
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .expect("creates the value file");
+        let _ = std::fs::remove_file(path);
+        Arc::new(FileLog {
+            file,
+            tail: Mutex::new((0, Vec::with_capacity(64 * 1024))),
+        })
+    }
+}
+
+impl ValueLog for FileLog {
+    fn append(&self, value: &[u8]) -> std::io::Result<ValueRef> {
+        let mut tail = self.tail.lock().unwrap();
+        let offset = tail.0 + tail.1.len() as u64;
+        tail.1.extend_from_slice(value);
+        if tail.1.len() >= 64 * 1024 {
+            (&self.file).write_all(&tail.1)?;
+            tail.0 += tail.1.len() as u64;
+            tail.1.clear();
+        }
+        Ok(ValueRef {
+            offset,
+            len: value.len() as u32,
+        })
+    }
+
+    fn read(&self, at: ValueRef) -> std::io::Result<Bytes> {
+        {
+            let tail = self.tail.lock().unwrap();
+            if at.offset >= tail.0 {
+                let start = (at.offset - tail.0) as usize;
+                return Ok(Bytes::copy_from_slice(
+                    &tail.1[start..start + at.len as usize],
+                ));
+            }
+        }
+        let mut value = vec![0; at.len as usize];
+        self.file.read_exact_at(&mut value, at.offset)?;
+        Ok(Bytes::from(value))
+    }
+
+    fn size_bytes(&self) -> u64 {
+        let tail = self.tail.lock().unwrap();
+        tail.0 + tail.1.len() as u64
+    }
+}
 
 /// `System`, counting live bytes and the peak since the last reset.
 struct Counting;
@@ -80,11 +148,20 @@ fn main() {
         .nth(1)
         .and_then(|arg| arg.parse().ok())
         .unwrap_or(500_000);
+    println!("== values in memory ==");
+    measure(n, MvccStore::new);
+    println!();
+    println!("== values in a value file ==");
+    let path = std::env::temp_dir().join(format!("kv-memtool-values-{}", std::process::id()));
+    measure(n, || MvccStore::new().with_value_log(FileLog::create(&path)));
+}
+
+fn measure(n: usize, new_store: impl Fn() -> MvccStore) {
     let keys = 100_000;
     let value = vec![b'v'; 256];
 
     let before = live();
-    let mut store = MvccStore::new();
+    let mut store = new_store();
     let started = Instant::now();
     for i in 0..n {
         let command = MvccCommand {
@@ -110,9 +187,10 @@ fn main() {
         store.session_count()
     );
     println!(
-        "store heap: {:.1} MiB = {:.0} bytes per retained revision (incl. sessions)",
+        "store heap: {:.1} MiB = {:.0} bytes per retained revision (incl. sessions); {:.1} MiB of values in the value log",
         mib(store_heap),
-        store_heap as f64 / revisions as f64
+        store_heap as f64 / revisions as f64,
+        mib(store.value_log_live_bytes() as usize)
     );
 
     let base = reset_peak();
@@ -145,7 +223,8 @@ fn main() {
     let snapshot = store.snapshot();
     let base = reset_peak();
     let started = Instant::now();
-    let restored = MvccStore::restore(&snapshot).expect("restores");
+    let mut restored = new_store();
+    restored.restore_in_place(&snapshot).expect("restores");
     println!(
         "restore(): {:.2?}, peak heap during it +{:.1} MiB",
         started.elapsed(),

@@ -1,0 +1,210 @@
+//! The member's value file: where its keyspace keeps retained values instead of the heap.
+//!
+//! The MVCC store keeps every retained revision; with values in memory a member's RSS grows by
+//! the value size on every put (etcd keeps them on disk, in bbolt). [`FileValueLog`] is the
+//! store's [`ValueLog`]: an append-only file in the data directory. It is only a cache: the
+//! state machine is rebuilt from the Raft snapshot and the WAL at every start, and restoring a
+//! snapshot re-appends its values, so the file is recreated empty at start (and at every
+//! restore), never fsynced, and never read after a restart.
+//!
+//! Compaction leaves garbage in the file (values no revision references any more);
+//! `MvccStore::value_log_live_bytes` against [`ValueLog::size_bytes`] shows how much. Rewriting
+//! the file without it (say from `Maintenance.Defragment`: write the live values to a new file,
+//! then swap the store's references) is a follow-up; until then a restore (a snapshot from the
+//! leader) or a restart starts a fresh file.
+
+use bytes::Bytes;
+use kv::mvcc::{ValueLog, ValueRef};
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Appends are collected up to this many bytes and written with one `write`.
+const BUFFER: usize = 64 * 1024;
+
+/// An append-only value file (see the module docs). Thread-safe: the snapshot thread reads
+/// through a frozen copy of the store while the driver appends. The lock is never held across
+/// more than one syscall, and reads of written values take it only to check where they are.
+pub struct FileValueLog {
+    path: PathBuf,
+    file: File,
+    state: Mutex<Tail>,
+}
+
+/// What is appended but not yet written, and where it starts.
+struct Tail {
+    /// The bytes written to the file; the buffer's first byte is at this offset.
+    written: u64,
+    buffer: Vec<u8>,
+}
+
+impl FileValueLog {
+    /// Creates an empty value file at `path`, replacing whatever was there.
+    ///
+    /// The old file is unlinked, not truncated: a frozen copy of an earlier state (a snapshot
+    /// being written on another thread) may still read its values through the old file's
+    /// open handle, which stays valid until that copy is dropped.
+    pub fn create(path: impl Into<PathBuf>) -> io::Result<Arc<FileValueLog>> {
+        let path = path.into();
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+            Err(error) => return Err(annotate(&path, "cannot remove the old", error)),
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|error| annotate(&path, "cannot create", error))?;
+        Ok(Arc::new(FileValueLog {
+            path,
+            file,
+            state: Mutex::new(Tail {
+                written: 0,
+                buffer: Vec::with_capacity(BUFFER),
+            }),
+        }))
+    }
+
+    /// Where the file is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn tail(&self) -> MutexGuard<'_, Tail> {
+        // A panic while holding the lock leaves a consistent tail (written is only advanced
+        // after a successful write), so a poisoned lock is still usable.
+        self.state
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+}
+
+fn annotate(path: &Path, what: &str, error: io::Error) -> io::Error {
+    io::Error::new(
+        error.kind(),
+        format!("{what} value file {}: {error}", path.display()),
+    )
+}
+
+impl fmt::Debug for FileValueLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FileValueLog({})", self.path.display())
+    }
+}
+
+impl ValueLog for FileValueLog {
+    fn append(&self, value: &[u8]) -> io::Result<ValueRef> {
+        let len = u32::try_from(value.len()).map_err(io::Error::other)?;
+        let mut tail = self.tail();
+        let offset = tail.written + tail.buffer.len() as u64;
+        tail.buffer.extend_from_slice(value);
+        if tail.buffer.len() >= BUFFER {
+            (&self.file)
+                .write_all(&tail.buffer)
+                .map_err(|error| annotate(&self.path, "cannot write", error))?;
+            tail.written += tail.buffer.len() as u64;
+            tail.buffer.clear();
+            // A huge value grew the buffer; do not keep that much memory around.
+            tail.buffer.shrink_to(BUFFER * 2);
+        }
+        Ok(ValueRef { offset, len })
+    }
+
+    fn read(&self, at: ValueRef) -> io::Result<Bytes> {
+        let end = at.offset.checked_add(u64::from(at.len));
+        {
+            let tail = self.tail();
+            if at.offset >= tail.written {
+                // Still in the buffer (a value is written whole, never split).
+                let start = (at.offset - tail.written) as usize;
+                return tail
+                    .buffer
+                    .get(start..start + at.len as usize)
+                    .map(Bytes::copy_from_slice)
+                    .ok_or_else(|| beyond(&self.path, at));
+            }
+            if end.is_none_or(|end| end > tail.written) {
+                return Err(beyond(&self.path, at));
+            }
+        }
+        let mut value = vec![0; at.len as usize];
+        self.file
+            .read_exact_at(&mut value, at.offset)
+            .map_err(|error| annotate(&self.path, "cannot read", error))?;
+        Ok(Bytes::from(value))
+    }
+
+    fn size_bytes(&self) -> u64 {
+        let tail = self.tail();
+        tail.written + tail.buffer.len() as u64
+    }
+}
+
+fn beyond(path: &Path, at: ValueRef) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        format!("{at:?} is beyond the end of value file {}", path.display()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_back_buffered_and_written_values_from_any_thread() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("values");
+        std::fs::write(&path, b"stale").expect("write");
+        let log = FileValueLog::create(&path).expect("create");
+        assert_eq!(log.size_bytes(), 0);
+        let values: Vec<Vec<u8>> = (0..3000u32)
+            .map(|i| vec![(i % 251) as u8; 1 + (i as usize * 37) % 300])
+            .chain([vec![7u8; 3 * BUFFER]])
+            .collect();
+        let refs: Vec<ValueRef> = values
+            .iter()
+            .map(|value| log.append(value).expect("append"))
+            .collect();
+        let total: usize = values.iter().map(Vec::len).sum();
+        assert_eq!(log.size_bytes(), total as u64);
+        assert!(std::fs::metadata(&path).expect("metadata").len() > 0);
+        let reader = {
+            let log = log.clone();
+            let refs = refs.clone();
+            std::thread::spawn(move || {
+                refs.iter()
+                    .map(|at| log.read(*at).expect("read").to_vec())
+                    .collect::<Vec<_>>()
+            })
+        };
+        // Appends go on while the other thread reads.
+        let more = log.append(b"tail").expect("append");
+        assert_eq!(reader.join().expect("reader"), values);
+        assert_eq!(log.read(more).expect("read"), "tail");
+        assert!(
+            log.read(ValueRef {
+                offset: total as u64 + 2,
+                len: 10
+            })
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn recreating_leaves_earlier_handles_readable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("values");
+        let old = FileValueLog::create(&path).expect("create");
+        let value = vec![1u8; BUFFER + 1];
+        let at = old.append(&value).expect("append");
+        let new = FileValueLog::create(&path).expect("recreate");
+        assert_eq!(new.size_bytes(), 0);
+        assert_eq!(old.read(at).expect("read"), value);
+    }
+}
