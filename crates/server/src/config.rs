@@ -120,6 +120,12 @@ pub struct ServeArgs {
     #[arg(long, env = "RAFTKV_SNAPSHOT_COUNT", value_name = "N")]
     pub snapshot_count: Option<u64>,
 
+    /// How linearizable reads are confirmed: read-index (a heartbeat round shared by many reads,
+    /// as etcd) or lease (the leader answers alone while its lease holds; assumes clocks drift
+    /// less than the lease's margin) [default: read-index]
+    #[arg(long, env = "RAFTKV_READ_MODE", value_name = "MODE")]
+    pub read_mode: Option<ReadMode>,
+
     /// Largest client request accepted, in bytes (1 KiB to 64 MiB) [default: 1572864]
     #[arg(long, env = "RAFTKV_MAX_REQUEST_BYTES", value_name = "BYTES")]
     pub max_request_bytes: Option<u64>,
@@ -177,6 +183,42 @@ impl fmt::Display for ClusterState {
     }
 }
 
+/// How a linearizable read is confirmed to see every write acknowledged before it began.
+#[derive(clap::ValueEnum, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReadMode {
+    /// ReadIndex: the leader confirms it still leads with a heartbeat round (shared by all the
+    /// reads waiting for it) before the read is served. Safe whatever the clocks do; etcd's way.
+    ReadIndex,
+    /// Leader lease: while a quorum answered within the last election timeout (minus a drift
+    /// margin), no other leader can exist, so the leader serves reads without a round. Saves a
+    /// round trip per batch of reads, but relies on bounded clock drift between members.
+    Lease,
+}
+
+impl FromStr for ReadMode {
+    type Err = ConfigError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "read-index" => Ok(Self::ReadIndex),
+            "lease" => Ok(Self::Lease),
+            other => Err(ConfigError(format!(
+                "'{other}' is not a read mode (expected 'read-index' or 'lease')"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for ReadMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::ReadIndex => "read-index",
+            Self::Lease => "lease",
+        })
+    }
+}
+
 /// The validated settings of one `raftkv serve` process: every default filled in and every
 /// cross-setting rule checked, so the server can use them without re-checking.
 #[derive(Debug, Clone)]
@@ -205,6 +247,8 @@ pub struct ServeConfig {
     pub election_timeout: Duration,
     /// Applied entries between snapshots.
     pub snapshot_count: u64,
+    /// How linearizable reads are confirmed.
+    pub read_mode: ReadMode,
     /// Largest client request accepted, in bytes.
     pub max_request_bytes: usize,
     /// Most operations allowed in one transaction.
@@ -266,6 +310,7 @@ struct Layer {
     heartbeat_interval: Option<u64>,
     election_timeout: Option<u64>,
     snapshot_count: Option<u64>,
+    read_mode: Option<ReadMode>,
     max_request_bytes: Option<u64>,
     max_txn_ops: Option<u64>,
     log_level: Option<String>,
@@ -290,6 +335,7 @@ impl Layer {
             heartbeat_interval: self.heartbeat_interval.or(lower.heartbeat_interval),
             election_timeout: self.election_timeout.or(lower.election_timeout),
             snapshot_count: self.snapshot_count.or(lower.snapshot_count),
+            read_mode: self.read_mode.or(lower.read_mode),
             max_request_bytes: self.max_request_bytes.or(lower.max_request_bytes),
             max_txn_ops: self.max_txn_ops.or(lower.max_txn_ops),
             log_level: self.log_level.or(lower.log_level),
@@ -329,6 +375,7 @@ impl Layer {
             heartbeat_interval: get(env, "heartbeat_interval")?,
             election_timeout: get(env, "election_timeout")?,
             snapshot_count: get(env, "snapshot_count")?,
+            read_mode: get(env, "read_mode")?,
             max_request_bytes: get(env, "max_request_bytes")?,
             max_txn_ops: get(env, "max_txn_ops")?,
             log_level: get(env, "log_level")?,
@@ -372,6 +419,7 @@ impl From<ServeArgs> for Layer {
             heartbeat_interval: a.heartbeat_interval,
             election_timeout: a.election_timeout,
             snapshot_count: a.snapshot_count,
+            read_mode: a.read_mode,
             max_request_bytes: a.max_request_bytes,
             max_txn_ops: a.max_txn_ops,
             log_level: a.log_level,
@@ -574,6 +622,7 @@ fn build(l: Layer) -> Result<ServeConfig, ConfigError> {
         heartbeat_interval: Duration::from_millis(heartbeat_ms),
         election_timeout: Duration::from_millis(election_ms),
         snapshot_count,
+        read_mode: l.read_mode.unwrap_or(ReadMode::ReadIndex),
         max_request_bytes: to_usize("--max-request-bytes", max_request_bytes)?,
         max_txn_ops: to_usize("--max-txn-ops", max_txn_ops)?,
         log_level,
@@ -923,6 +972,38 @@ mod tests {
         }
     }
 
+    /// The lease read mode is an opt-in from a flag, the environment or the file; a typo is
+    /// an error, and the lease reaches the Raft configuration.
+    #[test]
+    fn read_mode_is_read_index_unless_lease_is_asked_for() {
+        let args = ServeArgs {
+            read_mode: Some(ReadMode::Lease),
+            ..ServeArgs::default()
+        };
+        let c = args.resolve_with(no_env).expect("flag");
+        assert_eq!(c.read_mode, ReadMode::Lease);
+        let member = crate::serve::member_config(&c).expect("member config");
+        assert_eq!(member.raft.read_only, raft::ReadOnlyOption::LeaseBased);
+        let env = |key: &str| (key == "RAFTKV_READ_MODE").then(|| "lease".to_owned());
+        let c = ServeArgs::default().resolve_with(env).expect("env");
+        assert_eq!(c.read_mode, ReadMode::Lease);
+        let file = file_with("read_mode = \"lease\"\n");
+        let args = ServeArgs {
+            config: Some(file.path().to_path_buf()),
+            ..ServeArgs::default()
+        };
+        assert_eq!(
+            args.resolve_with(no_env).expect("file").read_mode,
+            ReadMode::Lease
+        );
+        let env = |key: &str| (key == "RAFTKV_READ_MODE").then(|| "leases".to_owned());
+        let error = ServeArgs::default().resolve_with(env).unwrap_err().to_string();
+        assert!(error.contains("not a read mode"), "{error}");
+        let c = ServeArgs::default().resolve_with(no_env).expect("defaults");
+        let member = crate::serve::member_config(&c).expect("member config");
+        assert_eq!(member.raft.read_only, raft::ReadOnlyOption::Safe);
+    }
+
     fn three() -> String {
         "a=http://127.0.0.1:2380,b=http://127.0.0.1:3380,c=http://127.0.0.1:4380".to_owned()
     }
@@ -949,6 +1030,7 @@ mod tests {
         assert_eq!(c.election_timeout, Duration::from_millis(1000));
         assert_eq!(c.election_ticks(), 10);
         assert_eq!(c.snapshot_count, 100_000);
+        assert_eq!(c.read_mode, ReadMode::ReadIndex);
         assert_eq!(c.max_request_bytes, 1_572_864);
         assert_eq!(c.max_txn_ops, 128);
         assert_eq!(c.log_level, "warn");
@@ -1151,7 +1233,7 @@ log_level = "DEBUG"
             );
             n += 1;
         }
-        assert_eq!(n, 17);
+        assert_eq!(n, 18);
     }
 
     #[test]
