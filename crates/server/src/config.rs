@@ -997,7 +997,10 @@ mod tests {
             ReadMode::Lease
         );
         let env = |key: &str| (key == "RAFTKV_READ_MODE").then(|| "leases".to_owned());
-        let error = ServeArgs::default().resolve_with(env).unwrap_err().to_string();
+        let error = ServeArgs::default()
+            .resolve_with(env)
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("not a read mode"), "{error}");
         let c = ServeArgs::default().resolve_with(no_env).expect("defaults");
         let member = crate::serve::member_config(&c).expect("member config");
