@@ -120,7 +120,8 @@ pub struct Summary {
     /// not replicated: like etcd's `dbSize` it differs between members.
     pub value_file_bytes: u64,
     /// The bytes of that file retained revisions still reference (like etcd's
-    /// `dbSizeInUse`); the rest is garbage left by compaction, for a future defragment.
+    /// `dbSizeInUse`); the rest is garbage left by compaction, dropped when the file is
+    /// rewritten (after a compaction that leaves enough of it).
     pub value_file_live_bytes: u64,
 }
 
@@ -212,8 +213,9 @@ impl EtcdMachine {
     /// this with 0). Blocks applying for a read and an append per live value.
     ///
     /// The new file replaces the old at the same path; the old one is unlinked, and a frozen
-    /// copy still writing a snapshot reads it through its open handle. If the new file
-    /// cannot be created the old one stays in use.
+    /// copy still writing a snapshot reads it through its open handle (while such a copy
+    /// exists, the rewrite also copies the key histories it shares). If the new file cannot
+    /// be created the old one stays in use.
     fn maybe_rewrite_value_file(&mut self, min_garbage: u64) {
         let (Some(path), Some(log)) = (&self.value_file, self.mvcc.value_log()) else {
             return;

@@ -8,10 +8,10 @@
 //! restore), never fsynced, and never read after a restart.
 //!
 //! Compaction leaves garbage in the file (values no revision references any more);
-//! `MvccStore::value_log_live_bytes` against [`ValueLog::size_bytes`] shows how much. Rewriting
-//! the file without it (say from `Maintenance.Defragment`: write the live values to a new file,
-//! then swap the store's references) is a follow-up; until then a restore (a snapshot from the
-//! leader) or a restart starts a fresh file.
+//! `MvccStore::value_log_live_bytes` against [`ValueLog::size_bytes`] shows how much. The state
+//! machine rewrites the file with only the live values after a compaction that leaves enough
+//! garbage (`EtcdMachine::maybe_rewrite_value_file`), and a restore (a snapshot from the
+//! leader) or a restart starts a fresh file. `Maintenance.Defragment` does not rewrite it yet.
 
 use bytes::Bytes;
 use kv::mvcc::{ValueLog, ValueRef};
