@@ -708,16 +708,10 @@ impl<M: StateMachine> Node<M> {
     /// the log's own compaction) before relying on it after a restart. Followers that need the
     /// dropped entries receive the snapshot instead.
     pub fn compact(&mut self) -> Option<raft::Snapshot> {
-        let applied = self.applied;
-        let storage = self.raw.storage();
-        // Nothing new to compact, or the state machine runs ahead of the storage because a
-        // leader's snapshot is still being written: try again later.
-        if applied < raft::Storage::first_index(storage)
-            || applied > raft::Storage::last_index(storage)
-            || self.raw.has_pending_snapshot()
-        {
+        if !self.can_snapshot() {
             return None;
         }
+        let applied = self.applied;
         let data = self.state_machine.snapshot();
         let storage = self.raw.storage_mut();
         storage.compact(applied, data);
@@ -730,14 +724,11 @@ impl<M: StateMachine> Node<M> {
     /// The embedder writes the state durably (off the driver) and then calls
     /// [`Node::finish_snapshot`]; the node goes on working meanwhile.
     pub fn begin_snapshot(&mut self) -> Option<SnapshotJob> {
-        let applied = self.applied;
-        let storage = self.raw.storage();
-        if applied < raft::Storage::first_index(storage)
-            || applied > raft::Storage::last_index(storage)
-            || self.raw.has_pending_snapshot()
-        {
+        if !self.can_snapshot() {
             return None;
         }
+        let applied = self.applied;
+        let storage = self.raw.storage();
         let term = raft::Storage::term(storage, applied).ok()?;
         let metadata = raft::SnapshotMetadata {
             index: applied,
@@ -749,6 +740,16 @@ impl<M: StateMachine> Node<M> {
             metadata,
             state: self.state_machine.freeze(),
         })
+    }
+
+    /// Whether the state machine can be snapshotted at the applied index now: not when nothing
+    /// new was applied since the last snapshot, nor when it runs ahead of the storage because a
+    /// leader's snapshot is still being written (try again later).
+    fn can_snapshot(&self) -> bool {
+        let storage = self.raw.storage();
+        self.applied >= raft::Storage::first_index(storage)
+            && self.applied <= raft::Storage::last_index(storage)
+            && !self.raw.has_pending_snapshot()
     }
 
     /// A snapshot from [`Node::begin_snapshot`] is durable: drops the log entries it covers.
