@@ -161,8 +161,12 @@ python3 - "$RESULTS" "$ETCD_RSS" "$RAFTKV_RSS" "$OUT" <<'EOF'
 import json, statistics, sys, platform, datetime, os
 results, etcd_rss, raftkv_rss, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 rows = {}
+lease = []
 for line in open(results):
     r = json.loads(line)
+    if r["system"] == "raftkv-lease":
+        lease.append(r)
+        continue
     rows.setdefault((r["workload"], r["clients"]), {}).setdefault(r["system"], []).append(r)
 def med(rs, key):
     return statistics.median(r[key] for r in rs)
@@ -173,11 +177,7 @@ lines.append("")
 lines.append("| row | etcd ops/s | raftkv ops/s | ratio | etcd p50 / p99 ms | raftkv p50 / p99 ms | etcd CPU µs/op | raftkv CPU µs/op |")
 lines.append("|---|---:|---:|---:|---:|---:|---:|---:|")
 chart = []
-lease = None
 for (workload, clients), by in rows.items():
-    if "etcd" not in by:
-        lease = by["raftkv-lease"]
-        continue
     e, k = by["etcd"], by["raftkv"]
     eo, ko = med(e, "ops_per_sec"), med(k, "ops_per_sec")
     name = f"{workload} x{clients}" + (" (linearizable)" if workload == "get" else "")
