@@ -63,6 +63,11 @@ impl KvApi {
     /// the store's answer.
     async fn write(&self, client_id: u64, mvcc: MvccRequest) -> Result<MvccResponse, Status> {
         let core = &self.0;
+        // As etcd: a learner answers only Status and serializable reads; writes (Put,
+        // DeleteRange, Txn, Compact) go to a voting member.
+        if core.is_learner() {
+            return Err(learner_refusal());
+        }
         mvcc.validate(core.identity.max_txn_ops)
             .map_err(|error| mvcc_status(&error))?;
         let command = MachineCommand::Kv(MvccCommand {
@@ -72,6 +77,14 @@ impl KvApi {
         });
         kv_outcome(core.propose(command, false).await?)
     }
+}
+
+/// etcd's answer to an RPC a learner does not serve.
+fn learner_refusal() -> Status {
+    etcd_status(
+        Code::Unavailable,
+        "etcdserver: rpc not supported for learner",
+    )
 }
 
 #[tonic::async_trait]
@@ -95,10 +108,7 @@ impl pb::kv_server::Kv for KvApi {
                 .map_err(|error| client_status(&error))?
         } else {
             if core.is_learner() {
-                return Err(etcd_status(
-                    Code::Unavailable,
-                    "etcdserver: rpc not supported for learner",
-                ));
+                return Err(learner_refusal());
             }
             core.read(query).await?
         };

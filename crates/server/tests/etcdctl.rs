@@ -383,6 +383,27 @@ async fn etcdctl_learner_add_promote_remove() {
     )
     .await;
     assert!(list.ends_with(", true"), "not a learner: {list}");
+    // As etcd's, a learner refuses writes and linearizable reads, and serves serializable ones.
+    let learner = cluster.members[m4_index].client_url();
+    let write = etcdctl(&learner, &["put", "on-learner", "x"], None).await;
+    assert!(!write.ok, "a learner took a write: {}", write.stdout);
+    assert!(
+        write
+            .stderr
+            .contains("etcdserver: rpc not supported for learner"),
+        "{}",
+        write.stderr
+    );
+    let read = etcdctl(&learner, &["get", "on-learner"], None).await;
+    assert!(
+        read.stderr
+            .contains("etcdserver: rpc not supported for learner"),
+        "{}",
+        read.stderr
+    );
+    etcdctl(&learner, &["get", "on-learner", "--consistency=s"], None)
+        .await
+        .expect_ok("a serializable read on the learner");
 
     // Promotion may be refused until the learner has caught up: retry until the deadline.
     let promoted = eventually("member promote", DEADLINE, || async {
