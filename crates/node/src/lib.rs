@@ -437,11 +437,6 @@ impl<M: StateMachine> Node<M> {
         }
     }
 
-    /// How many forwarded commands wait to be seen applied.
-    pub fn forwarded_waiting(&self) -> usize {
-        self.forwarded.len()
-    }
-
     /// Answers forwarded commands whose wait is over, or all of them.
     fn give_up_forwarded(&mut self, all: bool, out: &mut Vec<Action<M::Response>>) {
         if all {
