@@ -538,7 +538,8 @@ fn run_writer(
     }
 }
 
-/// Saves a snapshot (local, or a leader's) and deletes the segments it makes unnecessary.
+/// Saves a leader's snapshot (local ones are written by the snapshot thread and adopted) and
+/// deletes the segments it makes unnecessary.
 fn compact_wal(wal: &mut Wal, snapshot: &raft::Snapshot) -> Result<(), WalError> {
     wal.save_snapshot(snapshot)?;
     wal.release_to(snapshot.metadata.index)?;

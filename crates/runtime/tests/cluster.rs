@@ -38,11 +38,7 @@ async fn three_members_elect_a_leader_and_serve_linearizable_reads_everywhere() 
     }
 
     // A follower refuses writes and names the leader; it does not forward.
-    let follower = cluster
-        .members
-        .keys()
-        .find(|id| **id != leader)
-        .expect("a follower");
+    let follower = &cluster.follower_of(leader);
     assert_eq!(
         cluster.members[follower].put(bytes("k"), bytes("x")).await,
         Err(ClientError::NotLeader {
@@ -58,11 +54,7 @@ async fn three_members_elect_a_leader_and_serve_linearizable_reads_everywhere() 
 async fn a_follower_forwards_proposals_to_the_leader_and_answers_from_its_own_apply() {
     let cluster = Cluster::start(3, |_| {}).await;
     let leader = cluster.leader().await;
-    let follower = *cluster
-        .members
-        .keys()
-        .find(|id| **id != leader)
-        .expect("a follower");
+    let follower = cluster.follower_of(leader);
     let handle = &cluster.members[&follower];
     let mut requests = Vec::new();
     for i in 0..50 {
@@ -109,11 +101,7 @@ async fn a_restarted_member_recovers_its_data_and_catches_up() {
         .put(bytes("before"), bytes("1"))
         .await
         .expect("put");
-    let follower = *cluster
-        .members
-        .keys()
-        .find(|id| **id != leader)
-        .expect("a follower");
+    let follower = cluster.follower_of(leader);
     // Make sure the follower has the first write durably before it stops.
     eventually("the follower applied the first write", || async {
         let leader_commit = cluster.members[&leader].status().commit;

@@ -164,11 +164,7 @@ async fn members_compact_and_restart_from_snapshot_plus_log() {
 async fn a_member_that_missed_compacted_entries_catches_up_from_the_leaders_snapshot() {
     let mut cluster = Cluster::start(3, compacting).await;
     let leader = cluster.leader().await;
-    let follower = *cluster
-        .members
-        .keys()
-        .find(|id| **id != leader)
-        .expect("a follower");
+    let follower = cluster.follower_of(leader);
     cluster.caught_up(follower).await;
     let stopped_at = cluster.members[&follower].status().applied;
     cluster.stop(follower).await;

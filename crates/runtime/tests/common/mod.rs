@@ -86,6 +86,15 @@ impl Cluster {
     }
 
     /// Waits until one running member leads and every running member knows it.
+    /// A member other than `leader`.
+    pub fn follower_of(&self, leader: NodeId) -> NodeId {
+        *self
+            .members
+            .keys()
+            .find(|id| **id != leader)
+            .expect("a follower")
+    }
+
     pub async fn leader(&self) -> NodeId {
         eventually("a leader known to all", || async {
             let statuses: Vec<_> = self.members.values().map(MemberHandle::status).collect();
