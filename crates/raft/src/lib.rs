@@ -54,7 +54,7 @@ pub use raft::{
 };
 pub use raw_node::{RawNode, Ready, Status};
 pub use rng::Rng;
-pub use storage::{MemStorage, SnapshotLoader, Storage, StorageError};
+pub use storage::{EntryLoader, MemStorage, SnapshotLoader, Storage, StorageError};
 pub use types::{
     ConfState, Entry, EntryKind, HardState, LogIndex, NodeId, Role, Snapshot, SnapshotMetadata,
     SoftState, Term,

@@ -77,6 +77,10 @@ pub struct MemberConfig {
     /// entries from the in-memory log and has the writer save the snapshot and release the
     /// WAL segments it covers.
     pub snapshot_every_entries: u64,
+    /// About how many bytes of committed log entries stay in memory (between half of this and
+    /// all of it). Older ones are read back from the WAL when a lagging follower or a replay
+    /// needs them, so a member's memory does not grow with `snapshot_every_entries`.
+    pub resident_log_bytes: u64,
 }
 
 impl MemberConfig {
@@ -102,6 +106,7 @@ impl MemberConfig {
             persist_queue_len: 64,
             max_persist_batch: 64,
             snapshot_every_entries: 10_000,
+            resident_log_bytes: 8 << 20,
         }
     }
 
@@ -258,6 +263,9 @@ pub struct Status {
     /// The first index of its in-memory log (past 1 once it compacted or installed a
     /// snapshot).
     pub first_index: LogIndex,
+    /// How many entries of its log it holds in memory; the others are read back from the WAL
+    /// when wanted (see [`MemberConfig::resident_log_bytes`]).
+    pub resident_entries: u64,
 }
 
 type Reply<R> = oneshot::Sender<Result<R, RequestError>>;
@@ -348,7 +356,13 @@ impl Member {
     {
         config.validate()?;
         let wal = open_wal(&config)?;
-        let storage = MemStorage::copy_of(&wal)?;
+        let entries = wal.reader();
+        let storage = MemStorage::copy_of_with_entry_loader(
+            &wal,
+            raft::EntryLoader::new(config.resident_log_bytes, move |low, high, max_bytes| {
+                entries.entries(low, high, max_bytes)
+            }),
+        )?;
         let mut raft_config = config.raft.clone();
         raft_config.id = config.id;
         let mut node = Node::new(&raft_config, storage, machine).map_err(StartError::Node)?;
@@ -884,6 +898,7 @@ impl<M: StateMachine> Driver<M> {
             commit: raw.committed(),
             applied: self.node.applied(),
             first_index: raft::Storage::first_index(raw.storage()),
+            resident_entries: raw.storage().resident().0 as u64,
         };
         self.status.send_if_modified(|status| {
             let changed = *status != now;

@@ -191,3 +191,60 @@ async fn a_member_that_missed_compacted_entries_catches_up_from_the_leaders_snap
     cluster.caught_up(follower).await;
     cluster.check_keys(follower).await;
 }
+
+/// Almost no entry stays in memory and nothing is compacted: a follower that was down catches
+/// up from entries the leader reads back from its WAL (not from a snapshot), and restarted
+/// members replay their whole log through the same reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_follower_and_restarts_are_served_from_entries_read_back_from_the_wal() {
+    fn evicting(config: &mut MemberConfig) {
+        config.snapshot_every_entries = 1_000_000;
+        config.resident_log_bytes = 1024;
+        config.wal.segment_size_bytes = 4096;
+        config.wal.preallocate = false;
+    }
+    let mut cluster = Cluster::start(3, evicting).await;
+    let leader = cluster.leader().await;
+    let follower = cluster.follower_of(leader);
+    cluster.caught_up(follower).await;
+    cluster.stop(follower).await;
+
+    cluster.write_keys(leader).await;
+    let leader_status = cluster.members[&leader].status();
+    assert_eq!(
+        leader_status.first_index,
+        LogIndex(1),
+        "nothing was compacted"
+    );
+    assert!(
+        leader_status.resident_entries < KEYS as u64 / 4,
+        "the leader keeps its log in memory: {leader_status:?}"
+    );
+
+    cluster.restart(follower).await;
+    cluster.caught_up(follower).await;
+    let status = cluster.members[&follower].status();
+    assert_eq!(
+        status.first_index,
+        LogIndex(1),
+        "the follower got a snapshot instead of entries: {status:?}"
+    );
+    cluster.check_keys(follower).await;
+
+    let ids: Vec<NodeId> = cluster.members.keys().copied().collect();
+    for &id in &ids {
+        cluster.stop(id).await;
+    }
+    for &id in &ids {
+        cluster.restart(id).await;
+    }
+    for &id in &ids {
+        cluster.caught_up(id).await;
+        cluster.check_keys(id).await;
+        let status = cluster.members[&id].status();
+        assert!(
+            status.resident_entries < KEYS as u64 / 4,
+            "member {id} reloaded its whole log into memory: {status:?}"
+        );
+    }
+}

@@ -159,6 +159,7 @@ mod disk;
 mod error;
 pub mod inspect;
 mod log;
+mod reader;
 mod record;
 mod recovery;
 mod sim;
@@ -167,6 +168,7 @@ mod wal;
 
 pub use disk::{Disk, DiskFile, OpenMode, StdDisk, StdFile, StdLock};
 pub use error::WalError;
+pub use reader::WalReader;
 pub use recovery::{RecoveryReport, SegmentInfo, TornTail};
 pub use sim::{CrashMode, Fault, FaultDisk, SIM_PAGE_SIZE, SimDisk, SimFile, SimLock};
 pub use wal::{SnapshotWriter, Wal, WalOptions};

@@ -322,6 +322,28 @@ impl LogState {
         self.check();
     }
 
+    /// Makes `view` equal to this state's spans, touching only the ends that changed: spans
+    /// are only ever pushed or cut at the back and released at the front, so this costs a few
+    /// binary searches per write, however long the table is. Keeps the copy that
+    /// [`crate::WalReader`] reads from other threads current.
+    pub(crate) fn sync_spans_into(&self, view: &mut VecDeque<Span>) {
+        let held = |span: &Span| {
+            let at = self.spans.partition_point(|own| own.first < span.first);
+            self.spans.get(at) == Some(span)
+        };
+        while view.back().is_some_and(|span| !held(span)) {
+            view.pop_back();
+        }
+        while view.front().is_some_and(|span| !held(span)) {
+            view.pop_front();
+        }
+        let after = view.back().map(|span| span.first);
+        let from = after.map_or(0, |first| {
+            self.spans.partition_point(|own| own.first <= first)
+        });
+        view.extend(self.spans.range(from..).copied());
+    }
+
     /// Number of spans held (the size of the position table), for tests and inspection.
     pub(crate) fn span_count(&self) -> usize {
         self.spans.len()

@@ -2,7 +2,8 @@
 
 use crate::disk::{Disk, DiskFile, OpenMode, StdDisk};
 use crate::error::WalError;
-use crate::log::{EntryCache, Location, LogState};
+use crate::log::{EntryCache, Location, LogState, Span};
+use crate::reader::WalReader;
 use crate::record::{
     Batch, HEADER_LEN, MAX_PAYLOAD, RecordType, SnapshotMarker, check_payload, encode_batch,
     parse_header,
@@ -19,6 +20,7 @@ use raft::{
 use std::collections::VecDeque;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 /// Tunables of a [`Wal`]. Every field has a bound checked by [`WalOptions::validate`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -109,6 +111,9 @@ pub struct Wal<D: Disk = StdDisk> {
     active_has_records: bool,
     log: LogState,
     cache: EntryCache,
+    /// The position table as [`WalReader`]s see it, kept equal to `log`'s after every change
+    /// (`sync_view`).
+    view: Arc<Mutex<VecDeque<Span>>>,
     /// Set by the first failed write; every later write is refused.
     poisoned: Option<String>,
     report: RecoveryReport,
@@ -229,6 +234,7 @@ impl<D: Disk> Wal<D> {
             active_has_records: false,
             log,
             cache,
+            view: Arc::default(),
             poisoned: None,
             report,
             _lock: lock,
@@ -350,10 +356,12 @@ impl<D: Disk> Wal<D> {
             active_has_records: active_info.records > 1,
             log: scan.log,
             cache: EntryCache::new(0),
+            view: Arc::default(),
             poisoned: None,
             report,
             _lock: lock,
         };
+        wal.sync_view();
         wal.report.removed_old_snapshots = wal.collect_old_snapshots();
         wal.warm_cache();
         Ok(wal)
@@ -503,6 +511,7 @@ impl<D: Disk> Wal<D> {
                 location,
             );
             self.cache.append(entries);
+            self.sync_view();
         }
         if let Some(hard_state) = hard_state {
             self.log.hard_state = hard_state;
@@ -581,6 +590,7 @@ impl<D: Disk> Wal<D> {
             marker.kept_suffix,
             marker.conf_state,
         );
+        self.sync_view();
         self.collect_old_snapshots();
         Ok(())
     }
@@ -596,6 +606,24 @@ impl<D: Disk> Wal<D> {
             disk: self.disk.clone(),
             dir: self.dir.clone(),
         }
+    }
+
+    /// A handle that reads this WAL's entries from another thread, for an embedder that keeps
+    /// only the newest entries in memory (see [`WalReader`]).
+    pub fn reader(&self) -> WalReader<D>
+    where
+        D: Clone,
+    {
+        WalReader::new(self.disk.clone(), self.dir.clone(), Arc::clone(&self.view))
+    }
+
+    /// Copies the position table's changes to the readers' view.
+    fn sync_view(&self) {
+        let mut view = self
+            .view
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.log.sync_spans_into(&mut view);
     }
 
     /// Deletes whole segment files that hold nothing after `min(index, snapshot index)`: the
@@ -627,6 +655,7 @@ impl<D: Disk> Wal<D> {
                 return Err(self.poison(WalError::io("sync directory", &dir, e)));
             }
             self.log.release_segments_before(needed);
+            self.sync_view();
         }
         Ok(released)
     }
@@ -767,40 +796,57 @@ impl<D: Disk> Wal<D> {
                 )
             })?;
         let segment = &self.segments[position];
-        let corrupt = |reason: String| WalError::corrupt(&segment.path, location.offset, reason);
-        let mut header_bytes = [0u8; HEADER_LEN];
-        segment
-            .file
-            .read_at(location.offset, &mut header_bytes)
-            .map_err(|e| WalError::io("read", &segment.path, e))?;
-        let header = parse_header(&header_bytes).map_err(corrupt)?;
-        if header.kind != RecordType::Batch {
-            return Err(corrupt(format!(
-                "expected a batch record, found {:?}",
-                header.kind
-            )));
-        }
-        let mut payload = vec![0u8; header.payload_len];
-        segment
-            .file
-            .read_at(location.offset + HEADER_LEN as u64, &mut payload)
-            .map_err(|e| WalError::io("read", &segment.path, e))?;
-        check_payload(&header, &payload).map_err(corrupt)?;
-        let payload = Bytes::from(payload);
-        let batch = Batch::decode(&payload).map_err(corrupt)?;
-        let count = batch.entries.len() as u64;
-        if batch.first_index != record_first || high >= record_first + count || low < record_first {
-            return Err(corrupt(format!(
-                "record holds entries {}..{} but the position table expects {low}..={high}",
-                batch.first_index,
-                batch.first_index + count
-            )));
-        }
-        let mut entries = batch.to_entries(&payload);
-        entries.truncate((high - record_first + 1) as usize);
-        entries.drain(..(low - record_first) as usize);
-        Ok(entries)
+        read_batch_entries(
+            &segment.file,
+            &segment.path,
+            location,
+            record_first,
+            low,
+            high,
+        )
     }
+}
+
+/// Reads the entries `low..=high` of the batch record at `location` of `file` (at `path`)
+/// whose first entry is `record_first`, verifying the record's checksums. Shared by the WAL's
+/// own reads and by [`crate::WalReader`], which opens the segment itself.
+pub(crate) fn read_batch_entries(
+    file: &impl DiskFile,
+    path: &Path,
+    location: Location,
+    record_first: u64,
+    low: u64,
+    high: u64,
+) -> Result<Vec<Entry>, WalError> {
+    let corrupt = |reason: String| WalError::corrupt(path, location.offset, reason);
+    let mut header_bytes = [0u8; HEADER_LEN];
+    file.read_at(location.offset, &mut header_bytes)
+        .map_err(|e| WalError::io("read", path, e))?;
+    let header = parse_header(&header_bytes).map_err(corrupt)?;
+    if header.kind != RecordType::Batch {
+        return Err(corrupt(format!(
+            "expected a batch record, found {:?}",
+            header.kind
+        )));
+    }
+    let mut payload = vec![0u8; header.payload_len];
+    file.read_at(location.offset + HEADER_LEN as u64, &mut payload)
+        .map_err(|e| WalError::io("read", path, e))?;
+    check_payload(&header, &payload).map_err(corrupt)?;
+    let payload = Bytes::from(payload);
+    let batch = Batch::decode(&payload).map_err(corrupt)?;
+    let count = batch.entries.len() as u64;
+    if batch.first_index != record_first || high >= record_first + count || low < record_first {
+        return Err(corrupt(format!(
+            "record holds entries {}..{} but the position table expects {low}..={high}",
+            batch.first_index,
+            batch.first_index + count
+        )));
+    }
+    let mut entries = batch.to_entries(&payload);
+    entries.truncate((high - record_first + 1) as usize);
+    entries.drain(..(low - record_first) as usize);
+    Ok(entries)
 }
 
 impl<D: Disk> Storage for Wal<D> {
