@@ -242,6 +242,8 @@ pub struct Sim {
     /// Whether followers forward clients' commands to the leader (`Node::submit_anywhere`)
     /// instead of refusing them, as the server does.
     forward_proposals: bool,
+    /// The byte budget of committed entries a node keeps in memory, if it evicts the rest.
+    resident_log_bytes: Option<u64>,
     loss_permille: u64,
     duplicate_permille: u64,
     delay_us: (u64, u64),
@@ -291,6 +293,12 @@ impl Sim {
         // Half the seeds forward proposals. Chosen from the seed itself rather than drawn from
         // `rng`, so every seed's other choices stay what they were.
         let forward_proposals = options.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 63 == 1;
+        // Half the seeds keep only a few hundred bytes or a few KiB of committed entries in
+        // memory and read the rest back from the WAL, as the server does with megabytes: every
+        // lagging follower, replay and leader change then goes through those reads.
+        let evict_bits = options.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 61 & 0b11;
+        let resident_log_bytes =
+            (evict_bits & 1 == 1).then(|| [300, 4096][(evict_bits >> 1) as usize]);
         let mut sim = Sim {
             max_size_per_msg,
             max_inflight_msgs,
@@ -327,6 +335,7 @@ impl Sim {
             compaction_gap,
             lease_reads,
             forward_proposals,
+            resident_log_bytes,
             loss_permille,
             duplicate_permille,
             delay_us: (100, 2_000),
@@ -379,7 +388,7 @@ impl Sim {
     }
 
     fn start_node(&mut self, index: usize) {
-        let storage = match self.nodes[index].disk.start() {
+        let storage = match self.nodes[index].disk.start(self.resident_log_bytes) {
             Ok(storage) => storage,
             Err(error) => {
                 let id = self.nodes[index].id;

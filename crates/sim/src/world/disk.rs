@@ -229,9 +229,11 @@ impl NodeDisk {
     }
 
     /// Starts the node's storage: opens the WAL again if its files changed since it was last
-    /// opened (recovery included), and returns the node's in-memory view of its log. On
-    /// failure the log holds the error and the node must stay down.
-    pub(crate) fn start(&mut self) -> Result<MemStorage, String> {
+    /// opened (recovery included), and returns the node's in-memory view of its log: all of it,
+    /// or with `resident_log_bytes` only the newest committed entries, the rest read back from
+    /// the WAL's files when wanted. On failure the log holds the error and the node must stay
+    /// down.
+    pub(crate) fn start(&mut self, resident_log_bytes: Option<u64>) -> Result<MemStorage, String> {
         self.unacknowledged = None;
         if self.reopen || self.log.wal.is_err() {
             self.reopen = false;
@@ -241,7 +243,19 @@ impl NodeDisk {
                 .map_err(|error| error.to_string());
         }
         let view = match &self.log.wal {
-            Ok(wal) => MemStorage::copy_of(wal).map_err(|error| error.to_string()),
+            Ok(wal) => match resident_log_bytes {
+                None => MemStorage::copy_of(wal),
+                Some(budget) => {
+                    let reader = wal.reader();
+                    MemStorage::copy_of_with_entry_loader(
+                        wal,
+                        raft::EntryLoader::new(budget, move |low, high, max_bytes| {
+                            reader.entries(low, high, max_bytes)
+                        }),
+                    )
+                }
+            }
+            .map_err(|error| error.to_string()),
             Err(error) => Err(error.clone()),
         };
         match &view {
