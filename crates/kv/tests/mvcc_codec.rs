@@ -192,6 +192,24 @@ fn build_store(requests: &[MvccRequest], clients: &[u64]) -> MvccStore {
     store
 }
 
+/// `requests` as session commands from sequence `start` on: pairs of commands share a client
+/// and a sequence, so the second of each pair is a retry answered from the session table; the
+/// clients cycle through the ones [`build_store`] used, a new one and sessionless 0.
+fn session_commands(requests: &[MvccRequest], start: u64) -> Vec<MvccCommand> {
+    requests
+        .iter()
+        .enumerate()
+        .map(|(index, request)| {
+            let pair = index as u64 / 2;
+            MvccCommand {
+                client_id: [1, 2, 3, 4, 0][(pair % 5) as usize],
+                sequence: start + pair,
+                request: request.clone(),
+            }
+        })
+        .collect()
+}
+
 /// The standard CRC-32C, bit by bit: an independent check of the snapshot checksum.
 fn crc32c(data: &[u8]) -> u32 {
     let mut crc = !0u32;
@@ -327,24 +345,41 @@ proptest! {
 
     #[test]
     fn clones_are_independent(first in prop::collection::vec(workload_request(), 0..30), second in prop::collection::vec(workload_request(), 0..30)) {
-        // Histories are shared copy-on-write between clones: changing either side (puts,
-        // deletes, compaction, rolled-back transactions) must leave the other as it was.
-        let store = build_store(&first, &[1]);
+        // Histories are shared copy-on-write and recorded session answers are shared between
+        // clones: changing either side (puts, deletes, compaction, rolled-back transactions,
+        // new and replaced sessions, answered retries, evictions) must leave the other as it
+        // was.
+        let store = build_store(&first, &[1, 2, 3]);
         let frozen = store.snapshot();
         let mut changed = store.clone();
         let mut expected = MvccStore::restore(&frozen).expect("restores");
-        for request in &second {
-            let outcome = changed.apply(request.clone());
-            prop_assert_eq!(expected.apply(request.clone()), outcome);
+        for command in session_commands(&second, first.len() as u64) {
+            let outcome = changed.apply_command(command.clone());
+            prop_assert_eq!(expected.apply_command(command), outcome);
         }
+        changed.set_max_sessions(2);
+        expected.set_max_sessions(2);
         prop_assert_eq!(store.snapshot(), frozen.clone());
         prop_assert_eq!(changed.snapshot(), expected.snapshot());
+        prop_assert_eq!(&changed, &expected);
         let mut original = store;
         let copy = original.clone();
-        for request in &second {
-            let _ = original.apply(request.clone());
+        for command in session_commands(&second, first.len() as u64) {
+            let _ = original.apply_command(command);
         }
-        prop_assert_eq!(copy.snapshot(), frozen);
+        original.set_max_sessions(1);
+        prop_assert_eq!(copy.snapshot(), frozen.clone());
+        // The untouched copy still answers each session's retry (the last command of each
+        // client) as recorded, and older sequences as stale.
+        let restored = MvccStore::restore(&frozen).expect("restores");
+        for (index, request) in first.iter().enumerate() {
+            let retry = MvccCommand {
+                client_id: [1, 2, 3][index % 3],
+                sequence: index as u64,
+                request: request.clone(),
+            };
+            prop_assert_eq!(copy.clone().apply_command(retry.clone()), restored.clone().apply_command(retry));
+        }
     }
 
     #[test]

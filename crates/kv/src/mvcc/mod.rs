@@ -15,8 +15,9 @@
 //! - [`MvccStore::snapshot`] / [`MvccStore::restore`] move the whole state between members;
 //!   [`MvccStore::write_snapshot`] streams the same bytes to any `Write` (a file, or a larger
 //!   buffer sized with [`MvccStore::snapshot_size`]) without holding them in memory, and
-//!   `clone()` is cheap (histories are shared copy-on-write), for serializing a frozen copy
-//!   on another thread. `crates/kv/memtool` measures these costs and the heap per revision.
+//!   `clone()` is cheap (histories are shared copy-on-write, recorded session answers are
+//!   shared or a few words inline), for serializing a frozen copy on another thread.
+//!   `crates/kv/memtool` measures these costs and the heap per revision.
 //! - The session table is bounded ([`DEFAULT_MAX_SESSIONS`], [`MvccStore::set_max_sessions`])
 //!   and evicts least recently used sessions; a retry of an evicted session is applied again.
 //! - Values can live outside the heap: [`MvccStore::with_value_log`] gives the store a

@@ -28,7 +28,7 @@
 use super::codec::{ByteCount, Out, Reader, put_bytes, put_ivarint, put_result, put_uvarint};
 use super::error::SnapshotError;
 use super::index::{Entry, KeyHistory, Revision, owned};
-use super::store::{MvccStore, SessionRecord};
+use super::store::{MvccStore, RecordedResult, SessionRecord};
 use super::values::{Spill, StoredValue};
 use bytes::{BufMut, Bytes, BytesMut};
 use std::collections::HashSet;
@@ -144,7 +144,7 @@ impl MvccStore {
             previous_touched = *touched;
             put_uvarint(out, *client_id);
             put_uvarint(out, session.last_sequence);
-            put_result(out, &session.last_result);
+            put_result(out, &session.last_result.get());
         }
     }
 
@@ -341,7 +341,7 @@ fn read_sessions(reader: &mut Reader, store: &mut MvccStore) -> Result<(), Snaps
         let last_result = reader.result()?;
         let record = SessionRecord {
             last_sequence,
-            last_result,
+            last_result: RecordedResult::new(last_result),
             touched,
         };
         if store.sessions.insert(client_id, record).is_some() {
@@ -371,7 +371,7 @@ fn read_sessions_v1(reader: &mut Reader, store: &mut MvccStore) -> Result<(), Sn
             client_id,
             SessionRecord {
                 last_sequence,
-                last_result,
+                last_result: RecordedResult::new(last_result),
                 touched,
             },
         );

@@ -12,6 +12,7 @@ use super::types::{
 use super::validate;
 use super::values::{DEFAULT_VALUE_LOG_THRESHOLD, Spill, StoredValue, ValueLog, load};
 use bytes::Bytes;
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -45,7 +46,9 @@ pub struct MvccStore {
     pub(crate) index: BTreeMap<Bytes, KeyHistory>,
     /// How many entries all histories hold together (retained puts and deletes).
     pub(crate) revisions: usize,
-    /// The last request and answer of each client session, to answer retries.
+    /// The last request and answer of each client session, to answer retries. Each record is
+    /// a few words with any large answer behind an `Arc` ([`SessionRecord`]), so cloning the
+    /// store copies no answer.
     pub(crate) sessions: BTreeMap<u64, SessionRecord>,
     /// The sessions by recency: each session's `touched` stamp to its client id. The first
     /// entry is the least recently used session, the next to evict.
@@ -72,9 +75,10 @@ pub struct MvccStore {
 /// and sessions are evicted least recently used first, so the bound is really "how many writes
 /// back a retry can still be recognised". 65 536 covers, for example, 6 500 writes/s with a
 /// 10 s retry window, or 1 000 clients with 64 requests each in flight. A session recording a
-/// put's answer costs roughly 250 bytes in memory and 25 in a snapshot, so a full table stays
-/// around 16 MiB in memory and 2 MiB per snapshot (more if sessions record reads' kvs). Raise
-/// it (on every member alike) for higher write rates or longer retry windows.
+/// put's answer costs roughly 100 bytes in memory (table and recency entries; the answer is
+/// kept inline) and 25 in a snapshot, so a full table stays around 6 MiB in memory and 2 MiB
+/// per snapshot (more if sessions record reads' kvs, which are kept once and shared by clones).
+/// Raise it (on every member alike) for higher write rates or longer retry windows.
 pub const DEFAULT_MAX_SESSIONS: usize = 65_536;
 
 /// The estimated storage cost of one retained revision beyond its key and value: roughly what
@@ -139,12 +143,61 @@ impl MvccStore {
 }
 
 /// The last request of a session and its outcome.
+///
+/// Kept to four words with no allocation of its own for the common case, because the table
+/// holds up to [`DEFAULT_MAX_SESSIONS`] of them and `MvccStore::clone()` (the server's frozen
+/// copy for a snapshot) copies every record: a record must cost a copy of a few words, never a
+/// deep copy of an answer. `touched` changes on every answered retry, so it stays here, outside
+/// the shared part, and no record needs copy-on-write.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct SessionRecord {
     pub(crate) last_sequence: u64,
-    pub(crate) last_result: Result<MvccResponse, MvccError>,
+    pub(crate) last_result: RecordedResult,
     /// The session clock when the session was last touched; its key in `session_recency`.
     pub(crate) touched: u64,
+}
+
+/// A session's recorded outcome, in one of two canonical forms (chosen only by
+/// [`RecordedResult::new`], so equal outcomes always have equal forms and the derived
+/// equality is equality of outcomes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum RecordedResult {
+    /// A successful put without `prev_kv`: by far the most common write, and its whole answer
+    /// is one revision, so it is kept inline (no allocation) instead of as a 100-odd-byte
+    /// `PutResponse`.
+    Put { revision: i64 },
+    /// Any other outcome, immutable once recorded and shared between clones of the store
+    /// (recording a new outcome replaces the `Arc`, never writes through it).
+    Other(Arc<Result<MvccResponse, MvccError>>),
+}
+
+impl RecordedResult {
+    /// The canonical form of `result`.
+    pub(crate) fn new(result: Result<MvccResponse, MvccError>) -> RecordedResult {
+        match result {
+            Ok(MvccResponse::Put(PutResponse {
+                header,
+                prev_kv: None,
+            })) => RecordedResult::Put {
+                revision: header.revision,
+            },
+            other => RecordedResult::Other(Arc::new(other)),
+        }
+    }
+
+    /// The outcome exactly as it was recorded: borrowed, or rebuilt (without allocating) for a
+    /// plain put.
+    pub(crate) fn get(&self) -> Cow<'_, Result<MvccResponse, MvccError>> {
+        match self {
+            RecordedResult::Put { revision } => Cow::Owned(Ok(MvccResponse::Put(PutResponse {
+                header: ResponseHeader {
+                    revision: *revision,
+                },
+                prev_kv: None,
+            }))),
+            RecordedResult::Other(result) => Cow::Borrowed(result),
+        }
+    }
 }
 
 /// A write in progress: etcd's `storeTxnWrite`. All its changes get main revision
@@ -373,7 +426,7 @@ impl MvccStore {
             && let Some(session) = self.sessions.get(&command.client_id)
         {
             if command.sequence == session.last_sequence {
-                let result = session.last_result.clone();
+                let result = session.last_result.get().into_owned();
                 // The client is still retrying, so it may retry again: keep it the longest.
                 self.touch_session(command.client_id);
                 return result;
@@ -384,6 +437,7 @@ impl MvccStore {
         }
         let result = self.apply(command.request);
         if command.client_id != 0 {
+            // Cloning a plain put's answer (the common case) allocates nothing.
             self.record_session(command.client_id, command.sequence, result.clone());
         }
         result
@@ -418,7 +472,7 @@ impl MvccStore {
         let touched = self.next_session_stamp();
         let record = SessionRecord {
             last_sequence,
-            last_result,
+            last_result: RecordedResult::new(last_result),
             touched,
         };
         self.approx_size = self.approx_size.saturating_add(session_size(&record));
@@ -1063,7 +1117,7 @@ pub(crate) fn entry_size(key: &[u8], entry: &Entry) -> u64 {
 /// Proportional to the answer, which was just built (or decoded), so it adds no asymptotic
 /// cost.
 pub(crate) fn session_size(session: &SessionRecord) -> u64 {
-    let answer = match &session.last_result {
+    let answer = match session.last_result.get().as_ref() {
         Ok(response) => response_size(response),
         Err(_) => 0,
     };
@@ -1101,4 +1155,16 @@ fn txn_response_size(txn: &TxnResponse) -> u64 {
             .saturating_add(op_size)
             .saturating_add(ANSWER_KV_OVERHEAD)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SessionRecord;
+
+    /// `MvccStore::clone()` copies every session record (up to `DEFAULT_MAX_SESSIONS`), and
+    /// the table holds them inline: keep one a few words, with any answer behind an `Arc`.
+    #[test]
+    fn a_session_record_stays_32_bytes() {
+        assert_eq!(std::mem::size_of::<SessionRecord>(), 32);
+    }
 }
