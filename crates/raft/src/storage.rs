@@ -62,7 +62,8 @@ pub trait Storage {
 /// An in-memory [`Storage`], used by tests, the simulator (as the node's view of its durable
 /// log) and as the log cache of a disk-backed member.
 ///
-/// Invariant: `entries[i].index == snapshot.metadata.index + 1 + i` for every `i`.
+/// Invariant: `entries[i].index == snapshot.metadata.index + 1 + evicted + i` for every `i`;
+/// without an [`EntryLoader`] nothing is evicted.
 #[derive(Clone, Debug, Default)]
 pub struct MemStorage {
     hard_state: HardState,

@@ -3,7 +3,8 @@
 //!
 //! [`Wal`] implements [`raft::Storage`] for the core's reads and offers the writes an embedder
 //! performs for a `Ready`: [`Wal::write`] (hard state and entries, one `fdatasync`),
-//! [`Wal::save_snapshot`] and [`Wal::release_to`]. All file access goes through the [`Disk`]
+//! [`Wal::save_snapshot`] and [`Wal::release_to`]; a [`WalReader`] reads entries back from
+//! another thread while the WAL takes writes. All file access goes through the [`Disk`]
 //! trait: [`StdDisk`] is the real file system, [`SimDisk`] an in-memory disk that loses unsynced
 //! writes, tears pages and fails on command, for crash tests and the simulator.
 //!
