@@ -47,6 +47,12 @@ pub trait StateMachine {
     fn freeze(&self) -> Box<dyn FrozenState> {
         Box::new(self.snapshot())
     }
+
+    /// Reclaims the space of this member's own storage (etcd's `Defragment`, which is also a
+    /// per-member operation that bypasses the log). It must not change anything replicated:
+    /// answers, snapshots and hashes stay exactly what they were. The default has nothing to
+    /// reclaim.
+    fn defragment(&mut self) {}
 }
 
 /// A state machine's state frozen at one applied index, which writes the exact bytes
@@ -358,6 +364,11 @@ impl<M: StateMachine> Node<M> {
     /// The state machine, for inspection (local, possibly stale reads).
     pub fn state_machine(&self) -> &M {
         &self.state_machine
+    }
+
+    /// Runs the state machine's [`StateMachine::defragment`] between two applies.
+    pub fn defragment(&mut self) {
+        self.state_machine.defragment();
     }
 
     /// The last applied index.

@@ -289,6 +289,10 @@ enum Command<M: StateMachine> {
         query: M::Query,
         reply: oneshot::Sender<M::Response>,
     },
+    /// Reclaim the space of this member's local storage (not through the log).
+    Defragment {
+        reply: oneshot::Sender<()>,
+    },
     /// A membership change through the log.
     ConfChange {
         change: ConfChange,
@@ -703,6 +707,10 @@ impl<M: StateMachine> Driver<M> {
             Command::LocalQuery { query, reply } => {
                 let _ = reply.send(self.node.state_machine().query(&query));
             }
+            Command::Defragment { reply } => {
+                self.node.defragment();
+                let _ = reply.send(());
+            }
             Command::ConfChange { change, reply } => {
                 if self.waiters.len() + self.conf_waiters.len() >= self.max_waiting_requests {
                     let _ = reply.send(Err(RequestError::Backpressure));
@@ -942,6 +950,7 @@ impl<M: StateMachine> fmt::Debug for Command<M> {
             Command::Submit { data, .. } => write!(f, "Submit({} bytes)", data.len()),
             Command::Read { query, .. } => write!(f, "Read({query:?})"),
             Command::LocalQuery { query, .. } => write!(f, "LocalQuery({query:?})"),
+            Command::Defragment { .. } => f.write_str("Defragment"),
             Command::ConfChange { change, .. } => write!(f, "ConfChange({change:?})"),
             Command::TransferLeader { target, .. } => write!(f, "TransferLeader({target})"),
             Command::SetPeers(peers) => write!(f, "SetPeers({peers:?})"),
@@ -1035,6 +1044,15 @@ impl<M: StateMachine> MemberHandle<M> {
     pub async fn read_local(&self, query: M::Query) -> Result<M::Response, ClientError> {
         let (reply, answer) = oneshot::channel();
         self.send(Command::LocalQuery { query, reply }).await?;
+        answer.await.map_err(|_| ClientError::Stopped)
+    }
+
+    /// Has this member reclaim the space of its local storage, between two applies (see
+    /// [`node::StateMachine::defragment`]); like etcd's defragmentation it blocks this member's
+    /// applying while it runs and touches no other member.
+    pub async fn defragment(&self) -> Result<(), ClientError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Defragment { reply }).await?;
         answer.await.map_err(|_| ClientError::Stopped)
     }
 

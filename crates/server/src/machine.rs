@@ -209,20 +209,34 @@ impl EtcdMachine {
 
     /// Rewrites the value file with only the live values when compaction left at least
     /// `min_garbage` bytes of garbage, and at least as much garbage as live values (the
-    /// automatic part of what etcd's defragment does; `Maintenance.Defragment` could call
-    /// this with 0). Blocks applying for a read and an append per live value.
-    ///
-    /// The new file replaces the old at the same path; the old one is unlinked, and a frozen
-    /// copy still writing a snapshot reads it through its open handle (while such a copy
-    /// exists, the rewrite also copies the key histories it shares). If the new file cannot
-    /// be created the old one stays in use.
+    /// automatic part of what etcd's defragment does; `Maintenance.Defragment` rewrites
+    /// whenever there is any garbage, see [`EtcdMachine::rewrite_value_file`]).
     fn maybe_rewrite_value_file(&mut self, min_garbage: u64) {
-        let (Some(path), Some(log)) = (&self.value_file, self.mvcc.value_log()) else {
+        let Some(log) = self.mvcc.value_log() else {
             return;
         };
         let live = self.mvcc.value_log_live_bytes();
         let garbage = log.size_bytes().saturating_sub(live);
         if garbage < min_garbage || garbage < live {
+            return;
+        }
+        self.rewrite_value_file();
+    }
+
+    /// Rewrites the value file with only the live values, if it holds any garbage. Blocks
+    /// applying for a read and an append per live value.
+    ///
+    /// The new file replaces the old at the same path; the old one is unlinked, and a frozen
+    /// copy still writing a snapshot reads it through its open handle (while such a copy
+    /// exists, the rewrite also copies the key histories it shares). If the new file cannot
+    /// be created the old one stays in use.
+    fn rewrite_value_file(&mut self) {
+        let (Some(path), Some(log)) = (&self.value_file, self.mvcc.value_log()) else {
+            return;
+        };
+        let live = self.mvcc.value_log_live_bytes();
+        let garbage = log.size_bytes().saturating_sub(live);
+        if garbage == 0 {
             return;
         }
         match FileValueLog::create(path) {
@@ -337,6 +351,12 @@ impl node::StateMachine for EtcdMachine {
             header: self.snapshot_header(),
             mvcc: self.mvcc.clone(),
         })
+    }
+
+    /// etcd's defragmentation reclaims the space compaction freed in its bbolt file; ours
+    /// rewrites the value file with only the values retained revisions still reference.
+    fn defragment(&mut self) {
+        self.rewrite_value_file();
     }
 
     fn restore(&mut self, data: &Bytes) -> Result<(), String> {
@@ -768,8 +788,14 @@ mod tests {
         assert!(summary.value_file_bytes >= 500 * 300);
         assert!((1..=50 * 300).contains(&summary.value_file_live_bytes));
 
-        // Rewriting keeps only the live values; the frozen copy still reads the old file.
-        filed.maybe_rewrite_value_file(0);
+        // Automatic rewriting waits for more garbage than this; defragmenting rewrites now,
+        // keeping only the live values; the frozen copy still reads the old file.
+        filed.maybe_rewrite_value_file(REWRITE_MIN_GARBAGE);
+        let MachineResponse::Summary(unchanged) = filed.query(&MachineQuery::Summary) else {
+            panic!("summary");
+        };
+        assert_eq!(unchanged, summary);
+        node::StateMachine::defragment(&mut filed);
         let MachineResponse::Summary(rewritten) = filed.query(&MachineQuery::Summary) else {
             panic!("summary");
         };

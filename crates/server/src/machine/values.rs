@@ -11,7 +11,8 @@
 //! `MvccStore::value_log_live_bytes` against [`ValueLog::size_bytes`] shows how much. The state
 //! machine rewrites the file with only the live values after a compaction that leaves enough
 //! garbage (`EtcdMachine::maybe_rewrite_value_file`), and a restore (a snapshot from the
-//! leader) or a restart starts a fresh file. `Maintenance.Defragment` does not rewrite it yet.
+//! leader) or a restart starts a fresh file. `Maintenance.Defragment` (`etcdctl defrag`)
+//! rewrites it whenever it holds any garbage.
 
 use bytes::Bytes;
 use kv::mvcc::{ValueLog, ValueRef};
