@@ -62,15 +62,15 @@ impl MvccStore {
             .enumerate()
             .filter_map(|(slot, (_, history))| {
                 let first = history.entries.first()?;
-                (first.revision < end).then_some(Reverse((first.revision, slot, 0)))
+                (first.revision() < end).then_some(Reverse((first.revision(), slot, 0)))
             })
             .collect();
         while let Some(Reverse((change, slot, position))) = cursors.pop() {
             let (key, history) = histories[slot];
             if let Some(next) = history.entries.get(position + 1)
-                && next.revision < end
+                && next.revision() < end
             {
-                cursors.push(Reverse((next.revision, slot, position + 1)));
+                cursors.push(Reverse((next.revision(), slot, position + 1)));
             }
             let entry = &history.entries[position];
             if change.main <= compact {
@@ -80,7 +80,7 @@ impl MvccStore {
                     && history
                         .entries
                         .get(position + 1)
-                        .is_none_or(|next| next.revision.main > at);
+                        .is_none_or(|next| next.mod_revision() > at);
                 let keeps_any = *keeps_any.get_or_insert_with(|| {
                     self.index
                         .values()
@@ -101,10 +101,10 @@ impl MvccStore {
                 ProtoKv {
                     key,
                     create_revision: entry.create_revision,
-                    mod_revision: entry.revision.main,
+                    mod_revision: entry.mod_revision(),
                     version: entry.version,
                     value: &stored,
-                    lease: entry.lease,
+                    lease: entry.lease(),
                 }
             } else {
                 // A tombstone's stored value is a KeyValue holding only the key.

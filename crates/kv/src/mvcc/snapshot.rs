@@ -115,19 +115,20 @@ impl MvccStore {
             put_uvarint(out, history.entries.len() as u64);
             let mut previous_main = 0;
             for entry in history.entries.iter() {
-                put_uvarint(out, (entry.revision.main - previous_main) as u64);
-                previous_main = entry.revision.main;
-                put_uvarint(out, entry.revision.sub as u64);
+                let revision = entry.revision();
+                put_uvarint(out, (revision.main - previous_main) as u64);
+                previous_main = revision.main;
+                put_uvarint(out, revision.sub as u64);
                 if entry.is_put() {
                     out.write_u8(KIND_PUT);
-                    let len = entry.value.len();
+                    let len = entry.value().len();
                     put_uvarint(out, len as u64);
                     if !out.skip(len) {
                         out.write_slice(&self.value_of(entry));
                     }
                     put_ivarint(out, entry.create_revision);
                     put_ivarint(out, entry.version);
-                    put_ivarint(out, entry.lease);
+                    put_ivarint(out, entry.lease());
                 } else {
                     out.write_u8(KIND_DELETE);
                 }
@@ -296,7 +297,7 @@ fn read_store(
         }
         let history = read_history(reader, current_revision, compact_revision, spill)?;
         for entry in history.entries.iter() {
-            if !seen.insert(entry.revision) {
+            if !seen.insert(entry.revision()) {
                 return Err(inconsistent("revision used twice"));
             }
         }
@@ -392,12 +393,12 @@ fn read_history(
         return Err(inconsistent("key without history"));
     }
     // As many slots as entries, but trusting the claimed count only so far: a hostile count
-    // (bounded only by the bytes left) must not reserve 72 bytes per input byte.
+    // (bounded only by the bytes left) must not reserve an entry (48 bytes) per input byte.
     let mut entries: Vec<Entry> = Vec::with_capacity(entry_count.min(4096));
     for _ in 0..entry_count {
         let delta = reader.uvarint()?;
         let sub = reader.uvarint()?;
-        let previous_main = entries.last().map_or(0, |entry| entry.revision.main);
+        let previous_main = entries.last().map_or(0, Entry::mod_revision);
         let main = i64::try_from(delta)
             .ok()
             .and_then(|delta| previous_main.checked_add(delta))
@@ -407,7 +408,7 @@ fn read_history(
         let revision = Revision { main, sub };
         if entries
             .last()
-            .is_some_and(|entry| entry.revision >= revision)
+            .is_some_and(|entry| entry.revision() >= revision)
         {
             return Err(inconsistent("revisions out of order"));
         }
@@ -433,17 +434,17 @@ fn read_history(
                     create_revision,
                     version,
                 )?;
-                Entry {
+                Entry::put(
                     revision,
                     version,
                     create_revision,
                     lease,
                     // Stored after every check, so a refused entry appends nothing.
-                    value: match spill {
+                    match spill {
                         Some(spill) => spill.store(&value),
-                        None => StoredValue::Inline(owned(&value)),
+                        None => StoredValue::Inline(value.as_ref().into()),
                     },
-                }
+                )
             }
             _ => return Err(SnapshotError::Malformed("unknown entry kind")),
         };

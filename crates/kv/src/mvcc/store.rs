@@ -10,7 +10,9 @@ use super::types::{
     ResponseHeader, ResponseOp, SortOrder, SortTarget, TxnRequest, TxnResponse,
 };
 use super::validate;
-use super::values::{DEFAULT_VALUE_LOG_THRESHOLD, Spill, StoredValue, ValueLog, load};
+use super::values::{
+    DEFAULT_VALUE_LOG_THRESHOLD, Spill, StoredValue, StoredValueRef, ValueLog, load,
+};
 use bytes::Bytes;
 use std::borrow::Cow;
 use std::cmp::Ordering;
@@ -114,13 +116,13 @@ impl MvccStore {
     /// (either store may keep them inline or in its value log).
     fn same_index(&self, other: &Self) -> bool {
         let same_entry = |a: &Entry, b: &Entry| {
-            a.revision == b.revision
+            a.revision() == b.revision()
                 && a.version == b.version
                 && a.create_revision == b.create_revision
-                && a.lease == b.lease
-                && a.value.len() == b.value.len()
+                && a.lease() == b.lease()
+                && a.value().len() == b.value().len()
                 && if self.spill.is_none() && other.spill.is_none() {
-                    a.value == b.value
+                    a.value() == b.value()
                 } else {
                     self.value_of(a) == other.value_of(b)
                 }
@@ -297,12 +299,12 @@ impl MvccStore {
         for history in self.index.values_mut() {
             for entry in history.entries_mut() {
                 if entry.is_put() {
-                    let value = load(old.as_ref(), &entry.value);
-                    entry.value = match &self.spill {
+                    let value = load(old.as_ref(), entry.value());
+                    entry.set_value(match &self.spill {
                         Some(spill) => spill.store(&value),
-                        None => StoredValue::Inline(value),
-                    };
-                    if let StoredValue::Logged(at) = entry.value {
+                        None => StoredValue::Inline(value.as_ref().into()),
+                    });
+                    if let StoredValueRef::Logged(at) = entry.value() {
                         logged_live += u64::from(at.len);
                     }
                 }
@@ -326,11 +328,11 @@ impl MvccStore {
 
     /// A retained value, read back from the value log if it is there.
     pub(crate) fn value_of(&self, entry: &Entry) -> Bytes {
-        load(self.spill.as_ref(), &entry.value)
+        load(self.spill.as_ref(), entry.value())
     }
 
-    /// Stores a new value: in the value log if it takes it, else inline in a buffer of its
-    /// own (see [`owned`]).
+    /// Stores a new value: in the value log if it takes it, else inline in a boxed slice of
+    /// its own (never a slice of the request's buffer, see [`owned`]).
     fn store_value(&mut self, value: &[u8]) -> StoredValue {
         match &self.spill {
             Some(spill) => {
@@ -340,7 +342,7 @@ impl MvccStore {
                 }
                 stored
             }
-            None => StoredValue::Inline(owned(value)),
+            None => StoredValue::Inline(value.into()),
         }
     }
 
@@ -618,7 +620,7 @@ impl MvccStore {
         self.index.retain(|key, history| {
             let at_or_before = history
                 .entries
-                .partition_point(|entry| entry.revision.main <= at);
+                .partition_point(|entry| entry.mod_revision() <= at);
             let Some(latest) = at_or_before.checked_sub(1) else {
                 return true;
             };
@@ -662,7 +664,7 @@ impl MvccStore {
             while history
                 .entries
                 .last()
-                .is_some_and(|entry| entry.revision.main == main)
+                .is_some_and(|entry| entry.mod_revision() == main)
             {
                 if let Some(entry) = history.entries_mut().pop() {
                     *approx_size = approx_size.saturating_sub(entry_size(key, &entry));
@@ -802,9 +804,9 @@ impl MvccStore {
         let (kept_value, lease) = match (previous, request.ignore_value || request.ignore_lease) {
             (None, true) => return Err(MvccError::KeyNotFound),
             (Some((_, previous)), true) => (
-                request.ignore_value.then(|| previous.value.clone()),
+                request.ignore_value.then(|| previous.value().to_stored()),
                 if request.ignore_lease {
-                    previous.lease
+                    previous.lease()
                 } else {
                     request.lease
                 },
@@ -844,16 +846,10 @@ impl MvccStore {
                 (revision.main, 1)
             }
         };
-        let size = revision_size(key.len(), value.len());
+        let size = revision_size(key.len(), value.as_ref().len());
         self.approx_size = self.approx_size.saturating_add(size);
         self.revisions += 1;
-        history.push(Entry {
-            revision,
-            version,
-            create_revision,
-            lease,
-            value,
-        });
+        history.push(Entry::put(revision, version, create_revision, lease, value));
     }
 
     /// etcd's applier `DeleteRange` inside a write.
@@ -934,7 +930,7 @@ impl MvccStore {
         } else if compare.target == CompareTarget::Value {
             false
         } else {
-            compare_kv(compare, &Entry::ZERO, |entry| self.value_of(entry))
+            compare_kv(compare, &Entry::zero(), |entry| self.value_of(entry))
         }
     }
 
@@ -1056,7 +1052,7 @@ fn compare_kv(compare: &Compare, kv: &Entry, value_of: impl Fn(&Entry) -> Bytes)
             CompareTargetUnion::Version(version) => Some(*version),
             _ => None,
         })),
-        CompareTarget::Lease => kv.lease.cmp(&number(|union| match union {
+        CompareTarget::Lease => kv.lease().cmp(&number(|union| match union {
             CompareTargetUnion::Lease(lease) => Some(*lease),
             _ => None,
         })),
@@ -1102,15 +1098,15 @@ fn revision_size(key_len: usize, value_len: usize) -> u64 {
 
 /// The bytes of `entry`'s value kept in the value log (0 if inline).
 fn logged_len(entry: &Entry) -> u64 {
-    match entry.value {
-        StoredValue::Logged(at) => u64::from(at.len),
-        StoredValue::Inline(_) => 0,
+    match entry.value() {
+        StoredValueRef::Logged(at) => u64::from(at.len),
+        StoredValueRef::Inline(_) => 0,
     }
 }
 
 /// The estimated storage cost of one retained change of `key`.
 pub(crate) fn entry_size(key: &[u8], entry: &Entry) -> u64 {
-    revision_size(key.len(), entry.value.len())
+    revision_size(key.len(), entry.value().len())
 }
 
 /// The estimated cost of a session record: a fixed part plus the kvs its answer carries.
