@@ -309,10 +309,15 @@ impl pb::maintenance_server::Maintenance for MaintenanceApi {
         if !status.leader.is_some() {
             errors.push("etcdserver: no leader".to_owned());
         }
+        // As etcd's: dbSize still counts what compaction freed until a defragmentation
+        // reclaims it (here the value file's unreferenced values); dbSizeInUse does not.
+        let unreclaimed = summary
+            .value_file_bytes
+            .saturating_sub(summary.value_file_live_bytes);
         Ok(Response::new(pb::StatusResponse {
             header: Some(core.header(summary.revision)),
             version: crate::core::ETCD_VERSION.to_owned(),
-            db_size: summary.size_bytes as i64,
+            db_size: summary.size_bytes.saturating_add(unreclaimed) as i64,
             leader: status.leader.get(),
             raft_index: status.commit.get(),
             raft_term: status.term.get(),
