@@ -106,7 +106,7 @@ impl MemberConfig {
             persist_queue_len: 64,
             max_persist_batch: 64,
             snapshot_every_entries: 10_000,
-            resident_log_bytes: 8 << 20,
+            resident_log_bytes: 4 << 20,
         }
     }
 
