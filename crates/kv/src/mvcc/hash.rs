@@ -100,9 +100,9 @@ impl MvccStore {
             let proto = if entry.is_put() {
                 ProtoKv {
                     key,
-                    create_revision: entry.create_revision,
+                    create_revision: entry.create_revision(),
                     mod_revision: entry.mod_revision(),
-                    version: entry.version,
+                    version: entry.version(),
                     value: &stored,
                     lease: entry.lease(),
                 }

@@ -126,8 +126,8 @@ impl MvccStore {
                     if !out.skip(len) {
                         out.write_slice(&self.value_of(entry));
                     }
-                    put_ivarint(out, entry.create_revision);
-                    put_ivarint(out, entry.version);
+                    put_ivarint(out, entry.create_revision());
+                    put_ivarint(out, entry.version());
                     put_ivarint(out, entry.lease());
                 } else {
                     out.write_u8(KIND_DELETE);
@@ -393,7 +393,7 @@ fn read_history(
         return Err(inconsistent("key without history"));
     }
     // As many slots as entries, but trusting the claimed count only so far: a hostile count
-    // (bounded only by the bytes left) must not reserve an entry (48 bytes) per input byte.
+    // (bounded only by the bytes left) must not reserve an entry (32 bytes) per input byte.
     let mut entries: Vec<Entry> = Vec::with_capacity(entry_count.min(4096));
     for _ in 0..entry_count {
         let delta = reader.uvarint()?;
@@ -467,7 +467,7 @@ fn check_put(
     let consistent = match previous.map(|entry| Some(entry).filter(|entry| entry.is_put())) {
         // Continues a life: one more put of the same creation.
         Some(Some(previous)) => {
-            create_revision == previous.create_revision && version == previous.version + 1
+            create_revision == previous.create_revision() && version == previous.version() + 1
         }
         // Starts a new life after a delete.
         Some(None) => create_revision == main && version == 1,

@@ -117,8 +117,8 @@ impl MvccStore {
     fn same_index(&self, other: &Self) -> bool {
         let same_entry = |a: &Entry, b: &Entry| {
             a.revision() == b.revision()
-                && a.version == b.version
-                && a.create_revision == b.create_revision
+                && a.version() == b.version()
+                && a.create_revision() == b.create_revision()
                 && a.lease() == b.lease()
                 && a.value().len() == b.value().len()
                 && if self.spill.is_none() && other.spill.is_none() {
@@ -840,7 +840,7 @@ impl MvccStore {
             return;
         };
         let (create_revision, version) = match history.last_live() {
-            Some(previous) => (previous.create_revision, previous.version + 1),
+            Some(previous) => (previous.create_revision(), previous.version() + 1),
             None => {
                 self.live_keys += 1;
                 (revision.main, 1)
@@ -1040,7 +1040,7 @@ fn compare_kv(compare: &Compare, kv: &Entry, value_of: impl Fn(&Entry) -> Bytes)
             };
             value_of(kv).as_ref().cmp(value)
         }
-        CompareTarget::Create => kv.create_revision.cmp(&number(|union| match union {
+        CompareTarget::Create => kv.create_revision().cmp(&number(|union| match union {
             CompareTargetUnion::CreateRevision(revision) => Some(*revision),
             _ => None,
         })),
@@ -1048,7 +1048,7 @@ fn compare_kv(compare: &Compare, kv: &Entry, value_of: impl Fn(&Entry) -> Bytes)
             CompareTargetUnion::ModRevision(revision) => Some(*revision),
             _ => None,
         })),
-        CompareTarget::Version => kv.version.cmp(&number(|union| match union {
+        CompareTarget::Version => kv.version().cmp(&number(|union| match union {
             CompareTargetUnion::Version(version) => Some(*version),
             _ => None,
         })),
