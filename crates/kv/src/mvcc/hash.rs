@@ -11,6 +11,7 @@
 
 use super::error::MvccError;
 use super::index::{KeyHistory, Revision};
+use super::key::Key;
 use super::snapshot::crc32c_extend;
 use super::store::MvccStore;
 use bytes::Bytes;
@@ -56,7 +57,7 @@ impl MvccStore {
         };
         // Every retained change up to `at` in revision order: a merge of the per-key
         // histories (each already in order), holding one cursor per key.
-        let histories: Vec<(&Bytes, &KeyHistory)> = self.index.iter().collect();
+        let histories: Vec<(&Key, &KeyHistory)> = self.index.iter().collect();
         let mut cursors: BinaryHeap<Reverse<(Revision, usize, usize)>> = histories
             .iter()
             .enumerate()

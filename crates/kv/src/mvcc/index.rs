@@ -239,10 +239,10 @@ impl Entry {
         self.main
     }
 
-    /// The [`KeyValue`] of this put, for an answer. Shares `key`'s buffer and an inline
-    /// value's; a logged value is read back from `spill`'s log (panicking if that fails, see
+    /// The [`KeyValue`] of this put, for an answer, with copies of `key` and of an inline
+    /// value; a logged value is read back from `spill`'s log (panicking if that fails, see
     /// [`super::ValueLog`]).
-    pub(crate) fn kv(&self, key: &Bytes, spill: Option<&Spill>) -> KeyValue {
+    pub(crate) fn kv(&self, key: &[u8], spill: Option<&Spill>) -> KeyValue {
         KeyValue {
             value: load(spill, self.value()),
             ..self.kv_without_value(key)
@@ -251,9 +251,9 @@ impl Entry {
 
     /// The [`KeyValue`] of this put with an empty value, for answers that need no value
     /// (`keys_only`) or fill it in later.
-    pub(crate) fn kv_without_value(&self, key: &Bytes) -> KeyValue {
+    pub(crate) fn kv_without_value(&self, key: &[u8]) -> KeyValue {
         KeyValue {
-            key: key.clone(),
+            key: Bytes::copy_from_slice(key),
             create_revision: self.create_revision(),
             mod_revision: self.main,
             version: self.version(),
@@ -338,15 +338,6 @@ pub(crate) fn key_bounds<'a>(
     } else {
         (Bound::Included(key), Bound::Excluded(range_end))
     }
-}
-
-/// Copies `bytes` into a buffer of their own.
-///
-/// Keys and values arriving in a request are often slices of a larger buffer (a decoded log
-/// entry, a batch); storing such a slice would keep the whole buffer alive for as long as the
-/// revision is retained.
-pub(crate) fn owned(bytes: &[u8]) -> Bytes {
-    Bytes::copy_from_slice(bytes)
 }
 
 #[cfg(test)]

@@ -42,6 +42,7 @@ mod codec;
 mod error;
 mod hash;
 mod index;
+mod key;
 mod snapshot;
 mod store;
 mod types;

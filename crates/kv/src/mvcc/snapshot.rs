@@ -27,7 +27,8 @@
 
 use super::codec::{ByteCount, Out, Reader, put_bytes, put_ivarint, put_result, put_uvarint};
 use super::error::SnapshotError;
-use super::index::{Entry, KeyHistory, Revision, owned};
+use super::index::{Entry, KeyHistory, Revision};
+use super::key::Key;
 use super::store::{MvccStore, RecordedResult, SessionRecord};
 use super::values::{Spill, StoredValue};
 use bytes::{BufMut, Bytes, BytesMut};
@@ -285,7 +286,7 @@ fn read_store(
     let mut seen: HashSet<Revision> = HashSet::new();
     let mut previous_key: Option<Bytes> = None;
     for _ in 0..key_count {
-        let key = owned(&reader.bytes()?);
+        let key = reader.bytes()?;
         if key.is_empty() {
             return Err(inconsistent("empty key"));
         }
@@ -301,7 +302,7 @@ fn read_store(
                 return Err(inconsistent("revision used twice"));
             }
         }
-        store.index.insert(key.clone(), history);
+        store.index.insert(Key::new(&key), history);
         previous_key = Some(key);
     }
 

@@ -2,7 +2,8 @@
 //! (`mvcc/kvstore*.go`, `mvcc/key_index.go`) semantics over two ordered maps.
 
 use super::error::MvccError;
-use super::index::{Entry, KeyHistory, Revision, key_bounds, owned};
+use super::index::{Entry, KeyHistory, Revision, key_bounds};
+use super::key::Key;
 use super::types::{
     CompactionRequest, CompactionResponse, Compare, CompareResult, CompareTarget,
     CompareTargetUnion, DeleteRangeRequest, DeleteRangeResponse, KeyValue, MvccCommand,
@@ -45,7 +46,7 @@ pub struct MvccStore {
     /// `Compact(0)` on a fresh store succeeds and a second one fails, as in etcd.
     pub(crate) compact_revision: i64,
     /// Every key with retained history, including deleted keys not compacted away yet.
-    pub(crate) index: BTreeMap<Bytes, KeyHistory>,
+    pub(crate) index: BTreeMap<Key, KeyHistory>,
     /// How many entries all histories hold together (retained puts and deletes).
     pub(crate) revisions: usize,
     /// The last request and answer of each client session, to answer retries. Each record is
@@ -332,7 +333,9 @@ impl MvccStore {
     }
 
     /// Stores a new value: in the value log if it takes it, else inline in a boxed slice of
-    /// its own (never a slice of the request's buffer, see [`owned`]).
+    /// its own (never a slice of the request's buffer: keys and values arriving in a request
+    /// are often slices of a larger buffer, a decoded log entry or a batch, which would stay
+    /// alive for as long as the revision is retained).
     fn store_value(&mut self, value: &[u8]) -> StoredValue {
         match &self.spill {
             Some(spill) => {
@@ -833,11 +836,10 @@ impl MvccStore {
 
     fn write_put(&mut self, txn: &mut WriteTxn, key: &[u8], value: StoredValue, lease: i64) {
         let revision = txn.next_revision();
-        if !self.index.contains_key(key) {
-            self.index.insert(owned(key), KeyHistory::default());
-        }
-        let Some(history) = self.index.get_mut(key) else {
-            return;
+        // One search for a key already indexed (the common case), and no allocation.
+        let history = match self.index.get_mut(key) {
+            Some(history) => history,
+            None => self.index.entry(Key::new(key)).or_default(),
         };
         let (create_revision, version) = match history.last_live() {
             Some(previous) => (previous.create_revision(), previous.version() + 1),
