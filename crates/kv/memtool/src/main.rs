@@ -158,6 +158,21 @@ fn main() {
     });
 }
 
+/// The `i`th put of the workload, encoded as the server proposes it: its own session, one of
+/// `keys` keys.
+fn put_command(i: usize, keys: usize, value: &[u8]) -> Bytes {
+    MvccCommand {
+        client_id: 0x9e37_79b9_7f4a_7c15u64.wrapping_mul(i as u64 + 1) | 1,
+        sequence: 1,
+        request: PutRequest::new(
+            Bytes::from(format!("key-{:08}", i % keys)),
+            Bytes::copy_from_slice(value),
+        )
+        .into(),
+    }
+    .encode()
+}
+
 fn measure(n: usize, new_store: impl Fn() -> MvccStore) {
     let keys = 100_000;
     let value = vec![b'v'; 256];
@@ -166,16 +181,7 @@ fn measure(n: usize, new_store: impl Fn() -> MvccStore) {
     let mut store = new_store();
     let started = Instant::now();
     for i in 0..n {
-        let command = MvccCommand {
-            client_id: 0x9e37_79b9_7f4a_7c15u64.wrapping_mul(i as u64 + 1) | 1,
-            sequence: 1,
-            request: PutRequest::new(
-                Bytes::from(format!("key-{:08}", i % keys)),
-                Bytes::copy_from_slice(&value),
-            )
-            .into(),
-        };
-        let bytes = command.encode();
+        let bytes = put_command(i, keys, &value);
         store.apply_bytes(&bytes).expect("put applies");
     }
     let apply_time = started.elapsed();
@@ -309,18 +315,8 @@ fn best_apply_ns(n: usize, new_store: impl Fn() -> MvccStore) -> f64 {
             let mut commands = Vec::with_capacity(chunk);
             for start in (0..n).step_by(chunk) {
                 commands.clear();
-                commands.extend((start..n.min(start + chunk)).map(|i| {
-                    MvccCommand {
-                        client_id: 0x9e37_79b9_7f4a_7c15u64.wrapping_mul(i as u64 + 1) | 1,
-                        sequence: 1,
-                        request: PutRequest::new(
-                            Bytes::from(format!("key-{:08}", i % keys)),
-                            Bytes::copy_from_slice(&value),
-                        )
-                        .into(),
-                    }
-                    .encode()
-                }));
+                commands
+                    .extend((start..n.min(start + chunk)).map(|i| put_command(i, keys, &value)));
                 let started = Instant::now();
                 for command in &commands {
                     store.apply_bytes(command).expect("put applies");
