@@ -316,9 +316,10 @@ enum Command<M: StateMachine> {
 /// What a batch of persist tasks came to: the tasks, durable in order, or why not.
 type Completion = Result<Vec<PersistTask>, String>;
 
-/// The most queued inputs the driver takes after the one it woke for before it produces a
-/// Ready (see `Driver::take_queued_inputs`): enough to cover every client of a busy member,
-/// few enough that a Ready still leaves every few hundred microseconds under load.
+/// How many rounds (one input from each of the driver's queues per round) the driver takes
+/// after the input it woke for before it produces a Ready (see `Driver::take_queued_inputs`):
+/// enough to cover every client of a busy member, few enough that a Ready still leaves every
+/// few hundred microseconds under load.
 const QUEUED_INPUTS_PER_READY: usize = 256;
 
 /// Work for the writer thread, executed in order.
@@ -711,8 +712,9 @@ impl<M: StateMachine> Driver<M> {
         }
     }
 
-    /// Takes the inputs already queued (peer messages, client commands, WAL completions), up
-    /// to [`QUEUED_INPUTS_PER_READY`], so that the next `drain` makes one Ready of them all:
+    /// Takes the inputs already queued (peer messages, client commands, WAL completions), for
+    /// at most [`QUEUED_INPUTS_PER_READY`] rounds, so that the next `drain` makes one Ready of
+    /// them all:
     /// the proposals of many clients then share one persist task and one append per follower,
     /// and a follower acknowledges many appends with one write and one sync, instead of a
     /// Ready per input. Breaks when the member is to stop.
