@@ -170,6 +170,8 @@ pub struct Raft<S: Storage> {
     /// On a leader: ticks since the transfer started (abandoned after an election timeout).
     transfer_elapsed: u32,
     reads: ReadOnly,
+    /// Ids and timing of a follower's read requests (see [`ForwardIds`]).
+    forward_ids: ForwardIds,
     snapshots_sent: u64,
     snapshots_installed: u64,
     /// This leader told a member to campaign (TimeoutNow) in this term. That member's votes are
@@ -226,6 +228,25 @@ struct ReadOnly {
     leader_ticks: u64,
     /// Results for the embedder.
     ready: Vec<ReadState>,
+    /// A follower's reads that wait for the next request to the leader.
+    forward_queued: Vec<u64>,
+    /// The reads the follower's request in flight covers.
+    forward_asked: Vec<u64>,
+    /// The follower's request in flight: its id and the tick it was sent at.
+    forward_request: Option<(u64, u64)>,
+}
+
+/// A follower's read requests to its leader. Like the leader's rounds, a follower keeps one
+/// request in flight: reads arriving meanwhile wait for the next, and one answer confirms every
+/// read its request covers. A read may only take an index the leader chose after the read
+/// began, so reads never join a request already sent.
+#[derive(Debug, Default)]
+struct ForwardIds {
+    /// The last request id used. Never reset, so a late answer to an abandoned request can
+    /// never be taken for the answer to a later one.
+    last: u64,
+    /// Follower ticks, to notice a request whose answer was lost.
+    ticks: u64,
 }
 
 /// How many recent heartbeat send times a leader remembers for its lease.
@@ -323,6 +344,7 @@ impl<S: Storage> Raft<S> {
             transfer_elapsed: 0,
             pending_conf_index: LogIndex::ZERO,
             reads: ReadOnly::default(),
+            forward_ids: ForwardIds::default(),
             ticks_since_start: 0,
             snapshots_sent: 0,
             snapshots_installed: 0,
@@ -566,6 +588,7 @@ impl<S: Storage> Raft<S> {
         self.votes.clear();
         self.role = Role::PreCandidate;
         self.leader = NodeId::NONE;
+        self.refuse_forwarded_reads();
     }
 
     fn become_candidate(&mut self) {
@@ -700,7 +723,10 @@ impl<S: Storage> Raft<S> {
         self.ticks_since_start = self.ticks_since_start.saturating_add(1);
         match self.role {
             Role::Leader => self.tick_leader(),
-            _ => self.tick_election(),
+            _ => {
+                self.retry_forward_request();
+                self.tick_election();
+            }
         }
     }
 
@@ -943,16 +969,71 @@ impl<S: Storage> Raft<S> {
             self.pending_broadcast = false;
             self.broadcast_append();
         }
-        if self.role == Role::Leader && self.reads.round_needed {
-            // One round confirms every read that arrived since the last flush.
+        if self.read_round_due() {
+            // One round confirms every read that arrived since the last round was sent.
             self.heartbeat_elapsed = 0;
             self.broadcast_heartbeat();
+        }
+        if self.forward_request_due() {
+            self.send_forward_request();
         }
     }
 
     /// Whether `flush` has work to do.
     pub fn has_pending_flush(&self) -> bool {
-        self.role == Role::Leader && (self.pending_broadcast || self.reads.round_needed)
+        self.role == Role::Leader && self.pending_broadcast
+            || self.read_round_due()
+            || self.forward_request_due()
+    }
+
+    /// Whether a follower's queued reads should be asked of the leader now: there are some, a
+    /// leader is known and no earlier request is still in flight (see [`ForwardIds`]).
+    fn forward_request_due(&self) -> bool {
+        self.role != Role::Leader
+            && self.leader.is_some()
+            && self.reads.forward_request.is_none()
+            && !self.reads.forward_queued.is_empty()
+    }
+
+    /// Asks the leader to confirm a read index for every queued read, and for those of an
+    /// earlier request given up on (its id is abandoned: an index chosen now suits them too).
+    fn send_forward_request(&mut self) {
+        let reads = &mut self.reads;
+        if reads.forward_asked.is_empty() {
+            std::mem::swap(&mut reads.forward_asked, &mut reads.forward_queued);
+        } else {
+            reads.forward_asked.append(&mut reads.forward_queued);
+        }
+        self.forward_ids.last += 1;
+        let id = self.forward_ids.last;
+        self.reads.forward_request = Some((id, self.forward_ids.ticks));
+        let (leader, term) = (self.leader, self.term);
+        self.send(leader, term, MessageBody::ReadIndex { context: id });
+    }
+
+    /// A follower's request to the leader unanswered for a heartbeat interval is taken as lost
+    /// (its message or its answer dropped on the way) and asked again under a new id, with any
+    /// reads queued since.
+    fn retry_forward_request(&mut self) {
+        self.forward_ids.ticks += 1;
+        let Some((_, sent_at)) = self.reads.forward_request else {
+            return;
+        };
+        let patience = u64::from(self.config.heartbeat_interval_ticks.max(1));
+        if self.forward_ids.ticks >= sent_at + patience && self.leader.is_some() {
+            self.send_forward_request();
+        }
+    }
+
+    /// Whether reads wait for a round that should be broadcast now. As etcd's read loop, a
+    /// leader keeps at most one read round in flight: reads arriving meanwhile share the next
+    /// round, sent once a quorum has answered the current one (or by the next heartbeat tick,
+    /// should the current round's messages be lost). Under load this turns one round per
+    /// batch of inputs into one per round trip, which is most of the messages reads cost.
+    fn read_round_due(&self) -> bool {
+        self.role == Role::Leader
+            && self.reads.round_needed
+            && self.reads.quorum_round >= self.reads.round
     }
 
     /// Read results ready for the embedder.
@@ -978,8 +1059,8 @@ impl<S: Storage> Raft<S> {
                 Ok(())
             }
             _ if self.leader.is_some() => {
-                let leader = self.leader;
-                self.send(leader, self.term, MessageBody::ReadIndex { context });
+                // Asked of the leader at the next flush, with the other reads queued by then.
+                self.reads.forward_queued.push(context);
                 Ok(())
             }
             _ => Err(ReadIndexError::NoLeader),
@@ -1088,11 +1169,29 @@ impl<S: Storage> Raft<S> {
         for (context, from) in pending {
             self.answer_read(context, from, None);
         }
+        self.refuse_forwarded_reads();
         let ready = std::mem::take(&mut self.reads.ready);
         self.reads = ReadOnly {
             ready,
             ..ReadOnly::default()
         };
+    }
+
+    /// A follower's reads were for the leader it had, which it no longer follows: they are
+    /// refused, so that their clients retry with the next one.
+    fn refuse_forwarded_reads(&mut self) {
+        let reads = &mut self.reads;
+        reads.forward_request = None;
+        reads.ready.extend(
+            reads
+                .forward_asked
+                .drain(..)
+                .chain(reads.forward_queued.drain(..))
+                .map(|context| ReadState {
+                    context,
+                    index: None,
+                }),
+        );
     }
 
     /// Hands leadership to `target` (dissertation §3.10): stop taking proposals, bring the
@@ -1489,9 +1588,21 @@ impl<S: Storage> Raft<S> {
             MessageBody::ReadIndexResponse { context, index } => {
                 if self.role == Role::Leader {
                     self.count_drop(DropReason::UnexpectedInRole);
-                } else {
-                    self.reads.ready.push(ReadState { context, index });
+                } else if self
+                    .reads
+                    .forward_request
+                    .is_some_and(|(id, _)| id == context)
+                {
+                    let reads = &mut self.reads;
+                    reads.forward_request = None;
+                    reads.ready.extend(
+                        reads
+                            .forward_asked
+                            .drain(..)
+                            .map(|context| ReadState { context, index }),
+                    );
                 }
+                // Otherwise it answers a request given up on: its reads were asked again.
             }
             MessageBody::InstallSnapshot { snapshot } => {
                 self.handle_install_snapshot(message.from, snapshot)

@@ -189,7 +189,7 @@ impl<S: Storage> RawNode<S> {
 
     /// Starts a linearizable read (ReadIndex, dissertation §6.4). `context` identifies it and must
     /// be unique among reads in flight; the answer arrives as a [`ReadState`] in a later Ready.
-    /// Many reads share one heartbeat round.
+    /// Many reads share one heartbeat round, and a follower asks its leader once for many.
     pub fn read_index(&mut self, context: u64) -> Result<(), ReadIndexError> {
         let result = self.raft.read_index(context);
         self.debug_check();

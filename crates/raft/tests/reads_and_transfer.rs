@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use raft::{MessageBody, ProposeError, ReadIndexError, ReadOnlyOption, ReadState, Role};
+use raft::{LogIndex, MessageBody, ProposeError, ReadIndexError, ReadOnlyOption, ReadState, Role};
 
 fn reads_of(cluster: &Cluster, node: u64) -> Vec<ReadState> {
     cluster
@@ -31,6 +31,67 @@ fn a_leader_confirms_many_reads_with_one_heartbeat_round() {
     let reads = reads_of(&cluster, 1);
     assert_eq!(reads.len(), 10);
     assert!(reads.iter().all(|read| read.index == Some(committed)));
+}
+
+#[test]
+fn reads_arriving_while_a_round_is_in_flight_share_the_next_round() {
+    let mut cluster = Cluster::new(3, |_| {});
+    cluster.elect(1);
+    cluster.propose(1, b"x").unwrap();
+    cluster.deliver_all();
+    let committed = cluster.node(1).committed();
+    cluster.sent.clear();
+    let heartbeats =
+        |cluster: &Cluster| cluster.count_sent(|m| matches!(m.body, MessageBody::Heartbeat { .. }));
+    cluster.node_mut(1).read_index(1).unwrap();
+    cluster.process_readies();
+    assert_eq!(heartbeats(&cluster), 2, "the first read starts a round");
+    // Three more batches of reads arrive before any follower has answered that round.
+    for context in 2..=4 {
+        cluster.node_mut(1).read_index(context).unwrap();
+        cluster.process_readies();
+    }
+    assert_eq!(
+        heartbeats(&cluster),
+        2,
+        "no second round while the first is in flight"
+    );
+    cluster.deliver_all();
+    assert_eq!(
+        heartbeats(&cluster),
+        4,
+        "one more round, sent once a quorum answered the first, confirms the rest"
+    );
+    let reads = reads_of(&cluster, 1);
+    assert_eq!(
+        reads.iter().map(|read| read.context).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4]
+    );
+    assert!(reads.iter().all(|read| read.index == Some(committed)));
+}
+
+#[test]
+fn a_lost_read_round_is_replaced_by_the_next_heartbeat() {
+    let mut cluster = Cluster::new(3, |_| {});
+    cluster.elect(1);
+    cluster.propose(1, b"x").unwrap();
+    cluster.deliver_all();
+    // The round's heartbeats are lost, so it stays in flight for good.
+    cluster.add_filter(|m| matches!(m.body, MessageBody::Heartbeat { .. }));
+    cluster.node_mut(1).read_index(1).unwrap();
+    cluster.deliver_all();
+    cluster.node_mut(1).read_index(2).unwrap();
+    cluster.deliver_all();
+    assert!(reads_of(&cluster, 1).is_empty());
+    cluster.clear_filters();
+    // The heartbeat tick starts a new round, which covers both reads.
+    cluster.run_until(10, |c| reads_of(c, 1).len() == 2);
+    let reads = reads_of(&cluster, 1);
+    assert_eq!(
+        reads.iter().map(|read| read.context).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    assert!(reads.iter().all(|read| read.index.is_some()));
 }
 
 #[test]
@@ -79,6 +140,124 @@ fn a_follower_reads_through_the_leader() {
             context: 42,
             index: Some(cluster.node(1).committed())
         }]
+    );
+}
+
+#[test]
+fn a_follower_asks_the_leader_once_for_the_reads_that_arrive_meanwhile() {
+    let mut cluster = Cluster::new(3, |_| {});
+    cluster.elect(1);
+    cluster.propose(1, b"x").unwrap();
+    cluster.deliver_all();
+    let committed = cluster.node(1).committed();
+    cluster.sent.clear();
+    let requests =
+        |cluster: &Cluster| cluster.count_sent(|m| matches!(m.body, MessageBody::ReadIndex { .. }));
+    cluster.node_mut(3).read_index(1).unwrap();
+    cluster.node_mut(3).read_index(2).unwrap();
+    cluster.process_readies();
+    assert_eq!(
+        requests(&cluster),
+        1,
+        "reads queued together share a request"
+    );
+    for context in 3..=5 {
+        cluster.node_mut(3).read_index(context).unwrap();
+        cluster.process_readies();
+    }
+    assert_eq!(
+        requests(&cluster),
+        1,
+        "no second request while the first is in flight"
+    );
+    cluster.deliver_all();
+    assert_eq!(
+        requests(&cluster),
+        2,
+        "the later reads share one more request"
+    );
+    let reads = reads_of(&cluster, 3);
+    assert_eq!(
+        reads.iter().map(|read| read.context).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5]
+    );
+    assert!(reads.iter().all(|read| read.index == Some(committed)));
+}
+
+#[test]
+fn a_follower_asks_again_when_its_request_is_lost() {
+    let mut cluster = Cluster::new(3, |_| {});
+    cluster.elect(1);
+    cluster.propose(1, b"x").unwrap();
+    cluster.deliver_all();
+    cluster.add_filter(|m| matches!(m.body, MessageBody::ReadIndexResponse { .. }));
+    cluster.node_mut(3).read_index(1).unwrap();
+    cluster.deliver_all();
+    cluster.node_mut(3).read_index(2).unwrap();
+    cluster.deliver_all();
+    assert!(reads_of(&cluster, 3).is_empty());
+    let requests = |cluster: &Cluster| {
+        cluster.count_sent(|m| m.from == id(3) && matches!(m.body, MessageBody::ReadIndex { .. }))
+    };
+    let first_request = cluster
+        .sent
+        .iter()
+        .find_map(|sent| match sent.message.body {
+            MessageBody::ReadIndex { context } if sent.message.from == id(3) => Some(context),
+            _ => None,
+        })
+        .expect("the follower asked");
+    // A heartbeat interval later the follower asks again, for both reads, under a new id.
+    cluster.run_until(10, |c| requests(c) == 2);
+    assert_eq!(requests(&cluster), 2);
+    // A late answer to the abandoned request confirms nothing: read 2 began after it was sent.
+    let term = cluster.node(1).term().0;
+    cluster.node_mut(3).step(message(
+        1,
+        3,
+        term,
+        MessageBody::ReadIndexResponse {
+            context: first_request,
+            index: Some(LogIndex(1)),
+        },
+    ));
+    cluster.process_readies();
+    assert!(reads_of(&cluster, 3).is_empty());
+    cluster.clear_filters();
+    cluster.run_until(10, |c| !reads_of(c, 3).is_empty());
+    let reads = reads_of(&cluster, 3);
+    assert_eq!(
+        reads.iter().map(|read| read.context).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    assert!(reads.iter().all(|read| read.index.is_some()));
+}
+
+#[test]
+fn a_follower_refuses_its_reads_in_flight_when_the_term_changes() {
+    let mut cluster = Cluster::new(3, |_| {});
+    cluster.elect(1);
+    cluster.deliver_all();
+    cluster.add_filter(|m| matches!(m.body, MessageBody::ReadIndexResponse { .. }));
+    cluster.node_mut(3).read_index(1).unwrap();
+    cluster.deliver_all();
+    cluster.node_mut(3).read_index(2).unwrap();
+    cluster.campaign(3);
+    cluster.process_readies();
+    let reads = reads_of(&cluster, 3);
+    assert_eq!(
+        reads,
+        vec![
+            ReadState {
+                context: 1,
+                index: None
+            },
+            ReadState {
+                context: 2,
+                index: None
+            }
+        ],
+        "both the asked and the queued read are refused, so their clients retry"
     );
 }
 
