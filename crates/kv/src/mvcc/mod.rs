@@ -43,6 +43,7 @@ mod error;
 mod hash;
 mod index;
 mod key;
+mod sessions;
 mod snapshot;
 mod store;
 mod types;

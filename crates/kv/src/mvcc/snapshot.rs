@@ -111,7 +111,7 @@ impl MvccStore {
         put_ivarint(out, self.current_revision);
         put_ivarint(out, self.compact_revision);
         put_uvarint(out, self.index.len() as u64);
-        for (key, history) in &self.index {
+        for (key, history) in self.index.iter() {
             put_bytes(out, key);
             put_uvarint(out, history.entries.len() as u64);
             let mut previous_main = 0;
@@ -138,13 +138,10 @@ impl MvccStore {
         put_uvarint(out, self.session_clock);
         put_uvarint(out, self.sessions.len() as u64);
         let mut previous_touched = 0;
-        for (touched, client_id) in &self.session_recency {
-            let Some(session) = self.sessions.get(client_id) else {
-                continue;
-            };
-            put_uvarint(out, touched - previous_touched);
-            previous_touched = *touched;
-            put_uvarint(out, *client_id);
+        for (client_id, session) in self.sessions.by_recency() {
+            put_uvarint(out, session.touched - previous_touched);
+            previous_touched = session.touched;
+            put_uvarint(out, client_id);
             put_uvarint(out, session.last_sequence);
             put_result(out, &session.last_result.get());
         }
@@ -349,7 +346,6 @@ fn read_sessions(reader: &mut Reader, store: &mut MvccStore) -> Result<(), Snaps
         if store.sessions.insert(client_id, record).is_some() {
             return Err(inconsistent("session listed twice"));
         }
-        store.session_recency.insert(touched, client_id);
     }
     Ok(())
 }
@@ -377,7 +373,6 @@ fn read_sessions_v1(reader: &mut Reader, store: &mut MvccStore) -> Result<(), Sn
                 touched,
             },
         );
-        store.session_recency.insert(touched, client_id);
     }
     Ok(())
 }
