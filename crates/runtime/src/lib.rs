@@ -639,6 +639,15 @@ struct Driver<M: StateMachine> {
     snapshot_done: mpsc::UnboundedReceiver<SnapshotWritten>,
 }
 
+/// The CPU time the calling thread has used.
+fn thread_cpu_time() -> Duration {
+    let time = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(
+        u64::try_from(time.tv_sec).unwrap_or(0),
+        u32::try_from(time.tv_nsec).unwrap_or(0),
+    )
+}
+
 /// Lowers the calling thread's scheduling priority (nice 10), so that under full load a
 /// snapshot being written takes the CPU the request path leaves over instead of competing with
 /// it (as databases run compactions at low priority). Best effort: where the call is refused,
@@ -915,13 +924,17 @@ impl<M: StateMachine> Driver<M> {
             return;
         }
         let frozen_at = Instant::now();
+        let cpu_before = thread_cpu_time();
         let Some(job) = self.node.begin_snapshot() else {
             return;
         };
-        // The freeze stalls this driver, so its cost is worth seeing next to the write's.
+        // The freeze stalls this driver, so its cost is worth seeing next to the write's: the
+        // time it took, and the CPU it used (less when the machine is busy and the thread
+        // waited for a core).
         tracing::debug!(
             index = job.metadata.index.get(),
             took_us = frozen_at.elapsed().as_micros() as u64,
+            cpu_us = thread_cpu_time().saturating_sub(cpu_before).as_micros() as u64,
             "froze the state machine for a snapshot"
         );
         let files = self.snapshot_files.clone();
