@@ -8,6 +8,7 @@ pub mod bench;
 pub mod client;
 pub mod config;
 pub mod core;
+pub mod fastpath;
 pub mod identity;
 pub mod machine;
 pub mod playground;

@@ -36,7 +36,7 @@ pub struct RunningMember {
     core: Arc<Core>,
     client_addr: SocketAddr,
     stop_grpc: Option<oneshot::Sender<()>>,
-    grpc: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
+    grpc: Option<JoinHandle<()>>,
     duties: Vec<JoinHandle<()>>,
     removed: tokio::sync::watch::Receiver<bool>,
 }
@@ -201,8 +201,8 @@ pub async fn start(config: ServeConfig) -> Result<RunningMember, ServeError> {
     ];
 
     let limit = config.max_request_bytes + 512 * 1024;
-    let router = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
+    let mut routes = tonic::service::Routes::builder();
+    routes
         .add_service(
             pb::kv_server::KvServer::new(KvApi(core.clone()))
                 .max_decoding_message_size(limit)
@@ -223,12 +223,15 @@ pub async fn start(config: ServeConfig) -> Result<RunningMember, ServeError> {
                 .max_decoding_message_size(limit)
                 .max_encoding_message_size(usize::MAX),
         );
+    // The hot unary calls skip tonic's per-request machinery; the rest go through `routes`.
+    let service = crate::fastpath::GrpcService::new(
+        KvApi(core.clone()),
+        ForwardApi(core.clone()),
+        routes.routes(),
+        limit,
+    );
     let (stop_grpc, stopped) = oneshot::channel::<()>();
-    // Small gRPC frames must not wait for the client's delayed ACK (Nagle): set TCP_NODELAY
-    // on every accepted connection (the builder's setting only covers listeners it binds).
-    let incoming =
-        tonic::transport::server::TcpIncoming::from(client_listener).with_nodelay(Some(true));
-    let grpc = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
+    let grpc = tokio::spawn(crate::fastpath::serve(client_listener, service, async {
         let _ = stopped.await;
     }));
     tracing::info!(
