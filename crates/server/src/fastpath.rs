@@ -529,7 +529,10 @@ pub async fn serve(listener: TcpListener, service: GrpcService, stop: impl Futur
                 accepted = listener.accept() => match accepted {
                     Ok(accepted) => accepted,
                     Err(error) => {
-                        tracing::trace!(%error, "accepting a client connection");
+                        // Out of descriptors or memory: retrying at once would spin; the
+                        // backlog keeps the waiting clients meanwhile.
+                        tracing::debug!(%error, "accepting a client connection");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
                         continue;
                     }
                 },
@@ -551,7 +554,7 @@ fn spawn_connection(
 ) {
     // Small gRPC frames must not wait for the client's delayed ACK (Nagle).
     if let Err(error) = stream.set_nodelay(true) {
-        tracing::debug!(%error, "setting TCP_NODELAY on a client connection");
+        tracing::warn!(%error, "setting TCP_NODELAY on a client connection");
     }
     let info = tonic::transport::server::TcpConnectInfo {
         local_addr: stream.local_addr().ok(),
