@@ -270,9 +270,9 @@ impl Entry {
 /// create_revision; a put after a tombstone has version 1 and create_revision = its revision.
 /// After compaction at C at most one entry has `main <= C`, and it is a put.
 ///
-/// The entries are shared copy-on-write (`Arc`), as are the index's nodes, so cloning the store
-/// (a frozen copy to serialize on another thread) copies no revision; the first change of a key
-/// after such a clone copies the index nodes above it and that key's entries, once. Read access goes
+/// The entries are shared copy-on-write (`Arc`), so cloning the store (a frozen copy to
+/// serialize on another thread) copies one pointer per key instead of every revision; the
+/// first change of a key after such a clone copies that key's entries once. Read access goes
 /// through `Deref`; every change goes through [`KeyHistory::entries_mut`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct KeyHistory {
