@@ -282,6 +282,10 @@ impl Cluster {
             c.election_ms.to_string(),
             "--snapshot-count".into(),
             c.snapshot_count.to_string(),
+            // Snapshots every `snapshot_count` entries whatever the state's size, so that runs
+            // exercise them often.
+            "--snapshot-log-percent".into(),
+            "0".into(),
             "--log-level".into(),
             c.log_level.clone(),
             "--peer-dial-overrides".into(),

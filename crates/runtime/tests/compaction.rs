@@ -248,3 +248,33 @@ async fn a_lagging_follower_and_restarts_are_served_from_entries_read_back_from_
         );
     }
 }
+
+/// With `snapshot_log_percent`, a member whose state has grown waits for more log than
+/// `snapshot_every_entries` before its next snapshot: here the second snapshot would need 30
+/// times the first one's size in log (about 1.3 KB after 20 writes of about 70 bytes), far
+/// more than the 200 writes hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_wait_for_log_in_proportion_to_the_state() {
+    let cluster = Cluster::start(3, |config| {
+        compacting(config);
+        config.snapshot_log_percent = 3000;
+    })
+    .await;
+    let leader = cluster.leader().await;
+    cluster.write_keys(leader).await;
+    let ids: Vec<NodeId> = cluster.members.keys().copied().collect();
+    for &id in &ids {
+        cluster.caught_up(id).await;
+        // The first snapshot needs no log beyond the entry count (there was none before it).
+        let status = eventually("the first snapshot", || async {
+            let status = cluster.members[&id].status();
+            (status.first_index > LogIndex(1)).then_some(status)
+        })
+        .await;
+        let retained = status.applied.get() - status.first_index.get();
+        assert!(
+            retained > 100,
+            "member {id} kept only {retained} entries: it snapshotted as if by count alone"
+        );
+    }
+}

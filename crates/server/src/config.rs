@@ -40,6 +40,11 @@ const DEFAULT_ELECTION_MS: u64 = 1000;
 const MAX_ELECTION_MS: u64 = 50_000;
 /// etcd's default `--snapshot-count`.
 const DEFAULT_SNAPSHOT_COUNT: u64 = 100_000;
+/// How much log (as a percentage of the last snapshot's size) a snapshot also waits for: the
+/// snapshot writes then stay within twice the log's bytes however large the state grows.
+const DEFAULT_SNAPSHOT_LOG_PERCENT: u32 = 50;
+/// Beyond this the WAL would hold ten times the state before a snapshot.
+const MAX_SNAPSHOT_LOG_PERCENT: u32 = 1000;
 /// etcd's default `--max-request-bytes` (1.5 MiB).
 const DEFAULT_MAX_REQUEST_BYTES: u64 = 1_572_864;
 /// Smallest accepted `--max-request-bytes`: below this even a modest Put would not fit.
@@ -119,6 +124,12 @@ pub struct ServeArgs {
     /// Applied entries between snapshots (which let the WAL be truncated) [default: 100000, as etcd 3.4]
     #[arg(long, env = "RAFTKV_SNAPSHOT_COUNT", value_name = "N")]
     pub snapshot_count: Option<u64>,
+
+    /// A snapshot also waits until the log since the last one holds this percentage of that
+    /// snapshot's size, so that rewriting a large state stays proportional to the writes; 0 makes
+    /// --snapshot-count the only trigger, as in etcd [default: 50]
+    #[arg(long, env = "RAFTKV_SNAPSHOT_LOG_PERCENT", value_name = "PERCENT")]
+    pub snapshot_log_percent: Option<u32>,
 
     /// How linearizable reads are confirmed: read-index (a heartbeat round shared by many reads,
     /// as etcd) or lease (the leader answers alone while its lease holds; assumes clocks drift
@@ -247,6 +258,8 @@ pub struct ServeConfig {
     pub election_timeout: Duration,
     /// Applied entries between snapshots.
     pub snapshot_count: u64,
+    /// The log a snapshot also waits for, as a percentage of the last snapshot's size.
+    pub snapshot_log_percent: u32,
     /// How linearizable reads are confirmed.
     pub read_mode: ReadMode,
     /// Largest client request accepted, in bytes.
@@ -310,6 +323,7 @@ struct Layer {
     heartbeat_interval: Option<u64>,
     election_timeout: Option<u64>,
     snapshot_count: Option<u64>,
+    snapshot_log_percent: Option<u32>,
     read_mode: Option<ReadMode>,
     max_request_bytes: Option<u64>,
     max_txn_ops: Option<u64>,
@@ -335,6 +349,7 @@ impl Layer {
             heartbeat_interval: self.heartbeat_interval.or(lower.heartbeat_interval),
             election_timeout: self.election_timeout.or(lower.election_timeout),
             snapshot_count: self.snapshot_count.or(lower.snapshot_count),
+            snapshot_log_percent: self.snapshot_log_percent.or(lower.snapshot_log_percent),
             read_mode: self.read_mode.or(lower.read_mode),
             max_request_bytes: self.max_request_bytes.or(lower.max_request_bytes),
             max_txn_ops: self.max_txn_ops.or(lower.max_txn_ops),
@@ -375,6 +390,7 @@ impl Layer {
             heartbeat_interval: get(env, "heartbeat_interval")?,
             election_timeout: get(env, "election_timeout")?,
             snapshot_count: get(env, "snapshot_count")?,
+            snapshot_log_percent: get(env, "snapshot_log_percent")?,
             read_mode: get(env, "read_mode")?,
             max_request_bytes: get(env, "max_request_bytes")?,
             max_txn_ops: get(env, "max_txn_ops")?,
@@ -419,6 +435,7 @@ impl From<ServeArgs> for Layer {
             heartbeat_interval: a.heartbeat_interval,
             election_timeout: a.election_timeout,
             snapshot_count: a.snapshot_count,
+            snapshot_log_percent: a.snapshot_log_percent,
             read_mode: a.read_mode,
             max_request_bytes: a.max_request_bytes,
             max_txn_ops: a.max_txn_ops,
@@ -510,6 +527,14 @@ fn build(l: Layer) -> Result<ServeConfig, ConfigError> {
     let snapshot_count = l.snapshot_count.unwrap_or(DEFAULT_SNAPSHOT_COUNT);
     if snapshot_count == 0 {
         return err("--snapshot-count: must be at least 1");
+    }
+    let snapshot_log_percent = l
+        .snapshot_log_percent
+        .unwrap_or(DEFAULT_SNAPSHOT_LOG_PERCENT);
+    if snapshot_log_percent > MAX_SNAPSHOT_LOG_PERCENT {
+        return err(format!(
+            "--snapshot-log-percent: {snapshot_log_percent} is more than the maximum {MAX_SNAPSHOT_LOG_PERCENT}"
+        ));
     }
     let max_request_bytes = l.max_request_bytes.unwrap_or(DEFAULT_MAX_REQUEST_BYTES);
     if !(MIN_MAX_REQUEST_BYTES..=MAX_MAX_REQUEST_BYTES).contains(&max_request_bytes) {
@@ -622,6 +647,7 @@ fn build(l: Layer) -> Result<ServeConfig, ConfigError> {
         heartbeat_interval: Duration::from_millis(heartbeat_ms),
         election_timeout: Duration::from_millis(election_ms),
         snapshot_count,
+        snapshot_log_percent,
         read_mode: l.read_mode.unwrap_or(ReadMode::ReadIndex),
         max_request_bytes: to_usize("--max-request-bytes", max_request_bytes)?,
         max_txn_ops: to_usize("--max-txn-ops", max_txn_ops)?,
@@ -1033,6 +1059,7 @@ mod tests {
         assert_eq!(c.election_timeout, Duration::from_millis(1000));
         assert_eq!(c.election_ticks(), 10);
         assert_eq!(c.snapshot_count, 100_000);
+        assert_eq!(c.snapshot_log_percent, 50);
         assert_eq!(c.read_mode, ReadMode::ReadIndex);
         assert_eq!(c.max_request_bytes, 1_572_864);
         assert_eq!(c.max_txn_ops, 128);
@@ -1236,7 +1263,7 @@ log_level = "DEBUG"
             );
             n += 1;
         }
-        assert_eq!(n, 18);
+        assert_eq!(n, 19);
     }
 
     #[test]
@@ -1270,6 +1297,13 @@ log_level = "DEBUG"
                     ..Default::default()
                 },
                 "--election-timeout: 60000 ms is more than the maximum 50000 ms",
+            ),
+            (
+                ServeArgs {
+                    snapshot_log_percent: Some(1001),
+                    ..Default::default()
+                },
+                "--snapshot-log-percent: 1001 is more than the maximum 1000",
             ),
             (
                 ServeArgs {

@@ -126,6 +126,7 @@ pub fn member_config(config: &ServeConfig) -> Result<MemberConfig, ServeError> {
     member.raft.seed = id.get() ^ nanos;
     member.raft.max_entry_bytes = (config.max_request_bytes as u64) + 64 * 1024;
     member.snapshot_every_entries = config.snapshot_count;
+    member.snapshot_log_percent = config.snapshot_log_percent;
     if config.read_mode == crate::config::ReadMode::Lease {
         member.raft.read_only = raft::ReadOnlyOption::LeaseBased;
     }
