@@ -1181,16 +1181,19 @@ impl<S: Storage> Raft<S> {
     /// refused, so that their clients retry with the next one.
     fn refuse_forwarded_reads(&mut self) {
         let reads = &mut self.reads;
+        reads.forward_asked.append(&mut reads.forward_queued);
+        self.answer_forwarded_reads(None);
+    }
+
+    /// Answers every read the follower's request in flight covers, and ends that request.
+    fn answer_forwarded_reads(&mut self, index: Option<LogIndex>) {
+        let reads = &mut self.reads;
         reads.forward_request = None;
         reads.ready.extend(
             reads
                 .forward_asked
                 .drain(..)
-                .chain(reads.forward_queued.drain(..))
-                .map(|context| ReadState {
-                    context,
-                    index: None,
-                }),
+                .map(|context| ReadState { context, index }),
         );
     }
 
@@ -1593,14 +1596,7 @@ impl<S: Storage> Raft<S> {
                     .forward_request
                     .is_some_and(|(id, _)| id == context)
                 {
-                    let reads = &mut self.reads;
-                    reads.forward_request = None;
-                    reads.ready.extend(
-                        reads
-                            .forward_asked
-                            .drain(..)
-                            .map(|context| ReadState { context, index }),
-                    );
+                    self.answer_forwarded_reads(index);
                 }
                 // Otherwise it answers a request given up on: its reads were asked again.
             }

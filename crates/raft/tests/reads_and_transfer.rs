@@ -14,12 +14,18 @@ fn reads_of(cluster: &Cluster, node: u64) -> Vec<ReadState> {
         .collect()
 }
 
-#[test]
-fn a_leader_confirms_many_reads_with_one_heartbeat_round() {
+/// Three members led by 1, with an entry of its term committed (so reads can be confirmed).
+fn led_by_1_with_a_commit() -> Cluster {
     let mut cluster = Cluster::new(3, |_| {});
     cluster.elect(1);
     cluster.propose(1, b"x").unwrap();
     cluster.deliver_all();
+    cluster
+}
+
+#[test]
+fn a_leader_confirms_many_reads_with_one_heartbeat_round() {
+    let mut cluster = led_by_1_with_a_commit();
     let committed = cluster.node(1).committed();
     cluster.sent.clear();
     for context in 0..10 {
@@ -35,10 +41,7 @@ fn a_leader_confirms_many_reads_with_one_heartbeat_round() {
 
 #[test]
 fn reads_arriving_while_a_round_is_in_flight_share_the_next_round() {
-    let mut cluster = Cluster::new(3, |_| {});
-    cluster.elect(1);
-    cluster.propose(1, b"x").unwrap();
-    cluster.deliver_all();
+    let mut cluster = led_by_1_with_a_commit();
     let committed = cluster.node(1).committed();
     cluster.sent.clear();
     let heartbeats =
@@ -72,10 +75,7 @@ fn reads_arriving_while_a_round_is_in_flight_share_the_next_round() {
 
 #[test]
 fn a_lost_read_round_is_replaced_by_the_next_heartbeat() {
-    let mut cluster = Cluster::new(3, |_| {});
-    cluster.elect(1);
-    cluster.propose(1, b"x").unwrap();
-    cluster.deliver_all();
+    let mut cluster = led_by_1_with_a_commit();
     // The round's heartbeats are lost, so it stays in flight for good.
     cluster.add_filter(|m| matches!(m.body, MessageBody::Heartbeat { .. }));
     cluster.node_mut(1).read_index(1).unwrap();
@@ -96,10 +96,7 @@ fn a_lost_read_round_is_replaced_by_the_next_heartbeat() {
 
 #[test]
 fn a_new_leader_answers_reads_only_after_committing_in_its_term() {
-    let mut cluster = Cluster::new(3, |_| {});
-    cluster.elect(1);
-    cluster.propose(1, b"x").unwrap();
-    cluster.deliver_all();
+    let mut cluster = led_by_1_with_a_commit();
     // Node 2 wins the next election, but its appends (and so its no-op) are held back.
     cluster.isolate(1);
     cluster.add_filter(|m| m.from == id(2) && matches!(m.body, MessageBody::AppendEntries { .. }));
@@ -127,10 +124,7 @@ fn a_new_leader_answers_reads_only_after_committing_in_its_term() {
 
 #[test]
 fn a_follower_reads_through_the_leader() {
-    let mut cluster = Cluster::new(3, |_| {});
-    cluster.elect(1);
-    cluster.propose(1, b"x").unwrap();
-    cluster.deliver_all();
+    let mut cluster = led_by_1_with_a_commit();
     cluster.node_mut(3).read_index(42).unwrap();
     cluster.deliver_all();
     let reads = reads_of(&cluster, 3);
@@ -145,10 +139,7 @@ fn a_follower_reads_through_the_leader() {
 
 #[test]
 fn a_follower_asks_the_leader_once_for_the_reads_that_arrive_meanwhile() {
-    let mut cluster = Cluster::new(3, |_| {});
-    cluster.elect(1);
-    cluster.propose(1, b"x").unwrap();
-    cluster.deliver_all();
+    let mut cluster = led_by_1_with_a_commit();
     let committed = cluster.node(1).committed();
     cluster.sent.clear();
     let requests =
@@ -186,10 +177,7 @@ fn a_follower_asks_the_leader_once_for_the_reads_that_arrive_meanwhile() {
 
 #[test]
 fn a_follower_asks_again_when_its_request_is_lost() {
-    let mut cluster = Cluster::new(3, |_| {});
-    cluster.elect(1);
-    cluster.propose(1, b"x").unwrap();
-    cluster.deliver_all();
+    let mut cluster = led_by_1_with_a_commit();
     cluster.add_filter(|m| matches!(m.body, MessageBody::ReadIndexResponse { .. }));
     cluster.node_mut(3).read_index(1).unwrap();
     cluster.deliver_all();
@@ -345,10 +333,7 @@ fn a_lease_expires_without_quorum_contact() {
 
 #[test]
 fn transfer_to_an_up_to_date_follower_makes_it_leader_in_the_next_term() {
-    let mut cluster = Cluster::new(3, |_| {});
-    cluster.elect(1);
-    cluster.propose(1, b"x").unwrap();
-    cluster.deliver_all();
+    let mut cluster = led_by_1_with_a_commit();
     let term = cluster.node(1).term();
     cluster.node_mut(1).transfer_leader(id(2)).unwrap();
     cluster.deliver_all();
