@@ -686,24 +686,6 @@ const SNAPSHOT_THREAD_NICE: i32 = 10;
 /// it holds, or why it is not.
 type SnapshotWritten = Result<(raft::SnapshotMetadata, u64), String>;
 
-/// Counts the bytes written through it, to learn a snapshot's size as it streams out.
-struct CountingWriter<'a> {
-    inner: &'a mut dyn std::io::Write,
-    bytes: u64,
-}
-
-impl std::io::Write for CountingWriter<'_> {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        let written = self.inner.write(data)?;
-        self.bytes += written as u64;
-        Ok(written)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 impl<M: StateMachine> Driver<M> {
     /// Runs the member until it is shut down or fails, then waits for a snapshot still being
     /// written, so that nothing writes into the data directory once the member is gone.
@@ -995,18 +977,9 @@ impl<M: StateMachine> Driver<M> {
                 yield_to_the_request_path();
                 let started = Instant::now();
                 let node::SnapshotJob { metadata, state } = job;
-                let mut bytes = 0;
                 let written = files
-                    .write(&metadata, |out| {
-                        let mut counting = CountingWriter {
-                            inner: out,
-                            bytes: 0,
-                        };
-                        let result = state.write_to(&mut counting);
-                        bytes = counting.bytes;
-                        result
-                    })
-                    .map(|()| (metadata, bytes))
+                    .write(&metadata, |out| state.write_to(out))
+                    .map(|bytes| (metadata, bytes))
                     .map_err(|error| error.to_string());
                 // Free the frozen state before reporting, so the next snapshot never finds
                 // two of them in memory.

@@ -65,19 +65,21 @@ pub(crate) fn write_snapshot_file<D: Disk>(
     write_snapshot_file_streaming(disk, dir, &snapshot.metadata, |out| {
         out.write_all(&snapshot.data)
     })
+    .map(|(path, _)| path)
 }
 
 /// Writes a snapshot file atomically like [`write_snapshot_file`], its data produced by
 /// `write_data` in pieces: a large state machine is streamed to disk without ever being held
 /// in memory as one buffer. The header's fields have a fixed width, so the data goes right
 /// after a header written last, once the data's length is known; the checksum over header and
-/// data is combined from the two parts' checksums.
+/// data is combined from the two parts' checksums. Returns the file's path and the data's
+/// length.
 pub(crate) fn write_snapshot_file_streaming<D: Disk>(
     disk: &D,
     dir: &Path,
     metadata: &SnapshotMetadata,
     write_data: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
-) -> Result<PathBuf, WalError> {
+) -> Result<(PathBuf, u64), WalError> {
     let name = snapshot_file_name(metadata.index.get(), metadata.term.get());
     let path = dir.join(&name);
     let temp = dir.join(format!("{name}{TEMP_SUFFIX}"));
@@ -106,6 +108,7 @@ pub(crate) fn write_snapshot_file_streaming<D: Disk>(
         let _ = disk.remove(&temp);
         return Err(WalError::io("write", &temp, e));
     }
+    let data_len = sink.offset - data_at;
     let mut file = sink.file;
     file.sync().map_err(|e| WalError::io("sync", &temp, e))?;
     drop(file);
@@ -113,7 +116,7 @@ pub(crate) fn write_snapshot_file_streaming<D: Disk>(
         .map_err(|e| WalError::io("rename", &temp, e))?;
     disk.sync_dir(dir)
         .map_err(|e| WalError::io("sync directory", dir, e))?;
-    Ok(path)
+    Ok((path, data_len))
 }
 
 /// How much streamed snapshot data is gathered before one positional write.

@@ -959,14 +959,14 @@ pub struct SnapshotWriter<D: Disk = StdDisk> {
 
 impl<D: Disk> SnapshotWriter<D> {
     /// Writes the snapshot at `metadata` atomically (temporary file, sync, rename, directory
-    /// sync), its data streamed by `write_data`.
+    /// sync), its data streamed by `write_data`. Returns the data's length.
     pub fn write(
         &self,
         metadata: &SnapshotMetadata,
         write_data: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
-    ) -> Result<(), WalError> {
+    ) -> Result<u64, WalError> {
         crate::snapfile::write_snapshot_file_streaming(&self.disk, &self.dir, metadata, write_data)
-            .map(drop)
+            .map(|(_, data_len)| data_len)
     }
 
     /// Reads and verifies the data of the durable snapshot at `metadata` (for sending it to a

@@ -369,7 +369,7 @@ fn a_streamed_snapshot_written_off_thread_is_adopted_like_a_saved_one() {
         })
     });
     wal.append(&entries(101, 20, 1, 1, 100)).unwrap();
-    writer.join().unwrap().unwrap();
+    assert_eq!(writer.join().unwrap().unwrap(), want.data.len() as u64);
     wal.adopt_snapshot(&want.metadata).unwrap();
     assert_eq!(wal.first_index(), LogIndex(81));
     assert_eq!(
