@@ -226,6 +226,17 @@ fn crc32c(data: &[u8]) -> u32 {
     !crc
 }
 
+/// `store`'s snapshot as a store with a value log streams it: format 3, its values in a
+/// section.
+fn streamed_with_value_log(store: &MvccStore) -> Vec<u8> {
+    let mut logged = store.clone();
+    logged.set_value_log(Some(kv::mvcc::MemoryValueLog::new()), 1);
+    let mut out = Vec::new();
+    logged.write_snapshot(&mut out).expect("writes to memory");
+    assert_eq!(out[4], 3, "a store with a value log streams format 3");
+    out
+}
+
 fn with_fixed_checksum(mut snapshot: Vec<u8>) -> Bytes {
     let body = snapshot.len() - 4;
     let checksum = crc32c(&snapshot[..body]);
@@ -383,8 +394,9 @@ proptest! {
     }
 
     #[test]
-    fn damaged_snapshots_are_rejected(requests in prop::collection::vec(workload_request(), 1..30), position in any::<prop::sample::Index>(), flip in 1u8..=255) {
-        let snapshot = build_store(&requests, &[7]).snapshot().to_vec();
+    fn damaged_snapshots_are_rejected(requests in prop::collection::vec(workload_request(), 1..30), position in any::<prop::sample::Index>(), flip in 1u8..=255, with_section in any::<bool>()) {
+        let store = build_store(&requests, &[7]);
+        let snapshot = if with_section { streamed_with_value_log(&store) } else { store.snapshot().to_vec() };
         let mut damaged = snapshot.clone();
         let at = position.index(damaged.len());
         damaged[at] ^= flip;
@@ -394,16 +406,24 @@ proptest! {
     }
 
     #[test]
-    fn checksummed_nonsense_never_panics(requests in prop::collection::vec(workload_request(), 1..30), edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4)) {
+    fn checksummed_nonsense_never_panics(requests in prop::collection::vec(workload_request(), 1..30), edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4), with_section in any::<bool>()) {
         // Damage the body but fix the checksum, so restore must rely on its own checks.
-        let mut snapshot = build_store(&requests, &[7, 0]).snapshot().to_vec();
+        let store = build_store(&requests, &[7, 0]);
+        let mut snapshot = if with_section { streamed_with_value_log(&store) } else { store.snapshot().to_vec() };
         let body = snapshot.len() - 4;
         for (position, byte) in edits {
             let at = 5 + position.index(body - 5);
             snapshot[at] = byte;
         }
-        if let Ok(mut store) = MvccStore::restore(&with_fixed_checksum(snapshot)) {
+        let snapshot = with_fixed_checksum(snapshot);
+        if let Ok(mut store) = MvccStore::restore(&snapshot) {
             exercise(&mut store);
+        }
+        // Also into a store with a value log, which takes a section's values as they are.
+        let mut logged = MvccStore::new();
+        logged.set_value_log(Some(kv::mvcc::MemoryValueLog::new()), 1);
+        if logged.restore_in_place(&snapshot).is_ok() {
+            exercise(&mut logged);
         }
     }
 
@@ -433,7 +453,7 @@ proptest! {
     }
 
     #[test]
-    fn restoring_garbage_never_panics(garbage in prop::collection::vec(any::<u8>(), 0..128), version in 1u8..=2) {
+    fn restoring_garbage_never_panics(garbage in prop::collection::vec(any::<u8>(), 0..128), version in 1u8..=3) {
         let mut input = b"RKMV".to_vec();
         input.push(version);
         input.extend_from_slice(&garbage);
@@ -524,6 +544,52 @@ fn restored_leases_and_large_sub_revisions_survive() {
     assert_eq!(logged.range(&all).unwrap().kvs, kvs);
     assert_eq!(logged.snapshot(), snapshot);
     assert_eq!(logged.hash_kv(0), store.hash_kv(0));
+}
+
+#[test]
+fn section_values_are_taken_from_inside_the_section_only() {
+    use kv::mvcc::ValueLog;
+    // Format 3: current 3, compact -1, section "hello", one key "k" with a put at 2 whose
+    // value is the section's 3 bytes at 1 ("ell"); session clock 0, no sessions.
+    let snapshot = |version: u8, offset: u8, len: u8| {
+        let mut body = b"RKMV".to_vec();
+        body.push(version);
+        body.extend_from_slice(b"\x06\x01\x05hello\x01\x01k\x01\x02\x00\x02");
+        body.extend_from_slice(&[offset, len]);
+        body.extend_from_slice(b"\x04\x02\x00\x00\x00\0\0\0\0");
+        with_fixed_checksum(body)
+    };
+    let all = RangeRequest::new(Bytes::from_static(b"k"), Bytes::new());
+    let store = MvccStore::restore(&snapshot(3, 1, 3)).expect("consistent");
+    assert_eq!(&store.range(&all).unwrap().kvs[0].value[..], b"ell");
+    let log = kv::mvcc::MemoryValueLog::new();
+    log.append(b"before").expect("append");
+    let mut logged = MvccStore::new();
+    logged.set_value_log(Some(log.clone()), 64);
+    logged
+        .restore_in_place(&snapshot(3, 1, 3))
+        .expect("consistent");
+    assert_eq!(logged, store);
+    assert_eq!(&logged.range(&all).unwrap().kvs[0].value[..], b"ell");
+    // The section went to the log whole, and the value is referenced inside it.
+    assert_eq!(log.size_bytes(), 11);
+    assert_eq!(logged.value_log_live_bytes(), 3);
+    for (offset, len) in [(3, 3), (0, 6), (6, 0), (0x7f, 1)] {
+        for mut restoring in [MvccStore::new(), logged.clone()] {
+            assert!(
+                matches!(
+                    restoring.restore_in_place(&snapshot(3, offset, len)),
+                    Err(SnapshotError::Inconsistent(_))
+                ),
+                "offset {offset} len {len}"
+            );
+        }
+    }
+    // A value in a section is refused from a format without sections.
+    assert!(matches!(
+        MvccStore::restore(&snapshot(2, 1, 3)),
+        Err(SnapshotError::Malformed(_))
+    ));
 }
 
 #[test]

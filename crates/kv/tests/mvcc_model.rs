@@ -681,15 +681,29 @@ proptest! {
         let frozen = logged.clone();
         let frozen_snapshot = plain.snapshot();
         prop_assert_eq!(run_sessions(&mut plain, second), run_sessions(&mut logged, second));
-        prop_assert_eq!(frozen.snapshot(), frozen_snapshot);
+        prop_assert_eq!(frozen.snapshot(), &frozen_snapshot);
+        // Its streamed snapshot copies the log as it stands now, values appended since the
+        // freeze included, and still restores to the frozen state.
+        let mut frozen_streamed = Vec::new();
+        frozen.write_snapshot(&mut frozen_streamed).expect("writes to memory");
+        prop_assert_eq!(frozen_streamed.len(), frozen.written_snapshot_size());
+        let restored = MvccStore::restore(&Bytes::from(frozen_streamed)).expect("restores");
+        prop_assert_eq!(restored.snapshot(), frozen_snapshot);
 
         prop_assert_eq!(&logged, &plain);
         let snapshot = plain.snapshot();
         prop_assert_eq!(logged.snapshot_size(), snapshot.len());
         prop_assert_eq!(&logged.snapshot(), &snapshot);
+        // Streamed, the values are the log copied whole (format 3): another encoding of the
+        // same state, restored alike with or without a log.
         let mut streamed = Vec::new();
         logged.write_snapshot(&mut streamed).expect("writes to memory");
-        prop_assert_eq!(&streamed[..], &snapshot[..]);
+        prop_assert_eq!(streamed.len(), logged.written_snapshot_size());
+        let streamed = Bytes::from(streamed);
+        prop_assert_eq!(&MvccStore::restore(&streamed).expect("restores"), &plain);
+        let mut plain_streamed = Vec::new();
+        plain.write_snapshot(&mut plain_streamed).expect("writes to memory");
+        prop_assert_eq!(&plain_streamed[..], &snapshot[..]);
         prop_assert_eq!(logged.digest(), plain.digest());
         for revision in -1..=plain.current_revision() + 1 {
             prop_assert_eq!(logged.hash_kv(revision), plain.hash_kv(revision));
@@ -706,6 +720,15 @@ proptest! {
         prop_assert_eq!(&restored, &plain);
         prop_assert_eq!(&restored.snapshot(), &snapshot);
         prop_assert_eq!(restored.value_log_live_bytes(), logged.value_log_live_bytes());
+        let mut from_section = MvccStore::new();
+        let section_log = MemoryValueLog::new();
+        section_log.append(b"earlier").expect("append");
+        from_section.set_value_log(Some(section_log.clone()), min_len);
+        from_section.restore_in_place(&streamed).expect("restores");
+        prop_assert_eq!(&from_section, &plain);
+        prop_assert_eq!(&from_section.snapshot(), &snapshot);
+        prop_assert_eq!(from_section.value_log_live_bytes(), logged.value_log_live_bytes());
+        prop_assert_eq!(section_log.size_bytes(), 7 + log.size_bytes());
         prop_assert_eq!(&MvccStore::restore(&logged.snapshot()).expect("restores"), &plain);
 
         // Moving the values out of the log (and back in) keeps the state.

@@ -76,6 +76,26 @@ impl ValueLog for FileLog {
         Ok(Bytes::from(value))
     }
 
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        // Everything appended so far goes to the file first, so the read is one pread.
+        let mut tail = self.tail.lock().unwrap();
+        (&self.file).write_all(&tail.1)?;
+        tail.0 += tail.1.len() as u64;
+        tail.1.clear();
+        drop(tail);
+        self.file.read_exact_at(buf, offset)
+    }
+
+    fn append_stretch(&self, bytes: &[u8]) -> std::io::Result<u64> {
+        let mut tail = self.tail.lock().unwrap();
+        let offset = tail.0 + tail.1.len() as u64;
+        (&self.file).write_all(&tail.1)?;
+        (&self.file).write_all(bytes)?;
+        tail.0 = offset + bytes.len() as u64;
+        tail.1.clear();
+        Ok(offset)
+    }
+
     fn size_bytes(&self) -> u64 {
         let tail = self.tail.lock().unwrap();
         tail.0 + tail.1.len() as u64

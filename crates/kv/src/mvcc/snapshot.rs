@@ -1,20 +1,34 @@
 //! Snapshot and restore of the whole store.
 //!
-//! Layout (version 2), every integer a varint as in [`super::codec`]:
+//! Layout (versions 2 and 3), every integer a varint as in [`super::codec`]:
 //!
 //! ```text
-//! magic "RKMV" | version u8 = 2
+//! magic "RKMV" | version u8 (2 or 3)
 //! current_revision (signed) | compact_revision (signed)
+//! version 3 only: value section length | value section bytes
 //! key count, then per key in key order:
 //!     key bytes | entry count | per entry in revision order:
-//!         main (first: absolute, then delta to the previous entry) | sub | kind u8 (0 delete, 1 put)
+//!         main (first: absolute, then delta to the previous entry) | sub
+//!         | kind u8 (0 delete, 1 put, 2 put whose value is in the value section)
 //!         put only: value bytes | create_revision | version | lease (signed)
+//!         put in the section only: value offset | value length | create_revision | version
+//!         | lease (signed)
 //! session_clock
 //! session count, then per session from least to most recently used:
 //!     touched (first: absolute, then delta >= 1 to the previous) | client_id | last_sequence
 //!     | recorded outcome
 //! crc32c u32 little-endian over everything before it
 //! ```
+//!
+//! Version 3 is what a store with a value log streams ([`MvccStore::write_snapshot`]): the
+//! value section is a copy of the log as it stands (values still referenced and garbage left
+//! by compaction alike), and each logged value is written as its place in it. Copying the log
+//! in large pieces instead of reading every retained value back one by one is what makes a
+//! member's snapshot cheap: those reads, a `pread` per revision, were most of the snapshot
+//! thread's time. Restoring appends the section to the new store's log as one piece, so the
+//! references stay valid at a fixed distance. Version 2 (values inline, nothing else) is the
+//! canonical form: [`MvccStore::snapshot`] and [`MvccStore::digest`] always use it, so equal
+//! states give equal bytes whatever their logs hold.
 //!
 //! Version 2 writes sessions in recency order with their use stamps and the session clock, so
 //! a restored store evicts exactly the sessions the original would, in the same order.
@@ -30,7 +44,7 @@ use super::error::SnapshotError;
 use super::index::{Entry, KeyHistory, Revision};
 use super::key::Key;
 use super::store::{MvccStore, RecordedResult, SessionRecord};
-use super::values::{Spill, StoredValue};
+use super::values::{Spill, StoredValue, StoredValueRef, ValueRef};
 use bytes::{BufMut, Bytes, BytesMut};
 use std::collections::HashSet;
 use std::io::Write;
@@ -38,6 +52,8 @@ use std::sync::Arc;
 
 const MAGIC: &[u8; 4] = b"RKMV";
 const FORMAT_VERSION: u8 = 2;
+/// Version 2 plus a value section (see the module docs).
+const FORMAT_VERSION_SECTION: u8 = 3;
 /// The first format: sessions in client order, without recency.
 const FORMAT_VERSION_1: u8 = 1;
 
@@ -53,6 +69,11 @@ const MAX_REVISION: i64 = 1 << 62;
 
 const KIND_DELETE: u8 = 0;
 const KIND_PUT: u8 = 1;
+/// A put whose value is in the snapshot's value section.
+const KIND_PUT_IN_SECTION: u8 = 2;
+
+/// How much of the value log [`MvccStore::write_snapshot`] copies per read.
+const SECTION_CHUNK: u64 = 256 * 1024;
 
 impl MvccStore {
     /// The full state (history, revisions, sessions) as checksummed bytes, for Raft snapshots.
@@ -64,7 +85,7 @@ impl MvccStore {
     pub fn snapshot(&self) -> Bytes {
         let size = self.snapshot_size();
         let mut out = BytesMut::with_capacity(size);
-        self.write_body(&mut out);
+        self.write_body(&mut out, None);
         let checksum = crc32c(&out);
         out.put_u32_le(checksum);
         debug_assert_eq!(out.len(), size);
@@ -77,16 +98,36 @@ impl MvccStore {
     /// [`MvccStore::write_snapshot`].
     pub fn snapshot_size(&self) -> usize {
         let mut count = ByteCount::default();
-        self.write_body(&mut count);
+        self.write_body(&mut count, None);
         count.0 + 4
     }
 
-    /// Streams exactly the bytes of [`MvccStore::snapshot`] into `out`, through a 64 KiB
-    /// buffer, with the checksum computed on the way; the snapshot is never held in memory as a
-    /// whole. Any `Write` works efficiently (a file, a socket, `BytesMut::writer()`), and
-    /// unbuffered ones get large writes.
+    /// The exact length of what [`MvccStore::write_snapshot`] writes now (while nothing is
+    /// appended to the value log meanwhile), computed without reading any value.
+    pub fn written_snapshot_size(&self) -> usize {
+        let mut count = ByteCount::default();
+        self.write_body(&mut count, self.value_section());
+        count.0 + 4
+    }
+
+    /// The value section [`MvccStore::write_snapshot`] copies: the whole value log, whose
+    /// length only grows, so every value this store references is inside it.
+    fn value_section(&self) -> Option<&Spill> {
+        self.spill.as_ref()
+    }
+
+    /// Streams a snapshot into `out`, through a 64 KiB buffer, with the checksum computed on
+    /// the way; the snapshot is never held in memory as a whole. Any `Write` works efficiently
+    /// (a file, a socket, `BytesMut::writer()`), and unbuffered ones get large writes.
+    ///
+    /// Without a value log these are exactly [`MvccStore::snapshot`]'s bytes. With one, the
+    /// log is copied whole as the snapshot's value section (format version 3, see the module
+    /// docs) rather than read back value by value; [`MvccStore::restore`] takes either.
     ///
     /// Returns the first error of `out`; what was written before it is then incomplete.
+    ///
+    /// # Panics
+    /// If the value log cannot be read (a local disk failure, see [`super::ValueLog`]).
     pub fn write_snapshot<W: Write>(&self, out: W) -> std::io::Result<()> {
         let mut writer = StreamOut {
             out,
@@ -94,7 +135,7 @@ impl MvccStore {
             register: !0,
             error: None,
         };
-        self.write_body(&mut writer);
+        self.write_body(&mut writer, self.value_section());
         writer.flush_buffer();
         let checksum = !writer.register;
         if let Some(error) = writer.error {
@@ -104,12 +145,26 @@ impl MvccStore {
         writer.out.flush()
     }
 
-    /// Writes everything the checksum covers: the snapshot without its last four bytes.
-    fn write_body(&self, out: &mut impl Out) {
+    /// Writes everything the checksum covers: the snapshot without its last four bytes;
+    /// version 3 with `section`'s log as the value section, else version 2.
+    fn write_body(&self, out: &mut impl Out, section: Option<&Spill>) {
         out.write_slice(MAGIC);
-        out.write_u8(FORMAT_VERSION);
+        out.write_u8(if section.is_some() {
+            FORMAT_VERSION_SECTION
+        } else {
+            FORMAT_VERSION
+        });
         put_ivarint(out, self.current_revision);
         put_ivarint(out, self.compact_revision);
+        if let Some(spill) = section {
+            // Read once: the log may grow while this runs (the store it belongs to goes on
+            // applying), and what is appended later is no value of this frozen state.
+            let section_len = spill.log.size_bytes();
+            put_uvarint(out, section_len);
+            if !out.skip(section_len as usize) {
+                copy_log(spill, section_len, out);
+            }
+        }
         put_uvarint(out, self.index.len() as u64);
         for (key, history) in self.index.iter() {
             put_bytes(out, key);
@@ -121,11 +176,20 @@ impl MvccStore {
                 previous_main = revision.main;
                 put_uvarint(out, revision.sub as u64);
                 if entry.is_put() {
-                    out.write_u8(KIND_PUT);
-                    let len = entry.value().len();
-                    put_uvarint(out, len as u64);
-                    if !out.skip(len) {
-                        out.write_slice(&self.value_of(entry));
+                    match (section, entry.value()) {
+                        (Some(_), StoredValueRef::Logged(at)) => {
+                            out.write_u8(KIND_PUT_IN_SECTION);
+                            put_uvarint(out, at.offset);
+                            put_uvarint(out, u64::from(at.len));
+                        }
+                        (_, value) => {
+                            out.write_u8(KIND_PUT);
+                            let len = value.len();
+                            put_uvarint(out, len as u64);
+                            if !out.skip(len) {
+                                out.write_slice(&self.value_of(entry));
+                            }
+                        }
                     }
                     put_ivarint(out, entry.create_revision());
                     put_ivarint(out, entry.version());
@@ -228,6 +292,28 @@ impl<W: Write> Out for StreamOut<W> {
     }
 }
 
+/// Copies the first `len` bytes of `spill`'s log into `out`, in large reads.
+///
+/// # Panics
+/// If the log cannot be read (see [`super::ValueLog`]): the store cannot be snapshotted
+/// without its values, as it could not answer without them.
+fn copy_log(spill: &Spill, len: u64, out: &mut impl Out) {
+    let mut chunk = vec![0; len.min(SECTION_CHUNK) as usize];
+    let mut offset = 0;
+    while offset < len {
+        let take = (len - offset).min(SECTION_CHUNK) as usize;
+        if let Err(error) = spill.log.read_at(offset, &mut chunk[..take]) {
+            panic!(
+                "value log {:?}: cannot read {take} bytes at {offset} for a snapshot: {error}; \
+                 stopping (a local disk failure, like a failed WAL write)",
+                spill.log
+            );
+        }
+        out.write_slice(&chunk[..take]);
+        offset += take as u64;
+    }
+}
+
 /// Checks and decodes snapshot bytes into a store with the default session bound, keeping
 /// values in `spill`'s log if given (values of a failed decode stay there as garbage).
 fn decode(bytes: &Bytes, spill: Option<&Spill>) -> Result<MvccStore, SnapshotError> {
@@ -239,7 +325,7 @@ fn decode(bytes: &Bytes, spill: Option<&Spill>) -> Result<MvccStore, SnapshotErr
         return Err(SnapshotError::BadMagic);
     }
     let version = bytes[MAGIC.len()];
-    if version != FORMAT_VERSION && version != FORMAT_VERSION_1 {
+    if ![FORMAT_VERSION_1, FORMAT_VERSION, FORMAT_VERSION_SECTION].contains(&version) {
         return Err(SnapshotError::UnsupportedVersion(version));
     }
     let body_end = bytes.len() - 4;
@@ -277,6 +363,11 @@ fn read_store(
     store.spill = spill.cloned();
     store.current_revision = current_revision;
     store.compact_revision = compact_revision;
+    let section = if version == FORMAT_VERSION_SECTION {
+        Some(ValueSection::read(reader, spill)?)
+    } else {
+        None
+    };
 
     let key_count = reader.count()?;
     // Every revision read so far, to refuse one used by two keys; dropped after the keys.
@@ -293,7 +384,13 @@ fn read_store(
         {
             return Err(inconsistent("keys out of order"));
         }
-        let history = read_history(reader, current_revision, compact_revision, spill)?;
+        let history = read_history(
+            reader,
+            current_revision,
+            compact_revision,
+            spill,
+            section.as_ref(),
+        )?;
         for entry in history.entries.iter() {
             if !seen.insert(entry.revision()) {
                 return Err(inconsistent("revision used twice"));
@@ -309,6 +406,55 @@ fn read_store(
         read_sessions(reader, &mut store)?;
     }
     Ok(store)
+}
+
+/// A version 3 snapshot's value section, and where it went in the new store's log.
+struct ValueSection {
+    bytes: Bytes,
+    /// The offset of the section's first byte in the store's log; `None` without a log (or
+    /// for an empty section), when values are copied out of the section instead.
+    base: Option<u64>,
+}
+
+impl ValueSection {
+    /// Reads the section and appends it to `spill`'s log as one piece.
+    ///
+    /// # Panics
+    /// If the log fails to append (a local disk failure, see [`super::ValueLog`]), as storing
+    /// a single value does.
+    fn read(reader: &mut Reader, spill: Option<&Spill>) -> Result<ValueSection, SnapshotError> {
+        let bytes = reader.bytes()?;
+        let base = match spill {
+            Some(spill) if !bytes.is_empty() => match spill.log.append_stretch(&bytes) {
+                Ok(base) => Some(base),
+                Err(error) => panic!(
+                    "value log {:?}: cannot append a snapshot's {} bytes of values: {error}; \
+                     stopping (a local disk failure, like a failed WAL write)",
+                    spill.log,
+                    bytes.len()
+                ),
+            },
+            _ => None,
+        };
+        Ok(ValueSection { bytes, base })
+    }
+
+    /// The value at `offset`, `len` bytes long, as the store keeps it.
+    fn value(&self, offset: u64, len: u64) -> Result<StoredValue, SnapshotError> {
+        let outside = || inconsistent("value outside the value section");
+        let end = offset.checked_add(len).ok_or_else(outside)?;
+        if end > self.bytes.len() as u64 {
+            return Err(outside());
+        }
+        let len32 = u32::try_from(len).map_err(|_| outside())?;
+        Ok(match self.base {
+            Some(base) => StoredValue::Logged(ValueRef {
+                offset: base + offset,
+                len: len32,
+            }),
+            None => StoredValue::Inline(self.bytes[offset as usize..end as usize].into()),
+        })
+    }
 }
 
 /// Reads version 2's session clock and sessions in recency order.
@@ -383,6 +529,7 @@ fn read_history(
     current_revision: i64,
     compact_revision: i64,
     spill: Option<&Spill>,
+    section: Option<&ValueSection>,
 ) -> Result<KeyHistory, SnapshotError> {
     let entry_count = reader.count()?;
     if entry_count == 0 {
@@ -418,8 +565,24 @@ fn read_history(
                 }
                 Entry::tombstone(revision)
             }
-            KIND_PUT => {
-                let value = reader.bytes()?;
+            kind @ (KIND_PUT | KIND_PUT_IN_SECTION) => {
+                /// A value copied in, or one already in the log with the section.
+                enum Value {
+                    Bytes(Bytes),
+                    Stored(StoredValue),
+                }
+                let value = if kind == KIND_PUT {
+                    Value::Bytes(reader.bytes()?)
+                } else {
+                    let Some(section) = section else {
+                        return Err(SnapshotError::Malformed(
+                            "a value in a section the format has not",
+                        ));
+                    };
+                    let offset = reader.uvarint()?;
+                    let len = reader.uvarint()?;
+                    Value::Stored(section.value(offset, len)?)
+                };
                 let create_revision = reader.ivarint()?;
                 let version = reader.ivarint()?;
                 let lease = reader.ivarint()?;
@@ -430,17 +593,15 @@ fn read_history(
                     create_revision,
                     version,
                 )?;
-                Entry::put(
-                    revision,
-                    version,
-                    create_revision,
-                    lease,
-                    // Stored after every check, so a refused entry appends nothing.
-                    match spill {
+                // Stored after every check, so a refused entry appends nothing.
+                let stored = match value {
+                    Value::Stored(stored) => stored,
+                    Value::Bytes(value) => match spill {
                         Some(spill) => spill.store(&value),
                         None => StoredValue::Inline(value.as_ref().into()),
                     },
-                )
+                };
+                Entry::put(revision, version, create_revision, lease, stored)
             }
             _ => return Err(SnapshotError::Malformed("unknown entry kind")),
         };

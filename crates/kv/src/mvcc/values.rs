@@ -43,6 +43,17 @@ pub trait ValueLog: Send + Sync + fmt::Debug {
     /// Reads back a value `append` returned.
     fn read(&self, at: ValueRef) -> std::io::Result<Bytes>;
 
+    /// Reads `buf.len()` bytes of the log from `offset`, whatever values they belong to:
+    /// snapshots copy the log in large pieces (see [`super::MvccStore::write_snapshot`])
+    /// instead of reading every value back. Everything below [`ValueLog::size_bytes`] is
+    /// readable.
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()>;
+
+    /// Appends `bytes` as one contiguous piece and returns the offset of its first byte:
+    /// a restored snapshot's value section, whose values are then referenced at a fixed
+    /// distance from where they were. No length limit.
+    fn append_stretch(&self, bytes: &[u8]) -> std::io::Result<u64>;
+
     /// How many bytes the log holds in all (live values and garbage), e.g. a file's size,
     /// for reporting beside the bytes still referenced
     /// ([`super::MvccStore::value_log_live_bytes`]).
@@ -97,6 +108,38 @@ impl ValueLog for MemoryValueLog {
                     format!("{at:?} is beyond the {} bytes logged", bytes.len()),
                 )
             })
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        let bytes = self
+            .bytes
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let stretch = usize::try_from(offset)
+            .ok()
+            .and_then(|start| bytes.get(start..start.checked_add(buf.len())?))
+            .ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "{} bytes at {offset} are beyond the {} bytes logged",
+                        buf.len(),
+                        bytes.len()
+                    ),
+                )
+            })?;
+        buf.copy_from_slice(stretch);
+        Ok(())
+    }
+
+    fn append_stretch(&self, stretch: &[u8]) -> std::io::Result<u64> {
+        let mut bytes = self
+            .bytes
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let offset = bytes.len() as u64;
+        bytes.extend_from_slice(stretch);
+        Ok(offset)
     }
 
     fn size_bytes(&self) -> u64 {

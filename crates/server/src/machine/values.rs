@@ -4,7 +4,8 @@
 //! the value size on every put (etcd keeps them on disk, in bbolt). [`FileValueLog`] is the
 //! store's [`ValueLog`]: an append-only file in the data directory. It is only a cache: the
 //! state machine is rebuilt from the Raft snapshot and the WAL at every start, and restoring a
-//! snapshot re-appends its values, so the file is recreated empty at start (and at every
+//! snapshot appends its values (a snapshot written by a member carries a copy of this file as
+//! its value section, appended whole), so the file is recreated empty at start (and at every
 //! restore), never fsynced, and never read after a restart.
 //!
 //! Compaction leaves garbage in the file (values no revision references any more);
@@ -140,6 +141,59 @@ impl ValueLog for FileValueLog {
         Ok(Bytes::from(value))
     }
 
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let end = offset.checked_add(buf.len() as u64);
+        let from_file = {
+            let tail = self.tail();
+            let size = tail.written + tail.buffer.len() as u64;
+            let Some(end) = end.filter(|end| *end <= size) else {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "{} bytes at {offset} are beyond the end of value file {}",
+                        buf.len(),
+                        self.path.display()
+                    ),
+                ));
+            };
+            // The part still in the buffer is copied under the lock; the part already in the
+            // file stays there whatever is appended meanwhile, so it is read without it.
+            let from_file = tail.written.saturating_sub(offset).min(buf.len() as u64) as usize;
+            if end > tail.written {
+                let start = offset.max(tail.written) - tail.written;
+                let buffered = &tail.buffer[start as usize..(end - tail.written) as usize];
+                buf[from_file..].copy_from_slice(buffered);
+            }
+            from_file
+        };
+        if from_file > 0 {
+            self.file
+                .read_exact_at(&mut buf[..from_file], offset)
+                .map_err(|error| annotate(&self.path, "cannot read", error))?;
+        }
+        Ok(())
+    }
+
+    fn append_stretch(&self, bytes: &[u8]) -> io::Result<u64> {
+        let mut tail = self.tail();
+        let offset = tail.written + tail.buffer.len() as u64;
+        if tail.buffer.len() + bytes.len() < BUFFER {
+            tail.buffer.extend_from_slice(bytes);
+            return Ok(offset);
+        }
+        // Large: what the buffer holds, then the caller's bytes straight, without a copy.
+        (&self.file)
+            .write_all(&tail.buffer)
+            .map_err(|error| annotate(&self.path, "cannot write", error))?;
+        tail.written = offset;
+        tail.buffer.clear();
+        (&self.file)
+            .write_all(bytes)
+            .map_err(|error| annotate(&self.path, "cannot write", error))?;
+        tail.written += bytes.len() as u64;
+        Ok(offset)
+    }
+
     fn size_bytes(&self) -> u64 {
         let tail = self.tail();
         tail.written + tail.buffer.len() as u64
@@ -195,6 +249,53 @@ mod tests {
             })
             .is_err()
         );
+    }
+
+    #[test]
+    fn stretches_read_and_append_across_the_buffer_and_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = FileValueLog::create(dir.path().join("values")).expect("create");
+        let mut all = Vec::new();
+        for i in 0..700u32 {
+            let value = vec![(i % 253) as u8; 1 + (i as usize * 13) % 200];
+            log.append(&value).expect("append");
+            all.extend_from_slice(&value);
+        }
+        // A small stretch joins the buffer; a large one is written through, after it.
+        for stretch in [vec![5u8; 100], vec![6u8; 2 * BUFFER + 3], vec![7u8; 10]] {
+            let at = log.append_stretch(&stretch).expect("append");
+            assert_eq!(at, all.len() as u64);
+            all.extend_from_slice(&stretch);
+        }
+        let total = all.len() as u64;
+        assert_eq!(log.size_bytes(), total);
+        let written = log.tail().written;
+        assert!(
+            0 < written && written < total,
+            "part written, part buffered"
+        );
+        for (offset, len) in [
+            (0, total),
+            (0, 1),
+            (written - 1, 2),
+            (written, total - written),
+            (written - 1000, 1001),
+            (total - 1, 1),
+            (total, 0),
+            (17, 70_000),
+        ] {
+            let mut buf = vec![0; len as usize];
+            log.read_at(offset, &mut buf).expect("read");
+            assert_eq!(
+                buf,
+                all[offset as usize..(offset + len) as usize],
+                "{offset}+{len}"
+            );
+        }
+        for (offset, len) in [(total, 1), (total - 1, 2), (u64::MAX, 1)] {
+            let mut buf = vec![0; len];
+            assert!(log.read_at(offset, &mut buf).is_err(), "{offset}+{len}");
+        }
     }
 
     #[test]
