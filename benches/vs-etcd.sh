@@ -8,6 +8,11 @@
 # CPU time per operation (user+system of all three members during the row, divided by the
 # row's operations) and each system's peak RSS per member.
 #
+# Each row lists the system's current leader first. The load generator spreads its clients
+# over the endpoints in order, so the one-client row measures the leader's path on both
+# systems every time, instead of whichever member happened to win the first election (a
+# follower adds the forwarding hop: about 0.1 ms on either system).
+#
 # Usage: benches/vs-etcd.sh [--duration 10s] [--runs 3] [--out DIR]
 #   needs: etcd 3.4 (apt-get install etcd-server), python3, a release build of raftkv
 #   (built here if missing). Everything it starts is stopped on exit, also on error.
@@ -94,6 +99,18 @@ peak_rss_mib() {
   echo $((max / 1024))
 }
 
+# The endpoints with the current leader's first (as given if no member says it leads).
+leader_first() {
+  local endpoints="$1" leader endpoint rest="" found=""
+  leader=$("$RAFTKV" status --endpoints "$endpoints" 2>/dev/null \
+    | awk -F', *' 'NR > 1 && $5 == "true" {print $1; exit}') || true
+  IFS=, read -ra listed <<<"$endpoints"
+  for endpoint in "${listed[@]}"; do
+    if [ "$endpoint" = "$leader" ]; then found=1; else rest="$rest,$endpoint"; fi
+  done
+  if [ -n "$found" ]; then echo "$leader$rest"; else echo "$endpoints"; fi
+}
+
 wait_ready() {
   local endpoints="$1"
   for _ in $(seq 1 100); do
@@ -119,6 +136,7 @@ for row in "${ROWS[@]}"; do
   workload=$1 clients=$2
   for system in etcd raftkv; do
     if [ "$system" = etcd ]; then ep=$ETCD_EP; pids=("${ETCD_PIDS[@]}"); else ep=$RAFTKV_EP; pids=("${RAFTKV_PIDS[@]}"); fi
+    ep=$(leader_first "$ep")
     for run in $(seq 1 "$RUNS"); do
       before=$(cpu_ticks "${pids[@]}")
       line=$("$RAFTKV" bench --endpoints "$ep" --clients "$clients" --workload "$workload" \
