@@ -234,6 +234,103 @@ async fn crash_of_every_member_keeps_acknowledged_writes() {
     }
 }
 
+/// Snapshots carry the value file as their value section: a member restarted behind the
+/// leader's snapshot installs one, and every member restarts from its own, with the values of
+/// every retained revision intact (long values, which live in the value file; overwritten and
+/// compacted ones, which leave garbage in it; short ones, kept inline).
+#[tokio::test(flavor = "multi_thread")]
+async fn snapshots_with_values_install_and_restart() {
+    let mut cluster = Cluster::start_with(
+        3,
+        &["--snapshot-count", "25", "--snapshot-log-percent", "0"],
+    )
+    .await;
+    let leader = cluster.wait_for_leader().await;
+    let lagging = (leader + 1) % 3;
+    cluster.members[lagging].kill();
+    let long = |round: usize, key: usize| format!("{round}-{key}-{}", "v".repeat(200));
+    let mut client = cluster.members[leader].kv();
+    let mut revision = 0;
+    for round in 0..3 {
+        for key in 0..40usize {
+            let value = if key.is_multiple_of(5) {
+                format!("short-{round}")
+            } else {
+                long(round, key)
+            };
+            let put = put_acknowledged(&mut client, &format!("k{key:02}"), &value).await;
+            revision = put.header.expect("header").revision;
+        }
+        if round == 1 {
+            // The first two rounds' values become garbage in the value file.
+            client
+                .compact(pb::CompactionRequest {
+                    revision,
+                    physical: true,
+                })
+                .await
+                .expect("compact");
+        }
+    }
+    let expect = |key: usize| {
+        if key.is_multiple_of(5) {
+            "short-2".to_owned()
+        } else {
+            long(2, key)
+        }
+        .into_bytes()
+    };
+    let check = |client: pb::kv_client::KvClient<tonic::transport::Channel>, serializable: bool| async move {
+        eventually("every value", DEADLINE, || {
+            let mut client = client.clone();
+            async move {
+                for key in 0..40 {
+                    match get(&mut client, &format!("k{key:02}"), serializable).await {
+                        Ok(Some(value)) if value == expect(key) => {}
+                        other => return Err(format!("k{key:02}: {other:?}")),
+                    }
+                }
+                Ok(())
+            }
+        })
+        .await;
+    };
+
+    // The lagging member is behind the leader's compacted log: it gets the snapshot.
+    cluster.members[lagging].start();
+    check(cluster.members[lagging].kv(), true).await;
+    let log = std::fs::read_to_string(cluster.members[lagging].log_path()).unwrap_or_default();
+    assert!(
+        log.contains("installed a leader's snapshot"),
+        "m{} caught up without a snapshot: {}",
+        lagging + 1,
+        cluster.members[lagging].log_tail(20)
+    );
+
+    // Every member restarts from its own snapshot file and the log after it.
+    cluster.kill_all();
+    for member in &mut cluster.members {
+        member.start();
+    }
+    cluster.wait_for_leader().await;
+    for member in 0..3 {
+        check(cluster.members[member].kv(), false).await;
+        check(cluster.members[member].kv(), true).await;
+    }
+    // History older than the compaction is gone on every member alike; what is kept reads.
+    let mut client = cluster.members[lagging].kv();
+    let old = client
+        .range(pb::RangeRequest {
+            key: Bytes::from_static(b"k01"),
+            revision: revision - 1,
+            ..Default::default()
+        })
+        .await
+        .expect("range at a kept revision")
+        .into_inner();
+    assert_eq!(old.kvs.len(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn request_id_makes_a_put_idempotent() {
     let cluster = Cluster::start(3).await;

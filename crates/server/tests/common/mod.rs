@@ -312,10 +312,15 @@ impl Cluster {
     /// Starts `n` members and waits until they agree on a leader. Retries with new ports if
     /// a port picked as free was taken in the meantime.
     pub async fn start(n: usize) -> Cluster {
+        Cluster::start_with(n, &[]).await
+    }
+
+    /// [`Cluster::start`] with `extra` flags for every member.
+    pub async fn start_with(n: usize, extra: &[&str]) -> Cluster {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut cluster = Cluster::spawn(n);
+            let mut cluster = Cluster::spawn_with(n, extra);
             match cluster.wait_until_listening().await {
                 Ok(()) => {
                     cluster.wait_for_leader().await;
@@ -332,6 +337,11 @@ impl Cluster {
 
     /// Starts `n` members without waiting for anything.
     pub fn spawn(n: usize) -> Cluster {
+        Cluster::spawn_with(n, &[])
+    }
+
+    /// [`Cluster::spawn`] with `extra` flags for every member.
+    pub fn spawn_with(n: usize, extra: &[&str]) -> Cluster {
         let ports = free_ports(2 * n);
         let mut members: Vec<Member> = (0..n)
             .map(|index| {
@@ -349,7 +359,7 @@ impl Cluster {
             .join(",");
         let token = unique_token("cluster");
         for member in &mut members {
-            member.configure(&initial_cluster, &token, &[]);
+            member.configure(&initial_cluster, &token, extra);
             member.start();
         }
         Cluster {
