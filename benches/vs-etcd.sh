@@ -11,7 +11,7 @@
 # Each row lists the system's current leader first. The load generator spreads its clients
 # over the endpoints in order, so the one-client row measures the leader's path on both
 # systems every time, instead of whichever member happened to win the first election (a
-# follower adds the forwarding hop: about 0.1 ms on either system).
+# follower adds the forwarding hop: about 0.1 ms on raftkv here).
 #
 # Usage: benches/vs-etcd.sh [--duration 10s] [--runs 3] [--out DIR]
 #   needs: etcd 3.4 (apt-get install etcd-server), python3, a release build of raftkv
