@@ -79,25 +79,26 @@ impl MemoryValueLog {
     pub fn new() -> Arc<MemoryValueLog> {
         Arc::new(MemoryValueLog::default())
     }
+
+    fn bytes(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
+        // A panic while holding the lock leaves whole appends behind: still usable.
+        self.bytes
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
 }
 
 impl ValueLog for MemoryValueLog {
     fn append(&self, value: &[u8]) -> std::io::Result<ValueRef> {
         let len = u32::try_from(value.len()).map_err(std::io::Error::other)?;
-        let mut bytes = self
-            .bytes
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let mut bytes = self.bytes();
         let offset = bytes.len() as u64;
         bytes.extend_from_slice(value);
         Ok(ValueRef { offset, len })
     }
 
     fn read(&self, at: ValueRef) -> std::io::Result<Bytes> {
-        let bytes = self
-            .bytes
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let bytes = self.bytes();
         usize::try_from(at.offset)
             .ok()
             .and_then(|start| bytes.get(start..start.checked_add(at.len as usize)?))
@@ -111,10 +112,7 @@ impl ValueLog for MemoryValueLog {
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
-        let bytes = self
-            .bytes
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let bytes = self.bytes();
         let stretch = usize::try_from(offset)
             .ok()
             .and_then(|start| bytes.get(start..start.checked_add(buf.len())?))
@@ -133,20 +131,14 @@ impl ValueLog for MemoryValueLog {
     }
 
     fn append_stretch(&self, stretch: &[u8]) -> std::io::Result<u64> {
-        let mut bytes = self
-            .bytes
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let mut bytes = self.bytes();
         let offset = bytes.len() as u64;
         bytes.extend_from_slice(stretch);
         Ok(offset)
     }
 
     fn size_bytes(&self) -> u64 {
-        self.bytes
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .len() as u64
+        self.bytes().len() as u64
     }
 }
 
