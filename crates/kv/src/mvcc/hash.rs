@@ -10,13 +10,14 @@
 //! reproduces etcd's bytes and hash for the same history.
 
 use super::error::MvccError;
-use super::index::{KeyHistory, Revision};
+use super::index::{HistoryIter, KeyHistory, Revision};
 use super::key::Key;
 use super::snapshot::crc32c_extend;
 use super::store::MvccStore;
 use bytes::Bytes;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::iter::Peekable;
 
 /// etcd's key bucket name, the first thing it hashes.
 const KEY_BUCKET: &[u8] = b"key";
@@ -57,31 +58,35 @@ impl MvccStore {
         };
         // Every retained change up to `at` in revision order: a merge of the per-key
         // histories (each already in order), holding one cursor per key.
-        let histories: Vec<(&Key, &KeyHistory)> = self.index.iter().collect();
-        let mut cursors: BinaryHeap<Reverse<(Revision, usize, usize)>> = histories
+        let mut histories: Vec<(&Key, &KeyHistory, Peekable<HistoryIter>)> = self
+            .index
             .iter()
+            .map(|(key, history)| (key, history, history.iter().peekable()))
+            .collect();
+        let mut cursors: BinaryHeap<Reverse<(Revision, usize)>> = histories
+            .iter_mut()
             .enumerate()
-            .filter_map(|(slot, (_, history))| {
-                let first = history.entries.first()?;
-                (first.revision() < end).then_some(Reverse((first.revision(), slot, 0)))
+            .filter_map(|(slot, (_, _, changes))| {
+                let first = changes.peek()?.revision();
+                (first < end).then_some(Reverse((first, slot)))
             })
             .collect();
-        while let Some(Reverse((change, slot, position))) = cursors.pop() {
-            let (key, history) = histories[slot];
-            if let Some(next) = history.entries.get(position + 1)
-                && next.revision() < end
+        while let Some(Reverse((change, slot))) = cursors.pop() {
+            let (key, _, changes) = &mut histories[slot];
+            let key: &Key = key;
+            let Some(entry) = changes.next() else {
+                continue;
+            };
+            let next = changes.peek().map(|next| next.revision());
+            if let Some(next) = next
+                && next < end
             {
-                cursors.push(Reverse((next.revision(), slot, position + 1)));
+                cursors.push(Reverse((next, slot)));
             }
-            let entry = &history.entries[position];
             if change.main <= compact {
                 // Kept by a compaction at `at` only if it is the key's last change up to `at`
                 // and a put (etcd's `keyIndex.keep`).
-                let kept = entry.is_put()
-                    && history
-                        .entries
-                        .get(position + 1)
-                        .is_none_or(|next| next.mod_revision() > at);
+                let kept = entry.is_put() && next.is_none_or(|next| next.main > at);
                 let keeps_any = *keeps_any.get_or_insert_with(|| {
                     self.index
                         .values()
@@ -94,7 +99,7 @@ impl MvccStore {
             register = crc32c_extend(register, &backend_key(change, !entry.is_put()));
             value.clear();
             let stored = if entry.is_put() {
-                self.value_of(entry)
+                self.value_of(&entry)
             } else {
                 Bytes::new()
             };

@@ -4,6 +4,7 @@
 use super::types::KeyValue;
 use super::values::{Spill, StoredValue, StoredValueRef, ValueRef, load};
 use bytes::Bytes;
+use std::borrow::Cow;
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -20,7 +21,9 @@ pub(crate) struct Revision {
 
 /// One change of a key: a put, or a delete (a tombstone, `version == 0`).
 ///
-/// Kept compact because there is one per retained revision: the key is not repeated (the
+/// Kept compact because every key keeps its newest change as one (older changes are encoded
+/// more tightly still, see [`KeyHistory`]), and a read builds one per change it finds: the key
+/// is not repeated (the
 /// index's map key holds it; [`Entry::kv`] rebuilds a [`KeyValue`] for answers), and a
 /// tombstone is marked by version 0, which no put has (a put's version is at least 1).
 /// 32 bytes plus the value's own buffer (none when the value is in the store's value log):
@@ -270,54 +273,465 @@ impl Entry {
 /// create_revision; a put after a tombstone has version 1 and create_revision = its revision.
 /// After compaction at C at most one entry has `main <= C`, and it is a put.
 ///
-/// The entries are shared copy-on-write (`Arc`), so cloning the store (a frozen copy to
+/// There is one change per retained revision, so this is where a store's memory goes. The
+/// newest change, which every write and every read at the current revision looks at, is kept
+/// as an [`Entry`]; the older ones, which only reads at an older revision, compaction, hashes
+/// and snapshots visit (each in one forward pass), are kept encoded back to back in one byte
+/// buffer (see [`Record`]): about 10 bytes for a put whose value is in the value log, where
+/// an `Entry` takes 32 plus its list's unused slots. etcd's `keyIndex` keeps 16 bytes per
+/// revision in Go slices and walks them linearly too.
+///
+/// The history is shared copy-on-write (`Arc`), so cloning the store (a frozen copy to
 /// serialize on another thread) copies one pointer per key instead of every revision; the
-/// first change of a key after such a clone copies that key's entries once. Read access goes
-/// through `Deref`; every change goes through [`KeyHistory::entries_mut`].
+/// first change of a key after such a clone copies that key's history once.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct KeyHistory {
-    pub(crate) entries: Arc<Vec<Entry>>,
+    inner: Arc<History>,
+}
+
+/// A [`KeyHistory`]'s contents. One form per sequence of changes (records are encoded the
+/// same way whatever the order of pushes, pops and compactions that led to them), so the
+/// derived equality is an equality of contents.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct History {
+    /// Every change but the newest, as records.
+    older: Vec<u8>,
+    /// How many records `older` holds.
+    older_count: usize,
+    /// Whether `last` continues the newest record's life (a put right after a put, with the
+    /// next version and the same create_revision): decided when it is pushed, while the
+    /// change before it is still at hand, and used when it is encoded.
+    last_continues: bool,
+    /// The newest change; `None` only for an empty history.
+    last: Option<Entry>,
+}
+
+/// How a record gives its version and create_revision (the low two bits of its header).
+const FORM_TOMBSTONE: u8 = 0;
+/// A put with the previous record's version + 1 and its create_revision.
+const FORM_CONTINUES: u8 = 1;
+/// A put with version 1 and create_revision = its own revision.
+const FORM_CREATES: u8 = 2;
+/// Version and create_revision follow as signed varints.
+const FORM_EXPLICIT: u8 = 3;
+const FORM_MASK: u8 = 0b11;
+/// A signed varint sub-revision follows (else it is 0).
+const HAS_SUB: u8 = 1 << 2;
+/// A signed varint lease follows (else it is 0).
+const HAS_LEASE: u8 = 1 << 3;
+/// Where the value is (bits 4 and 5): empty, inline (a length and the bytes follow) or in the
+/// value log (an offset and a length follow).
+const VALUE_EMPTY: u8 = 0;
+const VALUE_INLINE: u8 = 1 << 4;
+const VALUE_LOGGED: u8 = 2 << 4;
+const VALUE_MASK: u8 = 0b11 << 4;
+
+/// The most bytes a record takes besides an inline value's bytes: a header byte and at most
+/// seven varints of at most 10 bytes.
+const MAX_RECORD_HEAD: usize = 1 + 7 * 10;
+
+/// A record's bytes before its inline value's, built on the stack so that the history's
+/// buffer can grow by exactly what the record needs.
+struct RecordHead {
+    bytes: [u8; MAX_RECORD_HEAD],
+    len: usize,
+}
+
+impl RecordHead {
+    fn push(&mut self, byte: u8) {
+        self.bytes[self.len] = byte;
+        self.len += 1;
+    }
+
+    fn uvarint(&mut self, mut value: u64) {
+        while value >= 0x80 {
+            self.push((value as u8) | 0x80);
+            value >>= 7;
+        }
+        self.push(value as u8);
+    }
+
+    fn ivarint(&mut self, value: i64) {
+        self.uvarint(((value << 1) ^ (value >> 63)) as u64);
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+/// Encodes `entry` as a record: a header byte, then the main revision as an unsigned varint
+/// (a revision is never negative in a store), then only the fields the header says are not
+/// implied, and last an inline value's bytes, returned apart. `continues`: the entry is a put
+/// continuing the previous record's life.
+fn encode(entry: &Entry, continues: bool) -> (RecordHead, &[u8]) {
+    let revision = entry.revision();
+    let (version, create_revision, lease) =
+        (entry.version(), entry.create_revision(), entry.lease());
+    let value = entry.value();
+    let empty = matches!(value, StoredValueRef::Inline([]));
+    let form = if version == 0 && create_revision == 0 && lease == 0 && empty {
+        FORM_TOMBSTONE
+    } else if continues {
+        FORM_CONTINUES
+    } else if version == 1 && create_revision == revision.main {
+        FORM_CREATES
+    } else {
+        FORM_EXPLICIT
+    };
+    let value_bits = match value {
+        StoredValueRef::Inline([]) => VALUE_EMPTY,
+        StoredValueRef::Inline(_) => VALUE_INLINE,
+        StoredValueRef::Logged(_) => VALUE_LOGGED,
+    };
+    let mut head = RecordHead {
+        bytes: [0; MAX_RECORD_HEAD],
+        len: 0,
+    };
+    head.push(
+        form | if revision.sub != 0 { HAS_SUB } else { 0 }
+            | if lease != 0 { HAS_LEASE } else { 0 }
+            | value_bits,
+    );
+    head.uvarint(revision.main as u64);
+    if revision.sub != 0 {
+        head.ivarint(revision.sub);
+    }
+    if form == FORM_EXPLICIT {
+        head.ivarint(version);
+        head.ivarint(create_revision);
+    }
+    if lease != 0 {
+        head.ivarint(lease);
+    }
+    match value {
+        StoredValueRef::Inline(bytes) => {
+            if !bytes.is_empty() {
+                head.uvarint(bytes.len() as u64);
+            }
+            (head, bytes)
+        }
+        StoredValueRef::Logged(at) => {
+            head.uvarint(at.offset);
+            head.uvarint(u64::from(at.len));
+            (head, &[])
+        }
+    }
+}
+
+/// Appends `entry`'s record to `out`, growing it by exactly the record's size if it must grow
+/// at all, or by `grow_by` if that is more.
+fn append_record(out: &mut Vec<u8>, entry: &Entry, continues: bool, grow_by: usize) {
+    let (head, inline) = encode(entry, continues);
+    let needed = head.len + inline.len();
+    if out.capacity() - out.len() < needed {
+        out.reserve_exact(needed.max(grow_by));
+    }
+    out.extend_from_slice(head.as_slice());
+    out.extend_from_slice(inline);
+}
+
+/// One decoded record, its value borrowed from the buffer: scanning for a revision builds no
+/// [`Entry`] (and copies no inline value) for the records it passes.
+#[derive(Clone, Copy, Debug)]
+struct Record<'a> {
+    revision: Revision,
+    version: i64,
+    create_revision: i64,
+    lease: i64,
+    value: StoredValueRef<'a>,
+    /// Whether it was encoded as continuing the record before it.
+    continues: bool,
+}
+
+impl Record<'_> {
+    fn entry(&self) -> Entry {
+        Entry::put(
+            self.revision,
+            self.version,
+            self.create_revision,
+            self.lease,
+            self.value.to_stored(),
+        )
+    }
+}
+
+/// Reads the records of a buffer [`encode`] wrote, front to back.
+///
+/// The buffer is the store's own memory, never input from outside (a snapshot is read into
+/// entries by its own validating reader), so a buffer that does not decode is a bug here and
+/// panics.
+struct Records<'a> {
+    bytes: &'a [u8],
+    /// The previous record's version and create_revision, which a continuing record extends.
+    previous: (i64, i64),
+}
+
+impl<'a> Records<'a> {
+    fn new(bytes: &'a [u8]) -> Records<'a> {
+        Records {
+            bytes,
+            previous: (0, 0),
+        }
+    }
+
+    fn uvarint(&mut self) -> u64 {
+        let mut value = 0u64;
+        for (index, &byte) in self.bytes.iter().enumerate() {
+            value |= u64::from(byte & 0x7f) << (7 * index);
+            if byte < 0x80 {
+                self.bytes = &self.bytes[index + 1..];
+                return value;
+            }
+        }
+        unreachable!("a history record ends inside a varint");
+    }
+
+    fn ivarint(&mut self) -> i64 {
+        let zigzag = self.uvarint();
+        ((zigzag >> 1) as i64) ^ -((zigzag & 1) as i64)
+    }
+
+    /// How many bytes are left: where the next record starts, from the buffer's end.
+    fn remaining(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+impl<'a> Iterator for Records<'a> {
+    type Item = Record<'a>;
+
+    fn next(&mut self) -> Option<Record<'a>> {
+        let (&header, rest) = self.bytes.split_first()?;
+        self.bytes = rest;
+        let main = self.uvarint() as i64;
+        let sub = if header & HAS_SUB != 0 {
+            self.ivarint()
+        } else {
+            0
+        };
+        let (version, create_revision) = match header & FORM_MASK {
+            FORM_TOMBSTONE => (0, 0),
+            FORM_CONTINUES => (self.previous.0 + 1, self.previous.1),
+            FORM_CREATES => (1, main),
+            _ => (self.ivarint(), self.ivarint()),
+        };
+        let lease = if header & HAS_LEASE != 0 {
+            self.ivarint()
+        } else {
+            0
+        };
+        let value = match header & VALUE_MASK {
+            VALUE_EMPTY => StoredValueRef::Inline(&[]),
+            VALUE_INLINE => {
+                let len = self.uvarint() as usize;
+                let (bytes, rest) = self.bytes.split_at(len);
+                self.bytes = rest;
+                StoredValueRef::Inline(bytes)
+            }
+            _ => StoredValueRef::Logged(ValueRef {
+                offset: self.uvarint(),
+                len: self.uvarint() as u32,
+            }),
+        };
+        self.previous = (version, create_revision);
+        Some(Record {
+            revision: Revision { main, sub },
+            version,
+            create_revision,
+            lease,
+            value,
+            continues: header & FORM_MASK == FORM_CONTINUES,
+        })
+    }
+}
+
+/// A [`KeyHistory`]'s changes, oldest first: the older ones decoded (owned), the newest
+/// borrowed.
+pub(crate) struct HistoryIter<'a> {
+    records: Records<'a>,
+    last: Option<&'a Entry>,
+}
+
+impl<'a> Iterator for HistoryIter<'a> {
+    type Item = Cow<'a, Entry>;
+
+    fn next(&mut self) -> Option<Cow<'a, Entry>> {
+        match self.records.next() {
+            Some(record) => Some(Cow::Owned(record.entry())),
+            None => self.last.take().map(Cow::Borrowed),
+        }
+    }
 }
 
 impl KeyHistory {
+    /// A history of `entries`, in revision order (the [`KeyHistory`] invariants are the
+    /// caller's to keep), with no unused capacity.
+    pub(crate) fn from_entries(entries: impl IntoIterator<Item = Entry>) -> KeyHistory {
+        let mut history = KeyHistory::default();
+        for entry in entries {
+            history.push(entry);
+        }
+        history.shrink_to_fit();
+        history
+    }
+
+    /// How many changes are retained.
+    pub(crate) fn len(&self) -> usize {
+        self.inner.older_count + usize::from(self.inner.last.is_some())
+    }
+
+    /// Whether no change is retained (only transiently, before the store drops the key).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.inner.last.is_none()
+    }
+
+    /// The newest change, a put or a tombstone.
+    pub(crate) fn last(&self) -> Option<&Entry> {
+        self.inner.last.as_ref()
+    }
+
     /// The key's state now (including changes of a write in progress), if it exists.
     pub(crate) fn last_live(&self) -> Option<&Entry> {
-        self.entries.last().filter(|entry| entry.is_put())
+        self.last().filter(|entry| entry.is_put())
     }
 
-    /// The key's state as of main revision `main`, if it existed then.
-    pub(crate) fn live_at(&self, main: i64) -> Option<&Entry> {
-        let last = self.entries.last()?;
+    /// Every change, oldest first.
+    pub(crate) fn iter(&self) -> HistoryIter<'_> {
+        HistoryIter {
+            records: Records::new(&self.inner.older),
+            last: self.inner.last.as_ref(),
+        }
+    }
+
+    /// The key's state as of main revision `main`, if it existed then: borrowed when that is
+    /// the newest change (the common case, a read at the current revision), else decoded.
+    pub(crate) fn live_at(&self, main: i64) -> Option<Cow<'_, Entry>> {
+        let last = self.last()?;
         if last.main <= main {
-            // The common case: reading the current revision.
-            return Some(last).filter(|entry| entry.is_put());
+            return Some(Cow::Borrowed(last)).filter(|entry| entry.is_put());
         }
-        let after = self.entries.partition_point(|entry| entry.main <= main);
-        let index = after.checked_sub(1)?;
-        Some(&self.entries[index]).filter(|entry| entry.is_put())
+        let found = Records::new(&self.inner.older)
+            .take_while(|record| record.revision.main <= main)
+            .last()?;
+        (found.version != 0).then(|| Cow::Owned(found.entry()))
     }
 
-    /// Appends a change, growing the list by half (not double) when full, from an exact
-    /// capacity of one: most keys have few revisions, and a doubling `Vec` would leave up to
-    /// half of every history's slots (32 bytes each) unused.
+    /// Appends a change. The buffer grows by half (not double) when full: most keys have few
+    /// changes, and doubling would leave up to half of every history unused.
     pub(crate) fn push(&mut self, entry: Entry) {
-        let entries = self.entries_mut();
-        if entries.len() == entries.capacity() {
-            entries.reserve_exact((entries.len() / 2).max(1));
+        let history = Arc::make_mut(&mut self.inner);
+        let continues = history.last.as_ref().is_some_and(|last| {
+            last.is_put()
+                && entry.is_put()
+                && last.version().checked_add(1) == Some(entry.version())
+                && last.create_revision() == entry.create_revision()
+        });
+        if let Some(last) = history.last.take() {
+            let grow_by = history.older.len() / 2;
+            append_record(&mut history.older, &last, history.last_continues, grow_by);
+            history.older_count += 1;
         }
-        entries.push(entry);
+        history.last = Some(entry);
+        history.last_continues = continues;
     }
 
-    /// Gives back unused slots after compaction removed entries, when they are many.
-    pub(crate) fn shrink_after_removal(&mut self) {
-        if self.entries.capacity() > self.entries.len() + self.entries.len() / 2 + 1 {
-            self.entries_mut().shrink_to_fit();
+    /// Removes and returns the newest change (undoing a write). Decodes the older changes to
+    /// find the one before it, so it costs a pass over the history: only a rare rollback
+    /// needs it.
+    pub(crate) fn pop(&mut self) -> Option<Entry> {
+        let history = Arc::make_mut(&mut self.inner);
+        let popped = history.last.take()?;
+        let mut records = Records::new(&history.older);
+        let mut newest = None;
+        let mut start = 0;
+        loop {
+            let before = records.remaining();
+            let Some(record) = records.next() else { break };
+            start = history.older.len() - before;
+            newest = Some(record);
         }
+        if let Some(record) = newest {
+            history.last = Some(record.entry());
+            history.last_continues = record.continues;
+            history.older.truncate(start);
+            history.older_count -= 1;
+        } else {
+            history.last_continues = false;
+        }
+        Some(popped)
     }
 
-    /// The entries for changing them, copied first if a clone of the store shares them.
-    pub(crate) fn entries_mut(&mut self) -> &mut Vec<Entry> {
-        Arc::make_mut(&mut self.entries)
+    /// Removes what compaction at `at` makes unreachable: every change at or before `at`
+    /// except the latest, and that one too if it is a delete (etcd's `keyIndex.compact`).
+    /// Calls `dropped` with each change removed and returns how many there were.
+    pub(crate) fn compact(&mut self, at: i64, mut dropped: impl FnMut(&Entry)) -> usize {
+        let Some(last) = self.last() else {
+            return 0;
+        };
+        let mut at_or_before = 0;
+        let mut latest_is_put = false;
+        for record in Records::new(&self.inner.older) {
+            if record.revision.main > at {
+                break;
+            }
+            at_or_before += 1;
+            latest_is_put = record.version != 0;
+        }
+        if at_or_before == self.inner.older_count && last.main <= at {
+            at_or_before += 1;
+            latest_is_put = last.is_put();
+        }
+        let drop_count = if latest_is_put {
+            at_or_before - 1
+        } else {
+            at_or_before
+        };
+        if drop_count == 0 {
+            return 0;
+        }
+        let history = Arc::make_mut(&mut self.inner);
+        let mut records = Records::new(&history.older);
+        for record in records.by_ref().take(drop_count) {
+            dropped(&record.entry());
+        }
+        if drop_count > history.older_count {
+            if let Some(last) = history.last.take() {
+                dropped(&last);
+            }
+            *history = History::default();
+            return drop_count;
+        }
+        // The first change kept is encoded anew (it no longer continues a record); the ones
+        // after it are copied as they are.
+        let mut kept = Vec::new();
+        if let Some(first) = records.next() {
+            let rest = &history.older[history.older.len() - records.remaining()..];
+            kept.reserve_exact(MAX_RECORD_HEAD + first.value.len() + rest.len());
+            append_record(&mut kept, &first.entry(), false, 0);
+            kept.extend_from_slice(rest);
+            kept.shrink_to_fit();
+        } else {
+            history.last_continues = false;
+        }
+        history.older = kept;
+        history.older_count -= drop_count;
+        drop_count
+    }
+
+    /// Changes every entry through `change` (moving values between memory and a value log).
+    pub(crate) fn change_each(&mut self, mut change: impl FnMut(&mut Entry)) {
+        let mut entries: Vec<Entry> = self.iter().map(Cow::into_owned).collect();
+        entries.iter_mut().for_each(&mut change);
+        *self = KeyHistory::from_entries(entries);
+    }
+
+    /// Gives back the buffer's unused capacity.
+    pub(crate) fn shrink_to_fit(&mut self) {
+        let older = &self.inner.older;
+        if older.capacity() > older.len() {
+            Arc::make_mut(&mut self.inner).older.shrink_to_fit();
+        }
     }
 }
 
@@ -342,9 +756,10 @@ pub(crate) fn key_bounds<'a>(
 
 #[cfg(test)]
 mod tests {
-    use super::{Entry, Rest, Revision, StoredValue, StoredValueRef, ValueRef};
+    use super::{Entry, KeyHistory, Rest, Revision, StoredValue, StoredValueRef, ValueRef};
+    use proptest::prelude::*;
 
-    /// One entry per retained revision: its size is the store's memory per revision.
+    /// One entry per key (its newest change): its size is part of the store's memory per key.
     #[test]
     fn an_entry_stays_32_bytes() {
         assert_eq!(std::mem::size_of::<Entry>(), 32);
@@ -447,5 +862,174 @@ mod tests {
             StoredValue::Inline(Box::default()),
         );
         assert!(matches!(&empty.rest, Rest::Inline { value, .. } if value.0.is_none()));
+    }
+
+    /// A change to apply to a history and to its model, a plain list of entries.
+    #[derive(Clone, Debug)]
+    enum Step {
+        /// A put continuing the key's life (or starting one), with these fields.
+        Put {
+            gap: i64,
+            sub: i64,
+            lease: i64,
+            value: StoredValue,
+        },
+        /// A put whose version and create_revision come from nowhere, as the first change a
+        /// compaction leaves or a restored snapshot gives (only applied to an empty history).
+        Odd {
+            gap: i64,
+            version: i64,
+            back: i64,
+        },
+        Delete {
+            gap: i64,
+        },
+        Pop,
+        Compact {
+            back: i64,
+        },
+    }
+
+    fn value() -> impl Strategy<Value = StoredValue> {
+        prop_oneof![
+            Just(StoredValue::Inline(Box::default())),
+            prop::collection::vec(any::<u8>(), 1..40)
+                .prop_map(|bytes| StoredValue::Inline(bytes.into_boxed_slice())),
+            (any::<u64>(), any::<u32>())
+                .prop_map(|(offset, len)| StoredValue::Logged(ValueRef { offset, len })),
+            (0u64..1 << 30, 0u32..300)
+                .prop_map(|(offset, len)| StoredValue::Logged(ValueRef { offset, len })),
+        ]
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        let gap = prop_oneof![Just(0i64), 1i64..5, 1i64..100_000, Just(1i64 << 40)];
+        let sub = prop_oneof![Just(0i64), 0i64..5, any::<i64>()];
+        let lease = prop_oneof![Just(0i64), Just(0), any::<i64>()];
+        prop_oneof![
+            6 => (gap.clone(), sub, lease, value()).prop_map(|(gap, sub, lease, value)| {
+                Step::Put { gap, sub, lease, value }
+            }),
+            1 => (gap.clone(), prop_oneof![1i64..5, any::<i64>()], prop_oneof![0i64..5, any::<i64>()])
+                .prop_map(|(gap, version, back)| Step::Odd { gap, version, back }),
+            2 => gap.prop_map(|gap| Step::Delete { gap }),
+            1 => Just(Step::Pop),
+            1 => (0i64..200_000).prop_map(|back| Step::Compact { back }),
+        ]
+    }
+
+    /// The revision after `last` by `gap` main revisions (0: the same main, the next sub).
+    fn next_revision(last: Option<&Entry>, gap: i64, sub: i64) -> Option<Revision> {
+        let Some(last) = last else {
+            return Some(Revision {
+                main: gap.max(1),
+                sub,
+            });
+        };
+        let previous = last.revision();
+        if gap == 0 {
+            return Some(Revision {
+                main: previous.main,
+                sub: previous.sub.checked_add(1)?,
+            });
+        }
+        Some(Revision {
+            main: previous.main.checked_add(gap)?,
+            sub,
+        })
+    }
+
+    /// Compaction as the list of entries does it (etcd's `keyIndex.compact`).
+    fn compact_model(entries: &mut Vec<Entry>, at: i64) -> Vec<Entry> {
+        let at_or_before = entries.partition_point(|entry| entry.main <= at);
+        let Some(latest) = at_or_before.checked_sub(1) else {
+            return Vec::new();
+        };
+        let drop_count = if entries[latest].is_put() {
+            latest
+        } else {
+            at_or_before
+        };
+        entries.drain(..drop_count).collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// The encoded history holds exactly the changes a plain list of them would, through
+        /// pushes, pops and compactions, with every field of every entry (cold ones
+        /// included), reads at every revision, and one form per contents.
+        #[test]
+        fn a_history_is_the_list_of_its_changes(steps in prop::collection::vec(step(), 1..40)) {
+            let mut history = KeyHistory::default();
+            let mut model: Vec<Entry> = Vec::new();
+            for step in steps {
+                let last = model.last();
+                match step {
+                    Step::Put { gap, sub, lease, value } => {
+                        let Some(revision) = next_revision(last, gap, sub) else { continue };
+                        let (version, create_revision) = match last.filter(|entry| entry.is_put()) {
+                            Some(live) => (live.version() + 1, live.create_revision()),
+                            None => (1, revision.main),
+                        };
+                        let entry = Entry::put(revision, version, create_revision, lease, value);
+                        history.push(entry.clone());
+                        model.push(entry);
+                    }
+                    Step::Odd { gap, version, back } => {
+                        if last.is_some() {
+                            continue;
+                        }
+                        let Some(revision) = next_revision(None, gap, 0) else { continue };
+                        let create_revision = revision.main.wrapping_sub(back);
+                        let entry = Entry::put(
+                            revision,
+                            version.max(1),
+                            create_revision,
+                            0,
+                            StoredValue::Inline(b"odd".as_slice().into()),
+                        );
+                        history.push(entry.clone());
+                        model.push(entry);
+                    }
+                    Step::Delete { gap } => {
+                        if !last.is_some_and(Entry::is_put) {
+                            continue;
+                        }
+                        let Some(revision) = next_revision(last, gap, 0) else { continue };
+                        history.push(Entry::tombstone(revision));
+                        model.push(Entry::tombstone(revision));
+                    }
+                    Step::Pop => {
+                        prop_assert_eq!(history.pop(), model.pop());
+                    }
+                    Step::Compact { back } => {
+                        let at = last.map_or(0, |entry| entry.main) - back;
+                        let expected = compact_model(&mut model, at);
+                        let mut dropped = Vec::new();
+                        let count = history.compact(at, |entry| dropped.push(entry.clone()));
+                        prop_assert_eq!(count, expected.len());
+                        prop_assert_eq!(dropped, expected);
+                    }
+                }
+                prop_assert_eq!(history.len(), model.len());
+                prop_assert_eq!(history.is_empty(), model.is_empty());
+                prop_assert_eq!(history.last(), model.last());
+                let entries: Vec<Entry> = history.iter().map(|entry| entry.into_owned()).collect();
+                prop_assert_eq!(&entries, &model);
+                for entry in &model {
+                    for main in [entry.main - 1, entry.main, entry.main.saturating_add(1)] {
+                        let expected = model
+                            .iter()
+                            .rev()
+                            .find(|entry| entry.main <= main)
+                            .filter(|entry| entry.is_put());
+                        let found = history.live_at(main);
+                        prop_assert_eq!(found.as_deref(), expected);
+                    }
+                }
+                prop_assert_eq!(&KeyHistory::from_entries(model.clone()), &history);
+            }
+        }
     }
 }

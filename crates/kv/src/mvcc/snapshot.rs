@@ -48,7 +48,6 @@ use super::values::{Spill, StoredValue, StoredValueRef, ValueRef};
 use bytes::{BufMut, Bytes, BytesMut};
 use std::collections::HashSet;
 use std::io::Write;
-use std::sync::Arc;
 
 const MAGIC: &[u8; 4] = b"RKMV";
 const FORMAT_VERSION: u8 = 2;
@@ -168,9 +167,9 @@ impl MvccStore {
         put_uvarint(out, self.index.len() as u64);
         for (key, history) in self.index.iter() {
             put_bytes(out, key);
-            put_uvarint(out, history.entries.len() as u64);
+            put_uvarint(out, history.len() as u64);
             let mut previous_main = 0;
-            for entry in history.entries.iter() {
+            for entry in history.iter() {
                 let revision = entry.revision();
                 put_uvarint(out, (revision.main - previous_main) as u64);
                 previous_main = revision.main;
@@ -187,7 +186,7 @@ impl MvccStore {
                             let len = value.len();
                             put_uvarint(out, len as u64);
                             if !out.skip(len) {
-                                out.write_slice(&self.value_of(entry));
+                                out.write_slice(&self.value_of(&entry));
                             }
                         }
                     }
@@ -391,7 +390,7 @@ fn read_store(
             spill,
             section.as_ref(),
         )?;
-        for entry in history.entries.iter() {
+        for entry in history.iter() {
             if !seen.insert(entry.revision()) {
                 return Err(inconsistent("revision used twice"));
             }
@@ -535,13 +534,13 @@ fn read_history(
     if entry_count == 0 {
         return Err(inconsistent("key without history"));
     }
-    // As many slots as entries, but trusting the claimed count only so far: a hostile count
-    // (bounded only by the bytes left) must not reserve an entry (32 bytes) per input byte.
-    let mut entries: Vec<Entry> = Vec::with_capacity(entry_count.min(4096));
+    // Grown as entries are read, never reserved from the claimed count: a hostile count is
+    // bounded only by the bytes left.
+    let mut history = KeyHistory::default();
     for _ in 0..entry_count {
         let delta = reader.uvarint()?;
         let sub = reader.uvarint()?;
-        let previous_main = entries.last().map_or(0, Entry::mod_revision);
+        let previous_main = history.last().map_or(0, Entry::mod_revision);
         let main = i64::try_from(delta)
             .ok()
             .and_then(|delta| previous_main.checked_add(delta))
@@ -549,18 +548,18 @@ fn read_history(
             .ok_or(inconsistent("revision out of range"))?;
         let sub = i64::try_from(sub).map_err(|_| inconsistent("sub-revision out of range"))?;
         let revision = Revision { main, sub };
-        if entries
+        if history
             .last()
             .is_some_and(|entry| entry.revision() >= revision)
         {
             return Err(inconsistent("revisions out of order"));
         }
-        if main <= compact_revision && !entries.is_empty() {
+        if main <= compact_revision && !history.is_empty() {
             return Err(inconsistent("history kept below the compact revision"));
         }
         let entry = match reader.u8()? {
             KIND_DELETE => {
-                if entries.last().is_none_or(|entry| !entry.is_put()) {
+                if history.last().is_none_or(|entry| !entry.is_put()) {
                     return Err(inconsistent("delete of an absent key"));
                 }
                 Entry::tombstone(revision)
@@ -587,7 +586,7 @@ fn read_history(
                 let version = reader.ivarint()?;
                 let lease = reader.ivarint()?;
                 check_put(
-                    entries.last(),
+                    history.last(),
                     main,
                     compact_revision,
                     create_revision,
@@ -605,12 +604,10 @@ fn read_history(
             }
             _ => return Err(SnapshotError::Malformed("unknown entry kind")),
         };
-        entries.push(entry);
+        history.push(entry);
     }
-    entries.shrink_to_fit();
-    Ok(KeyHistory {
-        entries: Arc::new(entries),
-    })
+    history.shrink_to_fit();
+    Ok(history)
 }
 
 /// A put's create_revision and version must continue the key's life (or start a new one).

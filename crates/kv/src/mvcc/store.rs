@@ -133,12 +133,8 @@ impl MvccStore {
                 .zip(&other.index)
                 .all(|((ka, ha), (kb, hb))| {
                     ka == kb
-                        && ha.entries.len() == hb.entries.len()
-                        && ha
-                            .entries
-                            .iter()
-                            .zip(hb.entries.iter())
-                            .all(|(a, b)| same_entry(a, b))
+                        && ha.len() == hb.len()
+                        && ha.iter().zip(hb.iter()).all(|(a, b)| same_entry(&a, &b))
                 })
     }
 }
@@ -295,7 +291,7 @@ impl MvccStore {
         let old = std::mem::replace(&mut self.spill, new);
         let mut logged_live = 0u64;
         for history in self.index.values_mut() {
-            for entry in history.entries_mut() {
+            history.change_each(|entry| {
                 if entry.is_put() {
                     let value = load(old.as_ref(), entry.value());
                     entry.set_value(match &self.spill {
@@ -306,7 +302,7 @@ impl MvccStore {
                         logged_live += u64::from(at.len);
                     }
                 }
-            }
+            });
         }
         self.logged_live = logged_live;
     }
@@ -498,10 +494,10 @@ impl MvccStore {
         let mut revisions = 0;
         let mut logged_live = 0u64;
         for (key, history) in &self.index {
-            revisions += history.entries.len();
-            for entry in history.entries.iter() {
-                size = size.saturating_add(entry_size(key, entry));
-                logged_live += logged_len(entry);
+            revisions += history.len();
+            for entry in history.iter() {
+                size = size.saturating_add(entry_size(key, &entry));
+                logged_live += logged_len(&entry);
             }
             if history.last_live().is_some() {
                 live += 1;
@@ -610,24 +606,11 @@ impl MvccStore {
         let revisions = &mut self.revisions;
         let logged_live = &mut self.logged_live;
         self.index.retain(|key, history| {
-            let at_or_before = history
-                .entries
-                .partition_point(|entry| entry.mod_revision() <= at);
-            let Some(latest) = at_or_before.checked_sub(1) else {
-                return true;
-            };
-            let keep_latest = history.entries[latest].is_put();
-            let drop_count = if keep_latest { latest } else { at_or_before };
-            if drop_count == 0 {
-                return true;
-            }
-            for entry in history.entries_mut().drain(..drop_count) {
-                *approx_size = approx_size.saturating_sub(entry_size(key, &entry));
-                *logged_live = logged_live.saturating_sub(logged_len(&entry));
-            }
-            *revisions -= drop_count;
-            history.shrink_after_removal();
-            !history.entries.is_empty()
+            *revisions -= history.compact(at, |entry| {
+                *approx_size = approx_size.saturating_sub(entry_size(key, entry));
+                *logged_live = logged_live.saturating_sub(logged_len(entry));
+            });
+            !history.is_empty()
         });
     }
 
@@ -654,11 +637,10 @@ impl MvccStore {
         self.index.retain(|key, history| {
             let was_live = history.last_live().is_some();
             while history
-                .entries
                 .last()
                 .is_some_and(|entry| entry.mod_revision() == main)
             {
-                if let Some(entry) = history.entries_mut().pop() {
+                if let Some(entry) = history.pop() {
                     *approx_size = approx_size.saturating_sub(entry_size(key, &entry));
                     *logged_live = logged_live.saturating_sub(logged_len(&entry));
                     *revisions -= 1;
@@ -669,7 +651,7 @@ impl MvccStore {
                 (false, true) => *live_keys += 1,
                 _ => {}
             }
-            !history.entries.is_empty()
+            !history.is_empty()
         });
     }
 
@@ -708,7 +690,7 @@ impl MvccStore {
         // Values are read (from the value log, perhaps) only for the kvs answered, after
         // filtering and the limit, unless sorting by value needs them all first.
         let sort_by_value = request.sort_target == SortTarget::Value;
-        let mut found: Vec<(KeyValue, &Entry)> = Vec::new();
+        let mut found: Vec<(KeyValue, Cow<'_, Entry>)> = Vec::new();
         let mut count: i64 = 0;
         let bounds = key_bounds(&request.key, &request.range_end);
         for (key, history) in self.index.range::<[u8], _>(bounds) {
@@ -720,7 +702,7 @@ impl MvccStore {
                 found.push((entry.kv_without_value(key), entry));
             }
         }
-        let read_values = |found: &mut Vec<(KeyValue, &Entry)>| {
+        let read_values = |found: &mut Vec<(KeyValue, Cow<'_, Entry>)>| {
             for (kv, entry) in found {
                 kv.value = self.value_of(entry);
             }
@@ -1060,19 +1042,20 @@ fn compare_kv(compare: &Compare, kv: &Entry, value_of: impl Fn(&Entry) -> Bytes)
 /// elements unspecified; we sort stably, so ties stay in key order in both directions
 /// (which is also what Go produces for small result sets).
 /// Sorts kvs found with their entries (values may not be read yet unless sorting by value).
-fn sort_kvs(kvs: &mut [(KeyValue, &Entry)], order: SortOrder, target: SortTarget) {
+fn sort_kvs(kvs: &mut [(KeyValue, Cow<'_, Entry>)], order: SortOrder, target: SortTarget) {
     let order = if target != SortTarget::Key && order == SortOrder::None {
         SortOrder::Ascend
     } else {
         order
     };
-    let compare = |(a, _): &(KeyValue, &Entry), (b, _): &(KeyValue, &Entry)| match target {
-        SortTarget::Key => a.key.cmp(&b.key),
-        SortTarget::Version => a.version.cmp(&b.version),
-        SortTarget::Create => a.create_revision.cmp(&b.create_revision),
-        SortTarget::Mod => a.mod_revision.cmp(&b.mod_revision),
-        SortTarget::Value => a.value.cmp(&b.value),
-    };
+    let compare =
+        |(a, _): &(KeyValue, Cow<'_, Entry>), (b, _): &(KeyValue, Cow<'_, Entry>)| match target {
+            SortTarget::Key => a.key.cmp(&b.key),
+            SortTarget::Version => a.version.cmp(&b.version),
+            SortTarget::Create => a.create_revision.cmp(&b.create_revision),
+            SortTarget::Mod => a.mod_revision.cmp(&b.mod_revision),
+            SortTarget::Value => a.value.cmp(&b.value),
+        };
     match order {
         SortOrder::None => {}
         SortOrder::Ascend => kvs.sort_by(compare),
