@@ -76,6 +76,62 @@ pub struct Core {
     forward_rx: Mutex<Option<tokio::sync::mpsc::Receiver<Forwarded>>>,
     keys: AtomicU64,
     key_salt: u64,
+    /// Sessions of writes this member forwards, not in use now (see [`SessionPool`]).
+    idle_sessions: SessionPool,
+}
+
+/// The sessions a member gives the writes it forwards, reused one write after another.
+///
+/// A forwarded write carries a session so that a retry whose first answer was lost is answered
+/// from the state machine's session table instead of applied twice. One session per write
+/// would put every forwarded write into that table (65 536 of them by default: ~7 MiB, copied
+/// again by every snapshot's freeze, and an insertion plus an eviction per write). Instead a
+/// session serves one write at a time, and its next write takes the next sequence: the table
+/// holds about as many of this member's sessions as it ever had writes in flight at once.
+///
+/// Reuse is safe because a session goes back to the pool only once its write has finished,
+/// however it finished, and with the next sequence: an earlier attempt still in the log applies
+/// either before the next write (both apply, and the first one's outcome was reported unknown
+/// to its client) or after it (refused as a stale sequence), never twice.
+#[derive(Debug, Default)]
+struct SessionPool {
+    /// `(client_id, next sequence)`, most recently returned last.
+    idle: Mutex<Vec<(u64, u64)>>,
+}
+
+/// The most idle sessions a pool keeps; beyond it, returned sessions are forgotten (the state
+/// machine evicts them in time, least recently used first).
+const MAX_IDLE_SESSIONS: usize = 4096;
+
+/// A session lent to one forwarded write: `(client_id, sequence)` to put in its command.
+/// Dropping it, whether the write finished or was abandoned, returns the session with the
+/// next sequence.
+struct LentSession<'a> {
+    pool: &'a SessionPool,
+    client_id: u64,
+    sequence: u64,
+}
+
+impl Drop for LentSession<'_> {
+    fn drop(&mut self) {
+        let mut idle = self.pool.idle.lock().expect("not poisoned");
+        if idle.len() < MAX_IDLE_SESSIONS {
+            idle.push((self.client_id, self.sequence.saturating_add(1)));
+        }
+    }
+}
+
+impl SessionPool {
+    /// An idle session, or a new one from `fresh` (sequence 1).
+    fn lend(&self, fresh: impl FnOnce() -> u64) -> LentSession<'_> {
+        let idle = self.idle.lock().expect("not poisoned").pop();
+        let (client_id, sequence) = idle.unwrap_or_else(|| (fresh(), 1));
+        LentSession {
+            pool: self,
+            client_id,
+            sequence,
+        }
+    }
 }
 
 /// The cached connection to the leader's client port (a leader change replaces it; a failed
@@ -173,6 +229,7 @@ impl Core {
             forward_rx: Mutex::new(Some(forward_rx)),
             keys: AtomicU64::new(0),
             key_salt,
+            idle_sessions: SessionPool::default(),
         }
     }
 
@@ -268,14 +325,18 @@ impl Core {
         let deadline = Instant::now() + self.identity.request_timeout;
         let mut command = command;
         // A write that may leave this member always carries a session, so retrying a forward
-        // whose answer was lost cannot apply it twice.
+        // whose answer was lost cannot apply it twice. The session is this write's until the
+        // write is done (`_lent` lives to the end of this call).
+        let mut _lent = None;
         if !forwarded
             && self.member.status().role != Role::Leader
             && let MachineCommand::Kv(kv) = &mut command
             && kv.client_id == 0
         {
-            kv.client_id = self.fresh_session();
-            kv.sequence = 1;
+            let session = self.idle_sessions.lend(|| self.fresh_session());
+            kv.client_id = session.client_id;
+            kv.sequence = session.sequence;
+            _lent = Some(session);
         }
         let data = command.encode();
         let retryable = match &command {
@@ -628,4 +689,54 @@ pub fn members_of(
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MAX_IDLE_SESSIONS, SessionPool};
+
+    /// A session serves one write at a time and comes back with the next sequence, whether
+    /// its write finished or was abandoned; writes in flight together never share one.
+    #[test]
+    fn forwarded_writes_share_sessions_one_at_a_time() {
+        let pool = SessionPool::default();
+        let mut next_id = 100;
+        let mut fresh = || {
+            next_id += 1;
+            next_id
+        };
+        let first = pool.lend(&mut fresh);
+        let second = pool.lend(&mut fresh);
+        assert_eq!((first.client_id, first.sequence), (101, 1));
+        assert_eq!((second.client_id, second.sequence), (102, 1));
+        drop(first);
+        let third = pool.lend(&mut fresh);
+        assert_eq!((third.client_id, third.sequence), (101, 2));
+        drop(second);
+        drop(third);
+        // Most recently returned first, each with its next sequence.
+        let again: Vec<_> = (0..3).map(|_| pool.lend(&mut fresh)).collect();
+        let again: Vec<(u64, u64)> = again
+            .iter()
+            .map(|lent| (lent.client_id, lent.sequence))
+            .collect();
+        assert_eq!(again, [(101, 3), (102, 2), (103, 1)]);
+    }
+
+    /// However many writes were in flight at once, the pool keeps a bounded number idle.
+    #[test]
+    fn the_idle_pool_is_bounded() {
+        let pool = SessionPool::default();
+        let mut next_id = 0;
+        let lent: Vec<_> = (0..MAX_IDLE_SESSIONS + 10)
+            .map(|_| {
+                pool.lend(|| {
+                    next_id += 1;
+                    next_id
+                })
+            })
+            .collect();
+        drop(lent);
+        assert_eq!(pool.idle.lock().unwrap().len(), MAX_IDLE_SESSIONS);
+    }
 }

@@ -72,9 +72,10 @@ pub struct MvccStore {
 
 /// The most client sessions a store keeps unless configured otherwise.
 ///
-/// The server opens one session per forwarded write (keyed by the client's idempotency key),
-/// and sessions are evicted least recently used first, so the bound is really "how many writes
-/// back a retry can still be recognised". 65 536 covers, for example, 6 500 writes/s with a
+/// The server opens one session per write that carries a client's idempotency key, and gives
+/// the writes a member forwards sessions that each serve one write at a time (so about as many
+/// as were ever in flight at once); sessions are evicted least recently used first, so the
+/// bound is really "how many keyed writes back a retry can still be recognised". 65 536 covers, for example, 6 500 writes/s with a
 /// 10 s retry window, or 1 000 clients with 64 requests each in flight. A session recording a
 /// put's answer costs roughly 100 bytes in memory (its hash table slot at the table's load
 /// factor and its entries in the recency queue; the answer is kept inline) and 25 in a
