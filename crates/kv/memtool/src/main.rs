@@ -2,8 +2,8 @@
 //! of its snapshot, clone and restore paths.
 //!
 //! Applies `N` puts of 256-byte values over 100 000 keys (no compaction, as etcd's benchmarks
-//! run), each as an encoded `MvccCommand` with its own session, the way the server proposes
-//! forwarded writes. A counting global allocator reports live and peak heap.
+//! run), each as an encoded `MvccCommand` on one of 256 sessions taking turns, the way the
+//! server proposes forwarded writes. A counting global allocator reports live and peak heap.
 //!
 //! Runs twice: with values in memory, then with values in a value file in the temp directory
 //! (a copy of the server's `FileValueLog`: append-only, 64 KiB write buffer, `read_at`).
@@ -178,12 +178,25 @@ fn main() {
     });
 }
 
-/// The `i`th put of the workload, encoded as the server proposes it: its own session, one of
-/// `keys` keys.
+/// How many sessions the workload's writes take turns on: the server gives the writes a
+/// member forwards sessions that serve one write at a time, so a member under etcd's
+/// benchmark load (256 clients) uses about as many as it has writes in flight.
+const SESSIONS: usize = 256;
+
+/// The session and sequence of the workload's `i`th put: sessions take turns, each one's
+/// sequence growing by one per use.
+fn session_of(i: usize) -> (u64, u64) {
+    let client_id = 0x9e37_79b9_7f4a_7c15u64.wrapping_mul((i % SESSIONS) as u64 + 1) | 1;
+    (client_id, (i / SESSIONS) as u64 + 1)
+}
+
+/// The `i`th put of the workload, encoded as the server proposes a forwarded write: on one of
+/// [`SESSIONS`] sessions, to one of `keys` keys.
 fn put_command(i: usize, keys: usize, value: &[u8]) -> Bytes {
+    let (client_id, sequence) = session_of(i);
     MvccCommand {
-        client_id: 0x9e37_79b9_7f4a_7c15u64.wrapping_mul(i as u64 + 1) | 1,
-        sequence: 1,
+        client_id,
+        sequence,
         request: PutRequest::new(
             Bytes::from(format!("key-{:08}", i % keys)),
             Bytes::copy_from_slice(value),
@@ -291,9 +304,10 @@ fn measure(n: usize, new_store: impl Fn() -> MvccStore) {
     let mut more_puts = |store: &mut MvccStore| {
         let started = Instant::now();
         for _ in 0..keys {
+            let (client_id, sequence) = session_of(next);
             let command = MvccCommand {
-                client_id: 0x9e37_79b9_7f4a_7c15u64.wrapping_mul(next as u64 + 1) | 1,
-                sequence: 1,
+                client_id,
+                sequence,
                 request: PutRequest::new(
                     Bytes::from(format!("key-{:08}", next % keys)),
                     Bytes::copy_from_slice(&value),

@@ -91,6 +91,13 @@ impl Sessions {
         self.records.values()
     }
 
+    /// Drops stale queue entries and gives back the capacity neither table needs now.
+    pub(crate) fn shrink_to_fit(&mut self) {
+        self.drop_stale();
+        self.recency.shrink_to_fit();
+        self.records.shrink_to_fit();
+    }
+
     fn is_current(&self, touched: u64, client_id: u64) -> bool {
         self.records
             .get(&client_id)
@@ -99,13 +106,18 @@ impl Sessions {
 
     fn sweep_if_sparse(&mut self) {
         if self.recency.len() > 2 * self.records.len() + SWEEP_SLACK {
-            let records = &self.records;
-            self.recency.retain(|&(touched, client_id)| {
-                records
-                    .get(&client_id)
-                    .is_some_and(|record| record.touched == touched)
-            });
+            self.drop_stale();
         }
+    }
+
+    /// Removes the queue entries of sessions touched again since, or evicted.
+    fn drop_stale(&mut self) {
+        let records = &self.records;
+        self.recency.retain(|&(touched, client_id)| {
+            records
+                .get(&client_id)
+                .is_some_and(|record| record.touched == touched)
+        });
     }
 }
 

@@ -359,6 +359,8 @@ impl MvccStore {
     pub fn set_max_sessions(&mut self, max_sessions: usize) {
         self.max_sessions = max_sessions.max(1);
         self.evict_sessions();
+        // A lowered bound gives the memory back (eviction alone keeps the tables' capacity).
+        self.sessions.shrink_to_fit();
     }
 
     /// The most client sessions kept.
