@@ -707,10 +707,12 @@ impl KeyHistory {
         let mut kept = Vec::new();
         if let Some(first) = records.next() {
             let rest = &history.older[history.older.len() - records.remaining()..];
-            kept.reserve_exact(MAX_RECORD_HEAD + first.value.len() + rest.len());
-            append_record(&mut kept, &first.entry(), false, 0);
+            let first = first.entry();
+            let (head, inline) = encode(&first, false);
+            kept.reserve_exact(head.len + inline.len() + rest.len());
+            kept.extend_from_slice(head.as_slice());
+            kept.extend_from_slice(inline);
             kept.extend_from_slice(rest);
-            kept.shrink_to_fit();
         } else {
             history.last_continues = false;
         }
