@@ -420,6 +420,66 @@ async fn etcd_limits_and_errors() {
     }
 }
 
+/// The writes a follower forwards take turns on its sessions instead of opening one each: a
+/// run of writes through a follower grows the replicated size estimate (which counts every
+/// session record, 64 bytes plus its answer) by about what the same writes through the leader
+/// (no session) do, not by a record more per write.
+#[tokio::test(flavor = "multi_thread")]
+async fn forwarded_writes_reuse_their_sessions() {
+    const WRITES: usize = 100;
+    let cluster = Cluster::start(3).await;
+    let leader = cluster.wait_for_leader().await;
+    let follower = (leader + 1) % 3;
+    let size_on = |index: usize| {
+        let member = &cluster.members[index];
+        async move {
+            let status = member.status().await.expect("status");
+            (status.db_size_in_use, status.raft_applied_index)
+        }
+    };
+
+    // A member answers a write once it has applied it, so its own figure includes the run.
+    let (before, _) = size_on(leader).await;
+    let mut through_leader = cluster.members[leader].kv();
+    for i in 0..WRITES {
+        through_leader
+            .put(put_request(&format!("l{i:03}"), "v"))
+            .await
+            .expect("put through the leader");
+    }
+    let (after, applied) = size_on(leader).await;
+    let leader_growth = after - before;
+
+    let follower_member = &cluster.members[follower];
+    let before = eventually(
+        "the follower applies the leader's run",
+        DEADLINE,
+        || async {
+            let status = follower_member.status().await?;
+            if status.raft_applied_index >= applied {
+                Ok(status.db_size_in_use)
+            } else {
+                Err(format!("applied {} < {applied}", status.raft_applied_index))
+            }
+        },
+    )
+    .await;
+    let mut through_follower = follower_member.kv();
+    for i in 0..WRITES {
+        through_follower
+            .put(put_request(&format!("f{i:03}"), "v"))
+            .await
+            .expect("put through a follower");
+    }
+    let (after, _) = size_on(follower).await;
+    let follower_growth = after - before;
+    assert!(
+        follower_growth.abs_diff(leader_growth) < 4 * 64,
+        "{WRITES} forwarded writes grew the size by {follower_growth} bytes, the same writes \
+         through the leader by {leader_growth}: more than a few session records"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn status_agrees_on_leader_and_applied_index() {
     let cluster = Cluster::start(3).await;
