@@ -10,7 +10,7 @@
 //! reproduces etcd's bytes and hash for the same history.
 
 use super::error::MvccError;
-use super::index::{HistoryIter, KeyHistory, Revision};
+use super::index::{HistoryIter, Revision};
 use super::key::Key;
 use super::snapshot::crc32c_extend;
 use super::store::MvccStore;
@@ -58,21 +58,21 @@ impl MvccStore {
         };
         // Every retained change up to `at` in revision order: a merge of the per-key
         // histories (each already in order), holding one cursor per key.
-        let mut histories: Vec<(&Key, &KeyHistory, Peekable<HistoryIter>)> = self
+        let mut histories: Vec<(&Key, Peekable<HistoryIter>)> = self
             .index
             .iter()
-            .map(|(key, history)| (key, history, history.iter().peekable()))
+            .map(|(key, history)| (key, history.iter().peekable()))
             .collect();
         let mut cursors: BinaryHeap<Reverse<(Revision, usize)>> = histories
             .iter_mut()
             .enumerate()
-            .filter_map(|(slot, (_, _, changes))| {
+            .filter_map(|(slot, (_, changes))| {
                 let first = changes.peek()?.revision();
                 (first < end).then_some(Reverse((first, slot)))
             })
             .collect();
         while let Some(Reverse((change, slot))) = cursors.pop() {
-            let (key, _, changes) = &mut histories[slot];
+            let (key, changes) = &mut histories[slot];
             let key: &Key = key;
             let Some(entry) = changes.next() else {
                 continue;

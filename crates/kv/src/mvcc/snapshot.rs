@@ -534,6 +534,10 @@ fn read_history(
     if entry_count == 0 {
         return Err(inconsistent("key without history"));
     }
+    // A history counts its changes in 32 bits (see `KeyHistory::push`).
+    if u32::try_from(entry_count).is_err() {
+        return Err(inconsistent("more changes of one key than a history holds"));
+    }
     // Grown as entries are read, never reserved from the claimed count: a hostile count is
     // bounded only by the bytes left.
     let mut history = KeyHistory::default();
