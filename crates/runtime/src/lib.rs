@@ -593,7 +593,8 @@ fn compact_wal(wal: &mut Wal, snapshot: &raft::Snapshot) -> Result<(), WalError>
 /// Writes the tasks in order with as few syncs as possible: entries and hard states of
 /// consecutive tasks go into one record (a later task's entries replace the conflicting tail
 /// of an earlier one, as the WAL would do), split where a snapshot must be written first or
-/// where the record would grow too large.
+/// where the record would grow too large. A batch that only raises the commit index is not
+/// synced at all (`Wal::record_commit`).
 fn write_batch(wal: &mut Wal, batch: &[PersistTask]) -> Result<(), WalError> {
     let limit = wal.options().max_batch_bytes / 2;
     let mut hard_state = None;
@@ -624,8 +625,12 @@ fn write_batch(wal: &mut Wal, batch: &[PersistTask]) -> Result<(), WalError> {
         }
         bytes += task_bytes;
     }
-    if hard_state.is_some() || !entries.is_empty() {
-        wal.write(hard_state, &entries)?;
+    match hard_state {
+        // A commit index alone (what a follower hears right after each acknowledged append)
+        // needs no sync; a changed term or vote is synced all the same.
+        Some(hard_state) if entries.is_empty() => wal.record_commit(hard_state)?,
+        _ if entries.is_empty() => {}
+        _ => wal.write(hard_state, &entries)?,
     }
     Ok(())
 }
@@ -1413,6 +1418,48 @@ mod tests {
         let wal = Wal::open(dir.path(), WalOptions::default()).expect("reopen");
         assert_eq!(wal.hard_state(), hard_state(5, 0));
         assert_eq!(wal.last_index(), LogIndex::ZERO);
+    }
+
+    /// A batch that only raises the commit index is written but not synced (a process crash
+    /// keeps it, a reopen reads it); a batch with entries, or with a new term or vote, syncs.
+    #[test]
+    fn a_commit_index_alone_is_written_without_a_sync() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut wal =
+            Wal::create(dir.path(), WalOptions::default(), ConfState::default()).expect("create");
+        write_batch(
+            &mut wal,
+            &[task(1, Some(hard_state(2, 0)), entries(2, 1..=2))],
+        )
+        .expect("write");
+        assert_eq!(wal.durable_hard_state(), hard_state(2, 0));
+        write_batch(
+            &mut wal,
+            &[
+                task(2, Some(hard_state(2, 1)), Vec::new()),
+                task(3, Some(hard_state(2, 2)), Vec::new()),
+            ],
+        )
+        .expect("write commit");
+        assert_eq!(wal.hard_state(), hard_state(2, 2));
+        assert_eq!(wal.durable_hard_state(), hard_state(2, 0), "not synced");
+        write_batch(&mut wal, &[task(4, None, entries(2, 3..=3))]).expect("write entry");
+        assert_eq!(
+            wal.durable_hard_state(),
+            hard_state(2, 2),
+            "synced with the entry"
+        );
+        write_batch(&mut wal, &[task(5, Some(hard_state(3, 2)), Vec::new())]).expect("term");
+        assert_eq!(
+            wal.durable_hard_state(),
+            hard_state(3, 2),
+            "a new term is synced"
+        );
+        write_batch(&mut wal, &[task(6, Some(hard_state(3, 3)), Vec::new())]).expect("commit");
+        drop(wal);
+        let wal = Wal::open(dir.path(), WalOptions::default()).expect("reopen");
+        assert_eq!(wal.hard_state(), hard_state(3, 3));
+        assert_eq!(wal.last_index(), LogIndex(3));
     }
 
     /// Compaction jobs run in order with the persist tasks around them: the snapshot is saved

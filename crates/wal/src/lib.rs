@@ -124,6 +124,12 @@
 //! - After a crash, recovery yields the state after the last write that returned `Ok`, or the
 //!   state after the write that was in flight (if it reached the disk whole). Never a mix,
 //!   never less.
+//! - The one exception is [`Wal::record_commit`]: a hard state that only raises the commit
+//!   index is written without a sync, as etcd's WAL writes it (Raft does not need the commit
+//!   index durable). A process crash keeps it; a power loss may give back any commit index
+//!   from [`Wal::durable_hard_state`]'s up to it, and nothing else differs. The next sync makes
+//!   it durable, and a segment is synced before it is sealed, so only the last segment can
+//!   end in such a record.
 //! - On any write error (`ENOSPC`, `EIO`, …) the WAL is **poisoned**: the failed call's effect
 //!   is unknown (after a failed `fsync` the kernel may have dropped the pages), so every later
 //!   write returns [`WalError::Poisoned`]. Reads keep serving the state before the failed call.

@@ -93,7 +93,7 @@ struct Segment<F> {
 ///
 /// Writes (`write`, `append`, `set_hard_state`, `save_snapshot`, `release_to`) return only once
 /// their effect is durable (one `fdatasync` per call; see the durability contract in the crate
-/// docs). Reads go through [`raft::Storage`] and are served from a cache of recent entries or
+/// docs); `record_commit`, for a commit index alone, writes without the sync. Reads go through [`raft::Storage`] and are served from a cache of recent entries or
 /// from the segment files, with every record's checksum verified again.
 ///
 /// `Wal` is `Send`, so the embedder can own it on a writer thread and hand it batches.
@@ -109,6 +109,13 @@ pub struct Wal<D: Disk = StdDisk> {
     /// Whether the active segment holds anything after its checkpoint. One that does not is
     /// never rolled: a record larger than a segment simply makes that segment larger.
     active_has_records: bool,
+    /// Whether the active segment holds a record written without a sync (a commit index, see
+    /// [`Wal::record_commit`]): the next sync of that segment, or the one before it is sealed,
+    /// makes it durable.
+    active_unsynced: bool,
+    /// The hard state a power loss now is sure to give back: `log.hard_state` except for a
+    /// commit index recorded without a sync since the last sync.
+    durable_hard_state: HardState,
     log: LogState,
     cache: EntryCache,
     /// The position table as [`WalReader`]s see it, kept equal to `log`'s after every change
@@ -232,6 +239,8 @@ impl<D: Disk> Wal<D> {
             }]),
             write_offset: checkpoint_len,
             active_has_records: false,
+            active_unsynced: false,
+            durable_hard_state: log.hard_state,
             log,
             cache,
             view: Arc::default(),
@@ -354,6 +363,9 @@ impl<D: Disk> Wal<D> {
             segments,
             write_offset,
             active_has_records: active_info.records > 1,
+            // Recovery synced every segment it kept.
+            active_unsynced: false,
+            durable_hard_state: scan.log.hard_state,
             log: scan.log,
             cache: EntryCache::new(0),
             view: Arc::default(),
@@ -503,7 +515,7 @@ impl<D: Disk> Wal<D> {
                 limit: self.options.max_batch_bytes,
             });
         }
-        let location = self.append_record(&record)?;
+        let location = self.append_record(&record, true)?;
         if let Some(first) = entries.first() {
             self.log.append(
                 first.index.get(),
@@ -516,7 +528,46 @@ impl<D: Disk> Wal<D> {
         if let Some(hard_state) = hard_state {
             self.log.hard_state = hard_state;
         }
+        // The sync covered every earlier record of the segment too.
+        self.durable_hard_state = self.log.hard_state;
         Ok(())
+    }
+
+    /// Records a hard state whose only change is a higher commit index, written but not
+    /// synced, as etcd's WAL does (`raft.MustSync`). Raft does not need the commit index
+    /// durable: a member that comes back with an older one replays less of its log and learns
+    /// the rest from the leader. The record survives a process crash (it is in the page cache);
+    /// a power loss may take it back, never more: the next sync of the segment (every other
+    /// write syncs, and a segment is synced before it is sealed) makes it durable. Without it a
+    /// follower synced twice per write, once for the entry and once for the commit index that
+    /// follows it, and the second sync held up the next write's entry.
+    ///
+    /// A hard state that changes the term or the vote is written and synced as by
+    /// [`Wal::set_hard_state`]: those must be durable before anyone acts on them. So is one
+    /// that lowers the commit index (below what a snapshot marker raised it to, say), so that a
+    /// power loss gives back either the durable commit index or a higher one, never a mix.
+    pub fn record_commit(&mut self, hard_state: HardState) -> Result<(), WalError> {
+        self.check_writable()?;
+        let current = self.log.hard_state;
+        if hard_state.term != current.term
+            || hard_state.vote != current.vote
+            || hard_state.commit < current.commit
+        {
+            return self.write(Some(hard_state), &[]);
+        }
+        if hard_state == current {
+            return Ok(());
+        }
+        let record = encode_batch(Some(&hard_state), &[]);
+        self.append_record(&record, false)?;
+        self.log.hard_state = hard_state;
+        Ok(())
+    }
+
+    /// The hard state a power loss now would give back: [`Wal::hard_state`], except for a
+    /// commit index recorded by [`Wal::record_commit`] since the last sync.
+    pub fn durable_hard_state(&self) -> HardState {
+        self.durable_hard_state
     }
 
     /// Appends entries durably; `write(None, entries)`.
@@ -578,7 +629,7 @@ impl<D: Disk> Wal<D> {
             conf_state: metadata.conf_state.clone(),
         };
         debug_assert!(check_marker(&self.log, &marker).is_ok());
-        self.append_record(&marker.encode())?;
+        self.append_record(&marker.encode(), true)?;
         if marker.kept_suffix {
             self.cache.compact_to(index);
         } else {
@@ -590,6 +641,7 @@ impl<D: Disk> Wal<D> {
             marker.kept_suffix,
             marker.conf_state,
         );
+        self.durable_hard_state = self.log.hard_state;
         self.sync_view();
         self.collect_old_snapshots();
         Ok(())
@@ -662,14 +714,24 @@ impl<D: Disk> Wal<D> {
 
     /// Appends one record to the active segment (rolling first if it would overflow) and syncs.
     /// Poisons the WAL on any failure.
-    fn append_record(&mut self, record: &[u8]) -> Result<Location, WalError> {
-        let result = self.try_append_record(record);
+    fn append_record(&mut self, record: &[u8], sync: bool) -> Result<Location, WalError> {
+        let result = self.try_append_record(record, sync);
         result.map_err(|e| self.poison(e))
     }
 
-    fn try_append_record(&mut self, record: &[u8]) -> Result<Location, WalError> {
+    fn try_append_record(&mut self, record: &[u8], sync: bool) -> Result<Location, WalError> {
         let len = record.len() as u64;
         if self.write_offset + len > self.options.segment_size_bytes && self.active_has_records {
+            if self.active_unsynced {
+                // Only the last segment may end in a record a power loss tears; a sealed one
+                // must be whole.
+                let active = self.segments.back_mut().expect("at least one segment");
+                active
+                    .file
+                    .sync()
+                    .map_err(|e| WalError::io("sync", &active.path, e))?;
+                self.active_unsynced = false;
+            }
             self.roll()?;
         }
         let offset = self.write_offset;
@@ -678,10 +740,13 @@ impl<D: Disk> Wal<D> {
             .file
             .write_at(offset, record)
             .map_err(|e| WalError::io("write", &active.path, e))?;
-        active
-            .file
-            .sync()
-            .map_err(|e| WalError::io("sync", &active.path, e))?;
+        if sync {
+            active
+                .file
+                .sync()
+                .map_err(|e| WalError::io("sync", &active.path, e))?;
+        }
+        self.active_unsynced = !sync;
         self.write_offset += len;
         self.active_has_records = true;
         Ok(Location {

@@ -248,3 +248,107 @@ fn unsynced_batches_torn_every_way_recover_to_a_valid_state() {
         "only {kept_whole} in-flight writes survived whole"
     );
 }
+
+/// Commit indices recorded without a sync (`Wal::record_commit`), then a power loss in every
+/// mode, over many seeds: recovery gives back the log whole, the term and vote, and a commit
+/// index between the durable one and the last recorded; every commit index still counts as
+/// recorded for a process that did not lose power. Small segments make the unsynced records
+/// straddle segment rolls, which must seal only whole (synced) segments.
+#[test]
+fn commit_indices_recorded_without_a_sync_lose_at_most_themselves() {
+    let options = small_options(0);
+    let mut rolled = 0;
+    let mut lost_some = 0;
+    let mut kept_all = 0;
+    for seed in 0..300u64 {
+        let disk = SimDisk::new();
+        let mut wal = create_sim(&disk, &options);
+        let hard_state = |commit| HardState {
+            term: raft::Term(1),
+            vote: raft::NodeId(1),
+            commit: LogIndex(commit),
+        };
+        wal.write(Some(hard_state(0)), &entries(1, 4, 1, seed, 60))
+            .unwrap();
+        let mut last = 4;
+        let mut commit = 0;
+        for round in 0..(seed % 23) {
+            // An entry (synced), then its commit index (not synced), as a follower sees them.
+            if round % 3 != 2 {
+                last += 1;
+                let len = 300 + (round as usize * 137) % 400;
+                wal.append(&entries(last, 1, 1, seed ^ round, len)).unwrap();
+            }
+            commit = last;
+            wal.record_commit(hard_state(commit)).unwrap();
+            assert_eq!(wal.hard_state(), hard_state(commit));
+        }
+        rolled += usize::from(wal.segments().len() > 1);
+        let durable = wal.durable_hard_state().commit.get();
+        assert!(durable <= commit);
+        if durable < commit {
+            assert!(
+                disk.unsynced_ops() > 0,
+                "seed {seed}: nothing left unsynced"
+            );
+        }
+        drop(wal);
+        disk.crash(CrashMode::ALL[(seed % 3) as usize], seed);
+        let wal = open_sim(&disk, &options).unwrap();
+        assert_eq!(
+            wal.last_index(),
+            LogIndex(last),
+            "seed {seed}: entries lost"
+        );
+        let recovered = wal.hard_state();
+        assert_eq!(
+            (recovered.term, recovered.vote),
+            (raft::Term(1), raft::NodeId(1))
+        );
+        let got = recovered.commit.get();
+        assert!(
+            (durable..=commit).contains(&got),
+            "seed {seed}: commit {got} recovered, durable {durable}, recorded {commit}"
+        );
+        if got < commit {
+            lost_some += 1;
+        } else {
+            kept_all += 1;
+        }
+    }
+    assert!(
+        lost_some > 30,
+        "only {lost_some} runs lost an unsynced commit index"
+    );
+    assert!(
+        kept_all > 30,
+        "only {kept_all} runs kept every commit index"
+    );
+    assert!(rolled > 100, "only {rolled} runs rolled a segment");
+}
+
+/// A term or vote is never left unsynced by `record_commit`, and a lower commit index is synced
+/// too (so recovery never mixes an older durable one with a newer lower one).
+#[test]
+fn record_commit_syncs_anything_but_a_raised_commit_index() {
+    let disk = SimDisk::new();
+    let mut wal = create_sim(&disk, &small_options(0));
+    let hard_state = |term, vote, commit| HardState {
+        term: raft::Term(term),
+        vote: raft::NodeId(vote),
+        commit: LogIndex(commit),
+    };
+    wal.write(Some(hard_state(1, 1, 0)), &entries(1, 3, 1, 0, 10))
+        .unwrap();
+    wal.record_commit(hard_state(1, 1, 2)).unwrap();
+    assert_eq!(wal.durable_hard_state(), hard_state(1, 1, 0));
+    for (next, why) in [
+        (hard_state(2, 0, 2), "a new term"),
+        (hard_state(2, 3, 2), "a vote"),
+        (hard_state(2, 3, 1), "a lower commit index"),
+    ] {
+        wal.record_commit(next).unwrap();
+        assert_eq!(wal.durable_hard_state(), next, "{why} must be synced");
+        assert_eq!(disk.unsynced_ops(), 0, "{why} must be synced");
+    }
+}
