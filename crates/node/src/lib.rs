@@ -199,6 +199,14 @@ pub struct PersistTask {
 pub enum Action<R> {
     /// Make these writes durable (one sync), then call [`Node::persisted`] with the task.
     Persist(PersistTask),
+    /// Record this hard state, which differs from the last one handed out only by a higher
+    /// commit index, in order with the writes before and after it, without a sync and without
+    /// reporting back: with the next [`Action::Persist`] (as its hard state when it has none of
+    /// its own), or alone a little later (`wal::Wal::record_commit`). Raft does not need the
+    /// commit index durable, and the messages of its Ready wait for nothing. Without this, a
+    /// follower made a round trip through its writer for the commit index it hears right after
+    /// every append.
+    RecordCommit(HardState),
     /// Deliver a message to a peer (best effort: Raft tolerates loss).
     Send(Message),
     /// Answer a client request.
@@ -296,6 +304,9 @@ pub struct Node<M: StateMachine> {
     ticks: u64,
     /// How long a forwarded command is waited for before its outcome is reported unknown.
     forward_timeout_ticks: u64,
+    /// The last hard state handed out for recording, to tell a commit index alone (which
+    /// needs no sync) from a term or vote (which must be durable before anyone acts on it).
+    last_hard_state: HardState,
 }
 
 /// The requests waiting for one forwarded command.
@@ -331,6 +342,8 @@ impl<M: StateMachine> Node<M> {
                 .map_err(NodeStartError::BadSnapshot)?;
             config.applied = config.applied.max(snapshot.metadata.index);
         }
+        let (last_hard_state, _) =
+            raft::Storage::initial_state(&storage).map_err(NewNodeError::Storage)?;
         let raw = RawNode::new(&config, storage)?;
         let applied = raw.applied();
         Ok(Node {
@@ -345,6 +358,7 @@ impl<M: StateMachine> Node<M> {
             forwarded: HashMap::new(),
             forwarded_deadlines: VecDeque::new(),
             ticks: 0,
+            last_hard_state,
             // Long enough for a commit round under load, short enough that a command the
             // leader dropped is retried well within a client's patience.
             forward_timeout_ticks: 2 * u64::from(config.election_timeout_ticks.max(1)),
@@ -634,15 +648,31 @@ impl<M: StateMachine> Node<M> {
                     }),
                 }
             }
-            let has_writes = ready.must_persist();
+            let mut has_writes = ready.must_persist();
             out.extend(ready.messages.into_iter().map(Action::Send));
-            if has_writes {
-                out.push(Action::Persist(PersistTask {
+            let previous = self.last_hard_state;
+            if let Some(hard_state) = ready.hard_state {
+                self.last_hard_state = hard_state;
+            }
+            match ready.hard_state {
+                Some(hard_state)
+                    if ready.entries.is_empty()
+                        && ready.snapshot.is_none()
+                        && hard_state.term == previous.term
+                        && hard_state.vote == previous.vote
+                        && hard_state.commit > previous.commit =>
+                {
+                    // A commit index alone: nothing of this Ready waits for it.
+                    has_writes = false;
+                    out.push(Action::RecordCommit(hard_state));
+                }
+                _ if has_writes => out.push(Action::Persist(PersistTask {
                     number: ready.number,
                     snapshot: ready.snapshot.clone(),
                     hard_state: ready.hard_state,
                     entries: ready.entries,
-                }));
+                })),
+                _ => {}
             }
             self.held.push_back(HeldReady {
                 number: ready.number,

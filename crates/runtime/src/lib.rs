@@ -346,6 +346,9 @@ enum Job {
     /// Record a local snapshot whose file the snapshot thread has written, and release the
     /// segments it covers (reported back only if it fails).
     Compact(raft::SnapshotMetadata),
+    /// Record a higher commit index without a sync (`Wal::record_commit`; reported back only
+    /// if it fails).
+    Commit(raft::HardState),
 }
 
 /// Starts members.
@@ -460,6 +463,7 @@ impl Member {
             snapshot_thread: None,
             snapshot_done_tx,
             snapshot_done: snapshot_done_rx,
+            pending_commit: None,
         };
         let task = tokio::spawn(async move {
             let result = driver.run().await;
@@ -541,6 +545,14 @@ fn run_writer(
         };
         let first = match job {
             Job::Persist(task) => task,
+            Job::Commit(hard_state) => {
+                if let Err(error) = wal.record_commit(hard_state) {
+                    tracing::error!(%error, "WAL write failed; the member stops");
+                    let _ = done.blocking_send(Err(error.to_string()));
+                    break;
+                }
+                continue;
+            }
             Job::Compact(metadata) => {
                 let adopted = wal
                     .adopt_snapshot(&metadata)
@@ -557,8 +569,8 @@ fn run_writer(
         while batch.len() < max_batch {
             match jobs.try_recv() {
                 Ok(Job::Persist(task)) => batch.push(task),
-                Ok(compact) => {
-                    next = Some(compact);
+                Ok(other) => {
+                    next = Some(other);
                     break;
                 }
                 Err(_) => break,
@@ -667,6 +679,9 @@ struct Driver<M: StateMachine> {
     snapshot_thread: Option<std::thread::JoinHandle<()>>,
     snapshot_done_tx: mpsc::UnboundedSender<SnapshotWritten>,
     snapshot_done: mpsc::UnboundedReceiver<SnapshotWritten>,
+    /// A commit index the node asked to record (`Action::RecordCommit`): it goes with the
+    /// next persist task, or to the writer on its own at the next tick.
+    pending_commit: Option<raft::HardState>,
 }
 
 /// The CPU time the calling thread has used.
@@ -720,6 +735,11 @@ impl<M: StateMachine> Driver<M> {
                 _ = interval.tick() => {
                     self.node.tick();
                     self.take_reports();
+                    // A commit index no write took along in a whole tick is recorded alone,
+                    // behind the writes queued before it.
+                    if let Some(hard_state) = self.pending_commit.take() {
+                        self.backlog.push_back(Job::Commit(hard_state));
+                    }
                 }
                 Some(message) = self.inbound.recv() => {
                     self.node.receive(message);
@@ -889,7 +909,16 @@ impl<M: StateMachine> Driver<M> {
             }
             for action in std::mem::take(&mut self.actions) {
                 match action {
-                    Action::Persist(task) => {
+                    Action::Persist(mut task) => {
+                        // The commit index waiting to be recorded goes along, unless the task
+                        // carries a newer hard state of its own (or a snapshot, which raises
+                        // the commit index past it).
+                        if let Some(hard_state) = self.pending_commit.take()
+                            && task.hard_state.is_none()
+                            && task.snapshot.is_none()
+                        {
+                            task.hard_state = Some(hard_state);
+                        }
                         let bytes: usize = task.entries.iter().map(|entry| entry.data.len()).sum();
                         self.log_bytes_since_snapshot += bytes as u64;
                         self.backlog.push_back(Job::Persist(task));
@@ -899,6 +928,7 @@ impl<M: StateMachine> Driver<M> {
                     Action::Send(message) => {
                         let _ = self.transport.send(message);
                     }
+                    Action::RecordCommit(hard_state) => self.pending_commit = Some(hard_state),
                     Action::Reply { request, result } => {
                         if let Some(reply) = self.waiters.remove(&request) {
                             // The caller may have given up waiting; nothing to do then.

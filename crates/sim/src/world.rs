@@ -7,7 +7,7 @@ use bytes::Bytes;
 use kv::{Command, KvStore, Request, Response};
 use lincheck::{Input, Operation, Output};
 use node::{Action, Node, PersistTask, RequestError};
-use raft::{ConfState, Config, LogIndex, Message, MessageBody, NodeId, Rng, Role};
+use raft::{ConfState, Config, HardState, LogIndex, Message, MessageBody, NodeId, Rng, Role};
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, VecDeque};
 use std::io;
@@ -70,6 +70,8 @@ pub struct Stats {
     pub wal_torn_tails: u64,
     /// The longest segment chain a recovered WAL had.
     pub wal_max_segments: u64,
+    /// Persist tasks the nodes handed to their disks (each a round trip through the writer).
+    pub persist_tasks: u64,
     /// Virtual microseconds from the heal to the first leader, the first completed write, and
     /// full convergence.
     pub heal_to_leader_us: Option<u64>,
@@ -183,6 +185,9 @@ struct SimNode {
     epoch: u64,
     /// Writes issued to the disk, oldest first, not yet durable.
     in_flight: VecDeque<PersistTask>,
+    /// A commit index to record with the next write, or alone at a tick with no write in
+    /// flight (as the runtime's driver does with `Action::RecordCommit`).
+    pending_commit: Option<HardState>,
     disk_busy_until: u64,
     /// Commit index last checked, for this incarnation.
     checked_commit: LogIndex,
@@ -309,6 +314,7 @@ impl Sim {
                     disk: NodeDisk::create(options.wal.clone(), (i < founders).then_some(&conf)),
                     epoch: 0,
                     in_flight: VecDeque::new(),
+                    pending_commit: None,
                     disk_busy_until: 0,
                     checked_commit: LogIndex::ZERO,
                     last_role: Role::Follower,
@@ -516,6 +522,16 @@ impl Sim {
                 {
                     n.tick();
                     self.schedule(TICK_US, Event::Tick { node, epoch });
+                    if self.nodes[node].in_flight.is_empty()
+                        && let Some(hard_state) = self.nodes[node].pending_commit.take()
+                        && let Err(error) = self.record_commit(node, hard_state)
+                    {
+                        let id = self.nodes[node].id;
+                        self.checker
+                            .fail("wal-write", format!("{id}: WAL write failed: {error}"));
+                        self.crash(id);
+                        return;
+                    }
                     self.drain(node);
                 }
             }
@@ -621,7 +637,14 @@ impl Sim {
 
     fn execute(&mut self, index: usize, action: Action<Response>) {
         match action {
-            Action::Persist(task) => {
+            Action::Persist(mut task) => {
+                self.stats.persist_tasks += 1;
+                if let Some(hard_state) = self.nodes[index].pending_commit.take()
+                    && task.hard_state.is_none()
+                    && task.snapshot.is_none()
+                {
+                    task.hard_state = Some(hard_state);
+                }
                 let latency = self
                     .rng
                     .range(self.disk_latency_us.0, self.disk_latency_us.1);
@@ -635,6 +658,7 @@ impl Sim {
                     Event::PersistDone { node: index, epoch },
                 );
             }
+            Action::RecordCommit(hard_state) => self.nodes[index].pending_commit = Some(hard_state),
             Action::Send(message) => self.send(index, message),
             Action::Reply { request, result } => {
                 let (client, attempt) = split_request_id(request);
@@ -743,6 +767,15 @@ impl Sim {
                 .observe_hard_state_write(id, before, hard_state);
         }
         self.nodes[index].disk.write(task)
+    }
+
+    /// Records a commit index through the node's WAL, without a sync.
+    fn record_commit(&mut self, index: usize, hard_state: HardState) -> Result<(), String> {
+        let id = self.nodes[index].id;
+        let before = self.nodes[index].disk.log().hard_state();
+        self.checker
+            .observe_hard_state_write(id, before, hard_state);
+        self.nodes[index].disk.record_commit(hard_state)
     }
 
     /// Invariants of one node after it handled an event.
@@ -1092,6 +1125,7 @@ impl Sim {
         let sim_node = &mut self.nodes[index];
         sim_node.node = None;
         sim_node.epoch += 1;
+        sim_node.pending_commit = None;
         sim_node.disk_busy_until = self.now;
         self.stats.crashes += 1;
         self.trace(format_args!(

@@ -337,6 +337,64 @@ fn basic_agreement() {
     }
 }
 
+/// A follower syncs its WAL, and waits for its writer, once per append it acknowledges, not a
+/// second time for the commit index the leader sends right after (that goes with the next
+/// write, or alone and without a sync at the next tick); and once the cluster is idle, every
+/// member's WAL holds its commit index.
+#[test]
+fn a_commit_index_costs_no_write_of_its_own() {
+    for seed in seeds(7_000, 20, 5) {
+        let mut sim = cluster(seed, 3, 1);
+        let leader = established_leader(&mut sim, seed);
+        let followers: Vec<NodeId> = sim.ids().into_iter().filter(|id| *id != leader).collect();
+        let syncs = |sim: &Sim| -> Vec<u64> {
+            followers
+                .iter()
+                .map(|id| sim.wal_disk(*id).syncs())
+                .collect()
+        };
+        let syncs_before = syncs(&sim);
+        let tasks_before = sim.stats().persist_tasks;
+        let first = sim.last_index_on(leader);
+        sim.start_clients();
+        sim.run_for(2 * SECOND_US);
+        let appended = sim.last_index_on(leader).get() - first.get();
+        assert!(
+            appended >= 40,
+            "seed {seed}: only {appended} entries appended"
+        );
+        for ((id, before), after) in followers.iter().zip(syncs_before).zip(syncs(&sim)) {
+            // One sync per entry at most (one client: an append carries one), plus a few for
+            // segment rolls; syncing the commit index too made it about two per entry.
+            assert!(
+                after - before <= appended + appended / 10,
+                "seed {seed}: {id} synced {} times for {appended} entries",
+                after - before
+            );
+        }
+        // One writer round trip per entry on each member; handing the commit index to the
+        // writer on its own made it about two on each follower.
+        let tasks = sim.stats().persist_tasks - tasks_before;
+        assert!(
+            tasks <= 3 * (appended + appended / 10),
+            "seed {seed}: {tasks} persist tasks for {appended} entries on 3 members"
+        );
+        let history_before = sim.history().len();
+        sim.heal_all();
+        settle(&mut sim, history_before, 1, seed);
+        sim.run_for(5 * TICK_US);
+        for id in sim.ids() {
+            assert_eq!(
+                sim.disk(id).hard_state().commit,
+                sim.committed_on(id),
+                "seed {seed}: {id}'s WAL lags its commit index once idle"
+            );
+        }
+        assert_clean(&sim, seed);
+        assert_passed(&sim.finish());
+    }
+}
+
 fn written_value(request: &kv::Request) -> Option<u64> {
     match &request.command {
         kv::Command::Put { value, .. } => {
@@ -639,7 +697,11 @@ fn fast_backup_over_long_divergent_logs() {
 /// 6.824 TestCount2B: a batch of proposals costs a bounded number of messages per proposal and
 /// follower: 30 + 4 per proposal and follower (the append and its answer, and, when the commit
 /// index moves while the follower is caught up, the empty append that announces it and its
-/// answer), plus the heartbeats of the time the batch takes. Linear, not more: a pipeline that
+/// answer), plus the heartbeats of the time the batch takes, plus one per proposal that a
+/// client sent to a follower (which forwards it to the leader). The answers to announcements
+/// leave at once (a commit index waits for no write): while they waited behind a write each,
+/// many were still unsent when the batch settled, which hid the forwarded proposals in the
+/// slack. Linear, not more: a pipeline that
 /// rewinds and resends on every out-of-order answer costs thousands of messages here (it did,
 /// before links delivered in order: 13,302 messages for 100 proposals in seed 11004).
 #[test]
@@ -658,7 +720,7 @@ fn message_count_bounded() {
         let elapsed = sim.now_us() - started;
         // Per follower: a heartbeat and its answer every heartbeat interval, and the budget.
         let heartbeats = 2 * elapsed.div_ceil(2 * TICK_US);
-        let budget = (nodes as u64 - 1) * (heartbeats + 30 + 4 * proposals);
+        let budget = (nodes as u64 - 1) * (heartbeats + 30 + 4 * proposals) + proposals;
         if messages > budget {
             over_budget.push((seed, messages, budget));
         }

@@ -403,6 +403,12 @@ impl SimDisk {
         self.state().names.keys().cloned().collect()
     }
 
+    /// How many file and directory syncs were asked of this disk so far (failed ones included):
+    /// what a test counts to see how often a writer waits for the device.
+    pub fn syncs(&self) -> u64 {
+        self.state().syncs
+    }
+
     /// How many file and directory operations are not yet durable, over the whole disk: what a
     /// crash in [`CrashMode::LoseUnsynced`] would undo (0 means a crash now loses nothing).
     pub fn unsynced_ops(&self) -> usize {

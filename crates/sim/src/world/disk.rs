@@ -214,6 +214,16 @@ impl NodeDisk {
         }
     }
 
+    /// Records a higher commit index, without a sync (`Wal::record_commit`).
+    pub(crate) fn record_commit(&mut self, hard_state: HardState) -> Result<(), String> {
+        match &mut self.log.wal {
+            Ok(wal) => wal
+                .record_commit(hard_state)
+                .map_err(|error| error.to_string()),
+            Err(error) => Err(format!("the WAL is not open: {error}")),
+        }
+    }
+
     /// Makes a node's own snapshot durable and drops the segments it covers (log compaction).
     pub(crate) fn save_snapshot(&mut self, snapshot: &raft::Snapshot) -> Result<(), String> {
         match &mut self.log.wal {
