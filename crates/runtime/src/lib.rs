@@ -735,8 +735,8 @@ impl<M: StateMachine> Driver<M> {
                 _ = interval.tick() => {
                     self.node.tick();
                     self.take_reports();
-                    // A commit index no write took along in a whole tick is recorded alone,
-                    // behind the writes queued before it.
+                    // A commit index no write has taken along by the next tick is recorded
+                    // alone, behind the writes queued before it.
                     if let Some(hard_state) = self.pending_commit.take() {
                         self.backlog.push_back(Job::Commit(hard_state));
                     }
