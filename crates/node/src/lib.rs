@@ -304,9 +304,6 @@ pub struct Node<M: StateMachine> {
     ticks: u64,
     /// How long a forwarded command is waited for before its outcome is reported unknown.
     forward_timeout_ticks: u64,
-    /// The last hard state handed out for recording, to tell a commit index alone (which
-    /// needs no sync) from a term or vote (which must be durable before anyone acts on it).
-    last_hard_state: HardState,
 }
 
 /// The requests waiting for one forwarded command.
@@ -342,8 +339,6 @@ impl<M: StateMachine> Node<M> {
                 .map_err(NodeStartError::BadSnapshot)?;
             config.applied = config.applied.max(snapshot.metadata.index);
         }
-        let (last_hard_state, _) =
-            raft::Storage::initial_state(&storage).map_err(NewNodeError::Storage)?;
         let raw = RawNode::new(&config, storage)?;
         let applied = raw.applied();
         Ok(Node {
@@ -358,7 +353,6 @@ impl<M: StateMachine> Node<M> {
             forwarded: HashMap::new(),
             forwarded_deadlines: VecDeque::new(),
             ticks: 0,
-            last_hard_state,
             // Long enough for a commit round under load, short enough that a command the
             // leader dropped is retried well within a client's patience.
             forward_timeout_ticks: 2 * u64::from(config.election_timeout_ticks.max(1)),
@@ -650,18 +644,8 @@ impl<M: StateMachine> Node<M> {
             }
             let mut has_writes = ready.must_persist();
             out.extend(ready.messages.into_iter().map(Action::Send));
-            let previous = self.last_hard_state;
-            if let Some(hard_state) = ready.hard_state {
-                self.last_hard_state = hard_state;
-            }
             match ready.hard_state {
-                Some(hard_state)
-                    if ready.entries.is_empty()
-                        && ready.snapshot.is_none()
-                        && hard_state.term == previous.term
-                        && hard_state.vote == previous.vote
-                        && hard_state.commit > previous.commit =>
-                {
+                Some(hard_state) if !ready.must_sync => {
                     // A commit index alone: nothing of this Ready waits for it.
                     has_writes = false;
                     out.push(Action::RecordCommit(hard_state));

@@ -37,6 +37,11 @@ pub struct Ready {
     pub snapshot: Option<Snapshot>,
     /// The hard state to persist, if it changed since the previous Ready.
     pub hard_state: Option<HardState>,
+    /// Whether the writes must be synced before `persisted_messages` leave: entries, a
+    /// snapshot, or a new term or vote. A hard state whose only change is a higher commit index
+    /// need not be (as etcd's `MustSync` says): Raft does not need the commit index durable,
+    /// and a member that comes back with an older one replays less and learns the rest.
+    pub must_sync: bool,
     /// Entries to append to the durable log (possibly overwriting a conflicting tail).
     pub entries: Vec<Entry>,
     /// Messages to send now.
@@ -247,11 +252,16 @@ impl<S: Storage> RawNode<S> {
         let number = self.next_ready_number;
         self.next_ready_number += 1;
         let last_entry = entries.last().map(|entry| (entry.index, entry.term));
+        let must_sync = !entries.is_empty()
+            || snapshot.is_some()
+            || hard_state.term != self.previous_hard_state.term
+            || hard_state.vote != self.previous_hard_state.vote;
         let ready = Ready {
             number,
             soft_state: (soft_state != self.previous_soft_state).then_some(soft_state),
             snapshot,
             hard_state: (hard_state != self.previous_hard_state).then_some(hard_state),
+            must_sync,
             entries,
             messages: std::mem::take(&mut self.raft.messages),
             persisted_messages: std::mem::take(&mut self.raft.messages_after_persist),

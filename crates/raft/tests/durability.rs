@@ -232,3 +232,34 @@ fn everything_acknowledged_survives_a_crash_of_every_member() {
             .all(|m| m.node.status().hard_state.vote != NodeId::NONE)
     );
 }
+
+/// A Ready must be synced for entries and for a new term or vote, not for a commit index
+/// alone (etcd's `MustSync`): the embedder may record that without a sync.
+#[test]
+fn only_a_commit_index_alone_needs_no_sync() {
+    let mut node = follower();
+    node.step(message(2, 1, 1, append(1, 1, entries(2, &[1, 1]), 1)));
+    let ready = persist(&mut node);
+    assert!(ready.must_sync, "entries must be synced");
+    assert_eq!(ready.hard_state, None, "nothing new in the hard state");
+
+    node.step(message(2, 1, 1, append(3, 1, Vec::new(), 3)));
+    let ready = persist(&mut node);
+    assert_eq!(ready.hard_state, Some(hard_state(1, 0, 3)));
+    assert!(ready.entries.is_empty());
+    assert!(
+        !ready.must_sync,
+        "a higher commit index alone need not be synced"
+    );
+    assert_eq!(
+        ready.persisted_messages,
+        vec![message(1, 2, 1, accepted(3))]
+    );
+
+    let mut node = follower();
+    node.step(message(2, 1, 2, vote_request(1, 1)));
+    let ready = persist(&mut node);
+    assert_eq!(ready.hard_state, Some(hard_state(2, 2, 1)));
+    assert!(ready.entries.is_empty());
+    assert!(ready.must_sync, "a new term and vote must be synced");
+}
