@@ -1,1 +1,0 @@
-/work/main/crates/raft/target/debug/libraft.rlib: /work/main/crates/raft/src/lib.rs
