@@ -10,7 +10,7 @@ pub mod config;
 pub mod core;
 pub mod fastpath;
 pub mod identity;
-pub mod machine;
+pub use machine;
 pub mod playground;
 pub mod serve;
 

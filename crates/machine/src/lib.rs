@@ -17,7 +17,7 @@
 
 mod values;
 
-pub use values::FileValueLog;
+pub use values::{FileValueLog, ValueFileAt, ValueFileSource};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kv::mvcc::{
@@ -27,6 +27,7 @@ use kv::mvcc::{
 use raft::{LogIndex, Term};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use wal::{Disk, StdDisk};
 
 /// The value file is rewritten (without its garbage) after a compaction once the garbage is
 /// at least this big and at least as big as the live values, so the file stays within about
@@ -151,7 +152,7 @@ pub struct EtcdMachine {
     members: BTreeMap<u64, MemberAttributes>,
     applied: u64,
     /// Where the keyspace's value file is, if values are kept in one.
-    value_file: Option<PathBuf>,
+    value_file: Option<Box<dyn ValueFileSource>>,
 }
 
 /// An [`EtcdMachine`] frozen for a snapshot: its member table already encoded, its keyspace
@@ -198,11 +199,24 @@ impl EtcdMachine {
     /// A later failure to read or write the file panics the applying task (a local disk
     /// failure, like a failed WAL write), so the member stops instead of answering wrongly.
     pub fn with_value_file(path: impl Into<PathBuf>) -> std::io::Result<EtcdMachine> {
-        let path = path.into();
-        let log = FileValueLog::create(&path)?;
+        EtcdMachine::with_value_file_on(StdDisk, path)
+    }
+
+    /// [`EtcdMachine::with_value_file`] on any disk: the simulator keeps the value file on
+    /// its simulated disk, so every seed runs the code a serving member runs.
+    pub fn with_value_file_on<D>(disk: D, path: impl Into<PathBuf>) -> std::io::Result<EtcdMachine>
+    where
+        D: Disk + Clone + std::fmt::Debug,
+        D::File: Sync,
+    {
+        let source = ValueFileAt {
+            disk,
+            path: path.into(),
+        };
+        let log = source.create()?;
         Ok(EtcdMachine {
             mvcc: MvccStore::new().with_value_log(log),
-            value_file: Some(path),
+            value_file: Some(Box::new(source)),
             ..EtcdMachine::default()
         })
     }
@@ -231,7 +245,7 @@ impl EtcdMachine {
     /// exists, the rewrite also copies the key histories it shares). If the new file cannot
     /// be created the old one stays in use.
     fn rewrite_value_file(&mut self) {
-        let (Some(path), Some(log)) = (&self.value_file, self.mvcc.value_log()) else {
+        let (Some(source), Some(log)) = (&self.value_file, self.mvcc.value_log()) else {
             return;
         };
         let live = self.mvcc.value_log_live_bytes();
@@ -239,7 +253,7 @@ impl EtcdMachine {
         if garbage == 0 {
             return;
         }
-        match FileValueLog::create(path) {
+        match source.create() {
             Ok(fresh) => {
                 self.mvcc
                     .set_value_log(Some(fresh), DEFAULT_VALUE_LOG_THRESHOLD);
@@ -378,11 +392,11 @@ impl node::StateMachine for EtcdMachine {
         }
         // Keep this member's session bound (configuration, not state).
         let mut mvcc = MvccStore::with_max_sessions(self.mvcc.max_sessions());
-        if let Some(path) = &self.value_file {
+        if let Some(source) = &self.value_file {
             // A fresh file, so the replaced state's values do not stay as garbage. The old
             // file is unlinked, not truncated: a snapshot being written from a frozen copy of
             // the old state still reads it through its open handle.
-            let log = FileValueLog::create(path).unwrap_or_else(|error| {
+            let log = source.create().unwrap_or_else(|error| {
                 panic!("restoring a snapshot: {error}; stopping (a local disk failure)")
             });
             mvcc = mvcc.with_value_log(log);

@@ -8,6 +8,9 @@
 //! its value section, appended whole), so the file is recreated empty at start (and at every
 //! restore), never fsynced, and never read after a restart.
 //!
+//! The file lives on a [`wal::Disk`]: the real file system in a serving member, the simulated
+//! disk in the simulator, so every seed runs the same appends, reads and rewrites.
+//!
 //! Compaction leaves garbage in the file (values no revision references any more);
 //! `MvccStore::value_log_live_bytes` against [`ValueLog::size_bytes`] shows how much. The state
 //! machine rewrites the file with only the live values after a compaction that leaves enough
@@ -18,56 +21,122 @@
 use bytes::Bytes;
 use kv::mvcc::{ValueLog, ValueRef};
 use std::fmt;
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
+use wal::{Disk, DiskFile, OpenMode, StdDisk};
 
 /// Appends are collected up to this many bytes and written with one `write`.
 const BUFFER: usize = 64 * 1024;
 
+/// Where a state machine's value file lives, so that it can be created afresh at a restore
+/// or a rewrite without knowing which disk it is on.
+pub trait ValueFileSource: Send + fmt::Debug {
+    /// A new, empty value file replacing the previous one (see [`FileValueLog::create_on`]).
+    fn create(&self) -> io::Result<Arc<dyn ValueLog>>;
+    /// Where the file is, for messages.
+    fn path(&self) -> &Path;
+}
+
+/// The value file at `path` on `disk`.
+#[derive(Debug)]
+pub struct ValueFileAt<D> {
+    /// The disk the file is on.
+    pub disk: D,
+    /// Its path on that disk.
+    pub path: PathBuf,
+}
+
+impl<D> ValueFileSource for ValueFileAt<D>
+where
+    D: Disk + Clone + fmt::Debug,
+    D::File: Sync,
+{
+    fn create(&self) -> io::Result<Arc<dyn ValueLog>> {
+        let log: Arc<dyn ValueLog> = FileValueLog::create_on(self.disk.clone(), &self.path)?;
+        Ok(log)
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
 /// An append-only value file (see the module docs). Thread-safe: the snapshot thread reads
 /// through a frozen copy of the store while the driver appends. The lock is never held across
 /// more than one syscall, and reads of written values take it only to check where they are.
-pub struct FileValueLog {
+pub struct FileValueLog<D: Disk = StdDisk> {
     path: PathBuf,
-    file: File,
-    state: Mutex<Tail>,
+    /// A handle for reads, used without the lock: what is written below `Tail::written` never
+    /// changes.
+    reader: D::File,
+    state: Mutex<Tail<D::File>>,
 }
 
-/// What is appended but not yet written, and where it starts.
-struct Tail {
+/// What is appended but not yet written, where it starts, and the handle that writes it.
+struct Tail<F> {
     /// The bytes written to the file; the buffer's first byte is at this offset.
     written: u64,
     buffer: Vec<u8>,
+    writer: F,
 }
 
-impl FileValueLog {
-    /// Creates an empty value file at `path`, replacing whatever was there.
+impl<F: DiskFile> Tail<F> {
+    /// Writes `bytes` at the end of what is written.
+    fn write(&mut self, bytes: &[u8], path: &Path) -> io::Result<()> {
+        self.writer
+            .write_at(self.written, bytes)
+            .map_err(|error| annotate(path, "cannot write", error))?;
+        self.written += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Writes the buffer out.
+    fn flush(&mut self, path: &Path) -> io::Result<()> {
+        let buffer = std::mem::take(&mut self.buffer);
+        let result = self.write(&buffer, path);
+        self.buffer = buffer;
+        if result.is_ok() {
+            self.buffer.clear();
+        }
+        result
+    }
+}
+
+impl FileValueLog<StdDisk> {
+    /// Creates an empty value file at `path` on the real file system, replacing whatever was
+    /// there (see [`FileValueLog::create_on`]).
+    pub fn create(path: impl Into<PathBuf>) -> io::Result<Arc<FileValueLog<StdDisk>>> {
+        FileValueLog::create_on(StdDisk, path)
+    }
+}
+
+impl<D: Disk> FileValueLog<D> {
+    /// Creates an empty value file at `path` on `disk`, replacing whatever was there.
     ///
     /// The old file is unlinked, not truncated: a frozen copy of an earlier state (a snapshot
     /// being written on another thread) may still read its values through the old file's
     /// open handle, which stays valid until that copy is dropped.
-    pub fn create(path: impl Into<PathBuf>) -> io::Result<Arc<FileValueLog>> {
+    pub fn create_on(disk: D, path: impl Into<PathBuf>) -> io::Result<Arc<FileValueLog<D>>> {
         let path = path.into();
-        match std::fs::remove_file(&path) {
+        match disk.remove(&path) {
             Ok(()) => {}
             Err(error) if error.kind() == io::ErrorKind::NotFound => {}
             Err(error) => return Err(annotate(&path, "cannot remove the old", error)),
         }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
+        let writer = disk
+            .create(&path)
             .map_err(|error| annotate(&path, "cannot create", error))?;
+        let reader = disk
+            .open(&path, OpenMode::Read)
+            .map_err(|error| annotate(&path, "cannot open", error))?;
         Ok(Arc::new(FileValueLog {
             path,
-            file,
+            reader,
             state: Mutex::new(Tail {
                 written: 0,
                 buffer: Vec::with_capacity(BUFFER),
+                writer,
             }),
         }))
     }
@@ -77,7 +146,7 @@ impl FileValueLog {
         &self.path
     }
 
-    fn tail(&self) -> MutexGuard<'_, Tail> {
+    fn tail(&self) -> MutexGuard<'_, Tail<D::File>> {
         // A panic while holding the lock leaves a consistent tail (written is only advanced
         // after a successful write), so a poisoned lock is still usable.
         self.state
@@ -93,24 +162,23 @@ fn annotate(path: &Path, what: &str, error: io::Error) -> io::Error {
     )
 }
 
-impl fmt::Debug for FileValueLog {
+impl<D: Disk> fmt::Debug for FileValueLog<D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "FileValueLog({})", self.path.display())
     }
 }
 
-impl ValueLog for FileValueLog {
+impl<D: Disk> ValueLog for FileValueLog<D>
+where
+    D::File: Sync,
+{
     fn append(&self, value: &[u8]) -> io::Result<ValueRef> {
         let len = u32::try_from(value.len()).map_err(io::Error::other)?;
         let mut tail = self.tail();
         let offset = tail.written + tail.buffer.len() as u64;
         tail.buffer.extend_from_slice(value);
         if tail.buffer.len() >= BUFFER {
-            (&self.file)
-                .write_all(&tail.buffer)
-                .map_err(|error| annotate(&self.path, "cannot write", error))?;
-            tail.written += tail.buffer.len() as u64;
-            tail.buffer.clear();
+            tail.flush(&self.path)?;
             // A huge value grew the buffer; do not keep that much memory around.
             tail.buffer.shrink_to(BUFFER * 2);
         }
@@ -135,8 +203,8 @@ impl ValueLog for FileValueLog {
             }
         }
         let mut value = vec![0; at.len as usize];
-        self.file
-            .read_exact_at(&mut value, at.offset)
+        self.reader
+            .read_at(at.offset, &mut value)
             .map_err(|error| annotate(&self.path, "cannot read", error))?;
         Ok(Bytes::from(value))
     }
@@ -167,8 +235,8 @@ impl ValueLog for FileValueLog {
             from_file
         };
         if from_file > 0 {
-            self.file
-                .read_exact_at(&mut buf[..from_file], offset)
+            self.reader
+                .read_at(offset, &mut buf[..from_file])
                 .map_err(|error| annotate(&self.path, "cannot read", error))?;
         }
         Ok(())
@@ -182,15 +250,8 @@ impl ValueLog for FileValueLog {
             return Ok(offset);
         }
         // Large: what the buffer holds, then the caller's bytes straight, without a copy.
-        (&self.file)
-            .write_all(&tail.buffer)
-            .map_err(|error| annotate(&self.path, "cannot write", error))?;
-        tail.written = offset;
-        tail.buffer.clear();
-        (&self.file)
-            .write_all(bytes)
-            .map_err(|error| annotate(&self.path, "cannot write", error))?;
-        tail.written += bytes.len() as u64;
+        tail.flush(&self.path)?;
+        tail.write(bytes, &self.path)?;
         Ok(offset)
     }
 
