@@ -145,6 +145,20 @@ pub enum MachineResponse {
     Malformed(String),
 }
 
+/// Deliberately broken rules of the state machine, for showing that the simulator's checkers
+/// catch them. All off unless a test turns one on; a serving member never does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MachineFaults {
+    /// A put at a log index that is a multiple of this (0: never) first takes a revision
+    /// that no client sees, as an apply that skipped a revision would. It depends on the log
+    /// index only, so every member skips the same revisions and they stay identical: only
+    /// the revisions clients are told of give it away.
+    pub skip_revision_every: u64,
+}
+
+/// The key the `skip_revision_every` fault writes, outside the simulator's keys.
+const SKIPPED_REVISION_KEY: &[u8] = b"\xff\xffskipped-revision";
+
 /// etcd's keyspace plus its member table.
 #[derive(Debug, Default)]
 pub struct EtcdMachine {
@@ -153,6 +167,8 @@ pub struct EtcdMachine {
     applied: u64,
     /// Where the keyspace's value file is, if values are kept in one.
     value_file: Option<Box<dyn ValueFileSource>>,
+    /// Broken rules (tests of the checkers only).
+    faults: MachineFaults,
 }
 
 /// An [`EtcdMachine`] frozen for a snapshot: its member table already encoded, its keyspace
@@ -265,6 +281,25 @@ impl EtcdMachine {
         }
     }
 
+    /// Breaks the rules `faults` names (tests of the checkers only).
+    pub fn set_faults(&mut self, faults: MachineFaults) {
+        self.faults = faults;
+    }
+
+    /// An apply that skips a revision (see [`MachineFaults::skip_revision_every`]).
+    fn maybe_skip_revision(&mut self, index: LogIndex, request: &MvccRequest) {
+        let every = self.faults.skip_revision_every;
+        if every > 0 && index.get().is_multiple_of(every) && matches!(request, MvccRequest::Put(_))
+        {
+            let hidden = kv::mvcc::PutRequest::new(SKIPPED_REVISION_KEY, Bytes::new());
+            let _ = self.mvcc.apply_command(MvccCommand {
+                client_id: 0,
+                sequence: 0,
+                request: MvccRequest::Put(hidden),
+            });
+        }
+    }
+
     /// The keyspace (for tests and local reads).
     pub fn mvcc(&self) -> &MvccStore {
         &self.mvcc
@@ -273,6 +308,18 @@ impl EtcdMachine {
     /// The member table.
     pub fn members(&self) -> &BTreeMap<u64, MemberAttributes> {
         &self.members
+    }
+
+    /// A digest of everything replicated (the member table, the applied index, the keyspace
+    /// with its sessions), for comparing members cheaply in tests and the simulator. Where
+    /// each member keeps its values (its own value file's layout) does not enter it. Costs a
+    /// full snapshot encoding.
+    pub fn digest(&self) -> u64 {
+        self.snapshot_header()
+            .iter()
+            .fold(self.mvcc.digest(), |hash: u64, byte| {
+                (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3)
+            })
     }
 
     fn apply_member(&mut self, command: MemberCommand) -> Result<(), String> {
@@ -315,6 +362,7 @@ impl node::StateMachine for EtcdMachine {
         match MachineCommand::decode(data) {
             Ok(MachineCommand::Kv(command)) => {
                 let compaction = matches!(command.request, MvccRequest::Compact(_));
+                self.maybe_skip_revision(index, &command.request);
                 let response = self.mvcc.apply_command(command);
                 if compaction {
                     self.maybe_rewrite_value_file(REWRITE_MIN_GARBAGE);
@@ -408,6 +456,7 @@ impl node::StateMachine for EtcdMachine {
             members,
             applied,
             value_file: self.value_file.take(),
+            faults: self.faults,
         };
         Ok(())
     }

@@ -7,16 +7,21 @@ use std::sync::{Arc, Mutex};
 
 const USAGE: &str = "\
 usage: sim [--seeds N] [--first-seed S] [--nodes K] [--faults all|none|LIST] [--threads T]
-       sim --seed S [--nodes K] [--faults LIST] [--trace]
+           [--duration SECS] [--clients C] [--break RULE]
+       sim --seed S [--nodes K] [--faults LIST] [--duration SECS] [--clients C] [--trace]
 
   --seeds N       run seeds S..S+N (default 100); cluster size cycles over 3, 5, 7 unless --nodes
                   is given, and each seed picks a random subset of the allowed faults
   --seed S        replay exactly one seed with exactly the given faults
   --faults        all, none, or a comma-separated list of:
                   loss, duplicate, reorder, partition, crash, crash-all, slow-disk, give-up
+  --duration SECS virtual seconds of the safety phase (faults and clients) per seed (default 6);
+                  the liveness phase after it allows 30 more
+  --clients C     concurrent clients per seed (default 5)
   --trace         print a timestamped trace of every event (with --seed)
-  --break RULE    build the core with a deliberately broken rule, to see the checkers catch it:
-                  commit-old-term, forget-vote, skip-log-check
+  --break RULE    run with a deliberately broken rule, to see the checkers catch it:
+                  commit-old-term, forget-vote, skip-log-check (the Raft core);
+                  skip-revision (the etcd state machine: some puts skip a revision)
 
 Prints a line for each failing seed with the command that replays it, then one summary line:
   seeds=N violations=V elections=.. commits=.. virtual_secs=..
@@ -31,6 +36,9 @@ struct Args {
     trace: bool,
     threads: usize,
     core_faults: raft::Faults,
+    machine_faults: machine::MachineFaults,
+    safety_phase_us: Option<u64>,
+    clients: Option<usize>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -42,6 +50,9 @@ fn parse_args() -> Result<Args, String> {
         faults: FaultSet::ALL,
         trace: false,
         core_faults: raft::Faults::default(),
+        machine_faults: machine::MachineFaults::default(),
+        safety_phase_us: None,
+        clients: None,
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
     let mut iter = std::env::args().skip(1);
@@ -61,10 +72,25 @@ fn parse_args() -> Result<Args, String> {
             "--faults" => args.faults = FaultSet::parse(&value("--faults")?)?,
             "--threads" => args.threads = parse_number(&value("--threads")?)?.max(1) as usize,
             "--trace" => args.trace = true,
+            "--duration" => {
+                let seconds = parse_number(&value("--duration")?)?;
+                if !(1..=86_400).contains(&seconds) {
+                    return Err("--duration must be between 1 and 86400 seconds".into());
+                }
+                args.safety_phase_us = Some(seconds * 1_000_000);
+            }
+            "--clients" => {
+                let clients = parse_number(&value("--clients")?)?;
+                if !(1..=1_000).contains(&clients) {
+                    return Err("--clients must be between 1 and 1000".into());
+                }
+                args.clients = Some(clients as usize);
+            }
             "--break" => match value("--break")?.as_str() {
                 "commit-old-term" => args.core_faults.commit_old_term_by_counting = true,
                 "forget-vote" => args.core_faults.vote_without_persisting = true,
                 "skip-log-check" => args.core_faults.vote_without_log_check = true,
+                "skip-revision" => args.machine_faults.skip_revision_every = 7,
                 other => return Err(format!("unknown rule to break: {other:?}")),
             },
             "--help" | "-h" => return Err(String::new()),
@@ -72,6 +98,43 @@ fn parse_args() -> Result<Args, String> {
         }
     }
     Ok(args)
+}
+
+/// What every seed's options take from the command line.
+#[derive(Clone, Copy)]
+struct SeedSettings {
+    core_faults: raft::Faults,
+    machine_faults: machine::MachineFaults,
+    safety_phase_us: Option<u64>,
+    clients: Option<usize>,
+}
+
+impl SeedSettings {
+    fn apply(&self, options: &mut Options) {
+        options.core_faults = self.core_faults;
+        options.machine_faults = self.machine_faults;
+        if let Some(us) = self.safety_phase_us {
+            options.safety_phase_us = us;
+        }
+        if let Some(clients) = self.clients {
+            options.clients = clients;
+        }
+    }
+}
+
+impl Args {
+    fn shared(&self) -> SeedSettings {
+        SeedSettings {
+            core_faults: self.core_faults,
+            machine_faults: self.machine_faults,
+            safety_phase_us: self.safety_phase_us,
+            clients: self.clients,
+        }
+    }
+
+    fn apply(&self, options: &mut Options) {
+        self.shared().apply(options);
+    }
 }
 
 /// Sums over all seeds for the summary line.
@@ -86,6 +149,11 @@ struct Totals {
     transfers: u64,
     snapshots_installed: u64,
     conf_changes: u64,
+    operations: u64,
+    operations_ok: u64,
+    operations_unknown: u64,
+    crashes: u64,
+    compactions_requested: u64,
 }
 
 fn parse_number(text: &str) -> Result<u64, String> {
@@ -119,7 +187,7 @@ fn main() -> ExitCode {
     if let Some(seed) = args.single_seed {
         let mut options = Options::new(seed, args.nodes.unwrap_or(3), args.faults);
         options.trace = args.trace;
-        options.core_faults = args.core_faults;
+        args.apply(&mut options);
         let outcome = sim::run(options);
         if !outcome.passed() {
             report_failure(&outcome);
@@ -161,7 +229,7 @@ fn main() -> ExitCode {
             let totals = Arc::clone(&totals);
             let sizes = sizes.clone();
             let faults = args.faults;
-            let core_faults = args.core_faults;
+            let args = args.shared();
             std::thread::spawn(move || {
                 loop {
                     let seed = next.fetch_add(1, Ordering::Relaxed);
@@ -169,23 +237,21 @@ fn main() -> ExitCode {
                         break;
                     }
                     let mut options = Options::for_seed(seed, &sizes, faults);
-                    options.core_faults = core_faults;
-                    let replay = format!(
-                        "cargo run --release -p sim -- --seed {seed} --nodes {} --faults {} --trace",
-                        options.nodes, options.faults
-                    );
-                    let outcome =
-                        match std::panic::catch_unwind(move || sim::run(options)) {
-                            Ok(outcome) => outcome,
-                            Err(_) => {
-                                // A panic in the core or the driver is a failure of this seed.
-                                println!("FAIL seed={seed}: panicked (message above)\n     replay: {replay}");
-                                let mut totals = totals.lock().unwrap_or_else(|e| e.into_inner());
-                                totals.violations += 1;
-                                totals.seeds += 1;
-                                continue;
-                            }
-                        };
+                    args.apply(&mut options);
+                    let replay = options.replay_command();
+                    let outcome = match std::panic::catch_unwind(move || sim::run(options)) {
+                        Ok(outcome) => outcome,
+                        Err(_) => {
+                            // A panic in the core or the driver is a failure of this seed.
+                            println!(
+                                "FAIL seed={seed}: panicked (message above)\n     replay: {replay}"
+                            );
+                            let mut totals = totals.lock().unwrap_or_else(|e| e.into_inner());
+                            totals.violations += 1;
+                            totals.seeds += 1;
+                            continue;
+                        }
+                    };
                     let mut totals = totals.lock().unwrap_or_else(|e| e.into_inner());
                     if !outcome.passed() {
                         report_failure(&outcome);
@@ -199,6 +265,11 @@ fn main() -> ExitCode {
                     totals.transfers += stats.transfers;
                     totals.snapshots_installed += stats.snapshots_installed;
                     totals.conf_changes += stats.conf_changes;
+                    totals.operations += stats.operations;
+                    totals.operations_ok += stats.operations_ok;
+                    totals.operations_unknown += stats.operations_unknown;
+                    totals.crashes += stats.crashes;
+                    totals.compactions_requested += stats.compactions_requested;
                     totals.seeds += 1;
                 }
             })
@@ -212,12 +283,17 @@ fn main() -> ExitCode {
     }
     let totals = totals.lock().unwrap_or_else(|e| e.into_inner());
     println!(
-        "seeds={} violations={} elections={} commits={} virtual_secs={:.0} snapshots_installed={} conf_changes={} reads={} transfers={}",
+        "seeds={} violations={} elections={} commits={} virtual_secs={:.0} ops={} ok={} unknown={} compactions={} crashes={} snapshots_installed={} conf_changes={} reads={} transfers={}",
         totals.seeds,
         totals.violations,
         totals.elections,
         totals.commits,
         totals.virtual_us as f64 / 1e6,
+        totals.operations,
+        totals.operations_ok,
+        totals.operations_unknown,
+        totals.compactions_requested,
+        totals.crashes,
         totals.snapshots_installed,
         totals.conf_changes,
         totals.reads,

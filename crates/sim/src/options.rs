@@ -179,6 +179,8 @@ pub struct Options {
     pub trace: bool,
     /// Deliberately broken core rules (tests of the checkers only).
     pub core_faults: raft::Faults,
+    /// Deliberately broken state machine rules (tests of the checkers only).
+    pub machine_faults: machine::MachineFaults,
     /// The options of every node's write-ahead log. Small, preallocated segments by default, so
     /// that runs roll segments and a truncated segment is told from a torn write.
     pub wal: WalOptions,
@@ -198,6 +200,7 @@ impl Options {
             keys: 3,
             trace: false,
             core_faults: raft::Faults::default(),
+            machine_faults: machine::MachineFaults::default(),
             wal: Options::default_wal(),
         }
     }
@@ -213,6 +216,36 @@ impl Options {
             snapshots_to_keep: 2,
             entry_cache_bytes: 64 << 10,
         }
+    }
+
+    /// The command line that replays this run with a trace: the seed, the size, the faults,
+    /// and whatever else differs from the defaults.
+    pub fn replay_command(&self) -> String {
+        let defaults = Options::new(self.seed, self.nodes, self.faults);
+        let mut line = format!(
+            "cargo run --release -p sim -- --seed {} --nodes {} --faults {}",
+            self.seed, self.nodes, self.faults
+        );
+        if self.safety_phase_us != defaults.safety_phase_us {
+            line += &format!(" --duration {}", self.safety_phase_us / 1_000_000);
+        }
+        if self.clients != defaults.clients {
+            line += &format!(" --clients {}", self.clients);
+        }
+        for (broken, rule) in [
+            (
+                self.core_faults.commit_old_term_by_counting,
+                "commit-old-term",
+            ),
+            (self.core_faults.vote_without_persisting, "forget-vote"),
+            (self.core_faults.vote_without_log_check, "skip-log-check"),
+            (self.machine_faults.skip_revision_every > 0, "skip-revision"),
+        ] {
+            if broken {
+                line += &format!(" --break {rule}");
+            }
+        }
+        line + " --trace"
     }
 
     /// The options that `--seeds` uses for `seed`: cluster size cycles over `sizes`, faults are a

@@ -8,7 +8,7 @@
 //! scenario also feeds the linearizability check at [`Sim::finish`].
 
 use crate::world::{ELECTION_TICKS, Sim, TICK_US};
-use kv::Request;
+use kv::mvcc::{MvccCommand, MvccStore, RangeRequest};
 use raft::tracker::Progress;
 use raft::{Entry, EntryKind, LogIndex, NodeId, Role, Storage, Term};
 use std::collections::BTreeMap;
@@ -121,9 +121,9 @@ impl Sim {
     }
 
     /// The client commands node `id` has applied and still holds in its log (all of them unless
-    /// the log was compacted), in log order, with their indices. Entries that are not commands
-    /// (leader no-ops) are skipped.
-    pub fn applied_requests(&self, id: NodeId) -> Vec<(LogIndex, Request)> {
+    /// the log was compacted), in log order, with their indices. Entries that are not client
+    /// commands (leader no-ops, member commands) are skipped.
+    pub fn applied_requests(&self, id: NodeId) -> Vec<(LogIndex, MvccCommand)> {
         let Some(node) = self.node(id) else {
             return Vec::new();
         };
@@ -132,7 +132,11 @@ impl Sim {
             .entries(first, node.applied().next())
             .into_iter()
             .filter(|entry| entry.kind == EntryKind::Normal)
-            .filter_map(|entry| Request::decode(&entry.data).ok().map(|r| (entry.index, r)))
+            .filter_map(|entry| {
+                MvccCommand::decode(&entry.data)
+                    .ok()
+                    .map(|command| (entry.index, command))
+            })
             .collect()
     }
 
@@ -140,18 +144,32 @@ impl Sim {
     /// possibly stale read), decoded as the clients encode values.
     pub fn applied_value(&self, id: NodeId, key: u64) -> Option<u64> {
         let node = self.node(id)?;
-        let bytes = node.state_machine().get(&key.to_be_bytes())?;
-        let mut raw = [0u8; 8];
-        let len = bytes.len().min(8);
-        raw[8 - len..].copy_from_slice(&bytes[..len]);
-        Some(u64::from_be_bytes(raw))
+        let range = RangeRequest::new(crate::world::key_bytes(key), bytes::Bytes::new());
+        let answer = node.state_machine().mvcc().range(&range).ok()?;
+        let kv = answer.kvs.first()?;
+        crate::world::decode_value(&kv.value)
     }
 
-    /// How many commands node `id`'s state machine has carried out (retries answered from a
-    /// session do not count).
-    pub fn applied_commands_on(&self, id: NodeId) -> Option<u64> {
+    /// Node `id`'s keyspace revision: one more than the number of changes its state machine
+    /// carried out (a retry answered from a session changes nothing).
+    pub fn revision_on(&self, id: NodeId) -> Option<i64> {
         self.node(id)
-            .map(|node| node.state_machine().applied_commands())
+            .map(|node| node.state_machine().mvcc().current_revision())
+    }
+
+    /// The revision node `id`'s keyspace would have if it had applied each distinct command of
+    /// its log once, in log order: equal to [`Sim::revision_on`] unless a retried command was
+    /// carried out twice. Needs the whole log (no compaction).
+    pub fn revision_applying_each_command_once(&self, id: NodeId) -> Option<i64> {
+        self.node(id)?;
+        let mut seen = std::collections::BTreeSet::new();
+        let mut store = MvccStore::new();
+        for (_, command) in self.applied_requests(id) {
+            if seen.insert((command.client_id, command.sequence)) {
+                let _ = store.apply_command(command);
+            }
+        }
+        Some(store.current_revision())
     }
 
     /// Messages sent by all nodes so far (including those the network then dropped).

@@ -4,8 +4,8 @@
 use crate::checker::{Checker, EntryPrint, Violation};
 use crate::options::Options;
 use bytes::Bytes;
-use kv::{Command, KvStore, Request, Response};
 use lincheck::{Input, Operation, Output};
+use machine::{EtcdMachine, MachineResponse};
 use node::{Action, Node, PersistTask, RequestError};
 use raft::{ConfState, Config, HardState, LogIndex, Message, MessageBody, NodeId, Rng, Role};
 use std::cmp::Ordering;
@@ -15,8 +15,16 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 mod disk;
+mod etcd_ops;
 use disk::NodeDisk;
 pub use disk::{DurableLog, WAL_DIR};
+pub use etcd_ops::{Answer, decode_value, key_bytes, value_bytes};
+use etcd_ops::{
+    command_bytes, compaction, compaction_answer_ok, read_answer, read_query, request_for,
+};
+
+/// Where each node keeps its keyspace's value file, beside its WAL on its simulated disk.
+pub const VALUE_FILE: &str = "/raftkv/values";
 
 /// Virtual microseconds per Raft tick.
 pub const TICK_US: u64 = 10_000;
@@ -60,6 +68,8 @@ pub struct Stats {
     pub snapshots_installed: u64,
     /// Log compactions taken by nodes.
     pub compactions: u64,
+    /// Keyspace compactions (etcd's `Compact`) the clients asked for.
+    pub compactions_requested: u64,
     /// Membership changes applied (distinct log indices).
     pub conf_changes: u64,
     /// Disk hangs injected.
@@ -100,10 +110,7 @@ impl Outcome {
 
     /// The command line that replays this run with a trace.
     pub fn replay_command(&self) -> String {
-        format!(
-            "cargo run --release -p sim -- --seed {} --nodes {} --faults {} --trace",
-            self.options.seed, self.options.nodes, self.options.faults
-        )
+        self.options.replay_command()
     }
 }
 
@@ -127,12 +134,12 @@ enum Event {
         attempt: u64,
         data: Bytes,
         /// For a read served by ReadIndex instead of through the log: the key.
-        read_key: Option<Bytes>,
+        read_key: Option<u64>,
     },
     ClientReply {
         client: usize,
         attempt: u64,
-        result: Result<Response, RequestError>,
+        result: Result<MachineResponse, RequestError>,
     },
     ClientTimeout {
         client: usize,
@@ -178,7 +185,7 @@ impl Ord for Scheduled {
 
 struct SimNode {
     id: NodeId,
-    node: Option<Node<KvStore>>,
+    node: Option<Node<EtcdMachine>>,
     /// The node's disk and the WAL on it: survives crashes.
     disk: NodeDisk,
     /// Incarnation; events of an earlier incarnation are dropped.
@@ -196,10 +203,12 @@ struct SimNode {
 }
 
 struct Pending {
-    history_index: usize,
+    /// The operation in the history; `None` for a compaction, which is not a register
+    /// operation.
+    history_index: Option<usize>,
     data: Bytes,
     /// Set for reads that go through ReadIndex rather than the log.
-    read_key: Option<Bytes>,
+    read_key: Option<u64>,
 }
 
 struct Client {
@@ -212,6 +221,9 @@ struct Client {
     final_write_started: bool,
     /// Values this client has seen per key, to build compare-and-sets that can succeed.
     last_seen: Vec<Option<u64>>,
+    /// The highest revision this client has been told of, to pick compactions that can
+    /// succeed.
+    last_revision: i64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -231,6 +243,8 @@ pub struct Sim {
     clients: Vec<Client>,
     clients_enabled: bool,
     history: Vec<Operation>,
+    /// What etcd answered to each operation of `history` (revisions included), once answered.
+    answers: Vec<Option<Answer>>,
     checker: Checker,
     /// `cut[from][to]`: messages on this directed link are dropped.
     cut: Vec<Vec<bool>>,
@@ -259,7 +273,7 @@ pub struct Sim {
     max_inflight_msgs: usize,
     phase: Phase,
     stats: Stats,
-    actions: Vec<Action<Response>>,
+    actions: Vec<Action<MachineResponse>>,
     trace: bool,
 }
 
@@ -329,10 +343,12 @@ impl Sim {
                     attempt: 0,
                     final_write_started: false,
                     last_seen: vec![None; options.keys as usize],
+                    last_revision: 0,
                 })
                 .collect(),
             clients_enabled: false,
             history: Vec::new(),
+            answers: Vec::new(),
             checker: Checker::default(),
             cut: vec![vec![false; n]; n],
             link_clear_at: vec![vec![0; n]; n],
@@ -408,7 +424,13 @@ impl Sim {
             }
         };
         let config = self.node_config(index);
-        let mut node = Node::new(&config, storage, KvStore::new())
+        let disk = self.nodes[index].disk.sim_disk().clone();
+        let machine = EtcdMachine::with_value_file_on(disk, VALUE_FILE).unwrap_or_else(|error| {
+            panic!("node {} cannot create its value file: {error}", index + 1)
+        });
+        let mut machine = machine;
+        machine.set_faults(self.options.machine_faults);
+        let mut node = Node::new(&config, storage, machine)
             .unwrap_or_else(|error| panic!("node {} cannot start: {error}", index + 1));
         node.raw_mut().set_faults(self.options.core_faults);
         let sim_node = &mut self.nodes[index];
@@ -444,7 +466,7 @@ impl Sim {
     }
 
     /// The node `id` (if up), for inspection.
-    pub fn node(&self, id: NodeId) -> Option<&Node<KvStore>> {
+    pub fn node(&self, id: NodeId) -> Option<&Node<EtcdMachine>> {
         self.nodes[(id.get() - 1) as usize].node.as_ref()
     }
 
@@ -579,7 +601,9 @@ impl Sim {
                 if let Some(n) = self.nodes[node].node.as_mut() {
                     let mut actions = std::mem::take(&mut self.actions);
                     match read_key {
-                        Some(key) => n.read(request_id(client, attempt), key, &mut actions),
+                        Some(key) => {
+                            n.read(request_id(client, attempt), read_query(key), &mut actions)
+                        }
                         None if self.forward_proposals => {
                             n.submit_anywhere(request_id(client, attempt), data, &mut actions)
                         }
@@ -635,7 +659,7 @@ impl Sim {
         self.maybe_compact(index);
     }
 
-    fn execute(&mut self, index: usize, action: Action<Response>) {
+    fn execute(&mut self, index: usize, action: Action<MachineResponse>) {
         match action {
             Action::Persist(mut task) => {
                 self.stats.persist_tasks += 1;
@@ -874,57 +898,32 @@ impl Sim {
             }
             self.clients[client].final_write_started = true;
         }
+        let force_write = matches!(self.phase, Phase::Liveness { .. });
+        let roll = if force_write { 50 } else { self.rng.below(100) };
+        if roll == 99 && self.clients[client].last_revision > 1 {
+            self.start_compaction(client);
+            return;
+        }
         let key = self.rng.below(self.options.keys);
         let c = &mut self.clients[client];
         c.sequence += 1;
         let unique = (c.id << 40) | c.sequence;
-        let force_write = matches!(self.phase, Phase::Liveness { .. });
-        let roll = if force_write { 50 } else { self.rng.below(100) };
         let last_seen = c.last_seen[key as usize];
         let read_index = roll < 40 && self.rng.chance(1, 2);
-        let (input, command) = if roll < 40 {
-            (
-                Input::Read,
-                Command::Get {
-                    key: key_bytes(key),
-                },
-            )
+        let input = if roll < 40 {
+            Input::Read
         } else if roll < 75 {
-            (
-                Input::Write(unique),
-                Command::Put {
-                    key: key_bytes(key),
-                    value: value_bytes(unique),
-                },
-            )
+            Input::Write(unique)
         } else if roll < 95 {
-            let expected = last_seen.unwrap_or(unique ^ 1);
-            (
-                Input::Cas {
-                    expected,
-                    new: unique,
-                },
-                Command::CompareAndSet {
-                    key: key_bytes(key),
-                    expected: value_bytes(expected),
-                    new: value_bytes(unique),
-                },
-            )
+            Input::Cas {
+                expected: last_seen.unwrap_or(unique ^ 1),
+                new: unique,
+            }
         } else {
-            (
-                Input::Delete,
-                Command::Delete {
-                    key: key_bytes(key),
-                },
-            )
+            Input::Delete
         };
         let c = &mut self.clients[client];
-        let data = Request {
-            client_id: c.id,
-            sequence: c.sequence,
-            command,
-        }
-        .encode();
+        let data = command_bytes(c.id, c.sequence, request_for(input, key));
         self.history.push(Operation {
             client: c.id,
             key,
@@ -933,11 +932,29 @@ impl Sim {
             input,
             output: Output::Unknown,
         });
+        self.answers.push(None);
         self.stats.operations += 1;
         c.pending = Some(Pending {
-            history_index: self.history.len() - 1,
+            history_index: Some(self.history.len() - 1),
             data,
-            read_key: read_index.then(|| key_bytes(key)),
+            read_key: read_index.then_some(key),
+        });
+        self.send_attempt(client);
+    }
+
+    /// Compacts the keyspace at a revision a little below the newest this client has seen:
+    /// clients race compactions against their own reads and writes, as etcd's do.
+    fn start_compaction(&mut self, client: usize) {
+        let c = &mut self.clients[client];
+        c.sequence += 1;
+        let below = self.rng.below(8) as i64;
+        let revision = (c.last_revision - below).max(1);
+        let data = command_bytes(c.id, c.sequence, compaction(revision));
+        self.stats.compactions_requested += 1;
+        c.pending = Some(Pending {
+            history_index: None,
+            data,
+            read_key: None,
         });
         self.send_attempt(client);
     }
@@ -968,7 +985,7 @@ impl Sim {
         &mut self,
         client: usize,
         attempt: u64,
-        result: Result<Response, RequestError>,
+        result: Result<MachineResponse, RequestError>,
     ) {
         if self.clients[client].attempt != attempt || self.clients[client].pending.is_none() {
             return;
@@ -1029,46 +1046,46 @@ impl Sim {
         }
     }
 
-    fn complete(&mut self, client: usize, response: Response) {
+    fn complete(&mut self, client: usize, response: MachineResponse) {
         let pending = self.clients[client].pending.take().expect("pending");
-        if pending.read_key.is_some() {
-            self.stats.reads_by_read_index += 1;
-        }
-        let operation = &mut self.history[pending.history_index];
-        let key = operation.key as usize;
-        let output = match (operation.input, response) {
-            (Input::Read, Response::Value(value)) => {
-                let value = value.as_ref().map(decode_value);
-                self.clients[client].last_seen[key] = value;
-                Output::Read(value)
-            }
-            (Input::Write(value), Response::Done) => {
-                self.clients[client].last_seen[key] = Some(value);
-                Output::Write
-            }
-            (Input::Delete, Response::Done) => {
-                self.clients[client].last_seen[key] = None;
-                Output::Delete
-            }
-            (Input::Cas { new, .. }, Response::CompareAndSet { succeeded, found }) => {
-                self.clients[client].last_seen[key] = if succeeded {
-                    Some(new)
-                } else {
-                    found.as_ref().map(decode_value)
-                };
-                Output::Cas { succeeded }
-            }
-            (input, response) => {
+        let Some(history_index) = pending.history_index else {
+            if !compaction_answer_ok(&response) {
                 self.checker.fail(
                     "client-response",
-                    format!("{input:?} answered with {response:?}"),
+                    format!("a compaction answered with {response:?}"),
                 );
                 return;
             }
+            let think = self.rng.below(20_000);
+            self.schedule(think, Event::ClientNext { client });
+            return;
         };
-        let operation = &mut self.history[pending.history_index];
+        if pending.read_key.is_some() {
+            self.stats.reads_by_read_index += 1;
+        }
+        let operation = &self.history[history_index];
+        let (input, key) = (operation.input, operation.key as usize);
+        let answer = match read_answer(input, &response) {
+            Ok(answer) => answer,
+            Err(detail) => {
+                self.checker.fail("client-response", detail);
+                return;
+            }
+        };
+        let seen = &mut self.clients[client];
+        seen.last_revision = seen.last_revision.max(answer.revision);
+        seen.last_seen[key] = match (input, &answer.output) {
+            (Input::Read, Output::Read(value)) => *value,
+            (Input::Write(value), _) => Some(value),
+            (Input::Delete, _) => None,
+            (Input::Cas { new, .. }, Output::Cas { succeeded: true }) => Some(new),
+            (Input::Cas { .. }, _) => answer.observed.and_then(|(_, value)| value),
+            (Input::Read, _) => unreachable!("a read's answer is a read"),
+        };
+        let operation = &mut self.history[history_index];
         operation.ret = Some(self.now);
-        operation.output = output;
+        operation.output = answer.output.clone();
+        self.answers[history_index] = Some(answer);
         self.stats.operations_ok += 1;
         if let Phase::Liveness { healed_at } = self.phase
             && self.stats.heal_to_write_us.is_none()
@@ -1674,6 +1691,14 @@ impl Sim {
         }
         self.check_log_matching();
         if self.checker.violations.is_empty() {
+            let final_revision = converged
+                .then(|| self.leader())
+                .flatten()
+                .and_then(|leader| self.node(leader))
+                .map(|node| node.state_machine().mvcc().current_revision());
+            for problem in crate::revisions::check(&self.history, &self.answers, final_revision) {
+                self.checker.fail("revisions", problem);
+            }
             let verdict = lincheck::check(&self.history, &lincheck::CheckOptions::default());
             if !verdict.is_linearizable() {
                 self.checker.fail(
@@ -1708,21 +1733,6 @@ fn request_id(client: usize, attempt: u64) -> u64 {
 
 fn split_request_id(request: u64) -> (usize, u64) {
     ((request >> 40) as usize, request & ((1 << 40) - 1))
-}
-
-fn key_bytes(key: u64) -> Bytes {
-    Bytes::copy_from_slice(&key.to_be_bytes())
-}
-
-fn value_bytes(value: u64) -> Bytes {
-    Bytes::copy_from_slice(&value.to_be_bytes())
-}
-
-fn decode_value(bytes: &Bytes) -> u64 {
-    let mut raw = [0u8; 8];
-    let len = bytes.len().min(8);
-    raw[8 - len..].copy_from_slice(&bytes[..len]);
-    u64::from_be_bytes(raw)
 }
 
 /// A one-line description of a message for traces.

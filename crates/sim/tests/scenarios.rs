@@ -395,14 +395,9 @@ fn a_commit_index_costs_no_write_of_its_own() {
     }
 }
 
-fn written_value(request: &kv::Request) -> Option<u64> {
-    match &request.command {
-        kv::Command::Put { value, .. } => {
-            let mut raw = [0u8; 8];
-            let len = value.len().min(8);
-            raw[8 - len..].copy_from_slice(&value[..len]);
-            Some(u64::from_be_bytes(raw))
-        }
+fn written_value(command: &kv::mvcc::MvccCommand) -> Option<u64> {
+    match &command.request {
+        kv::mvcc::MvccRequest::Put(put) => sim::world::decode_value(&put.value),
         _ => None,
     }
 }
@@ -536,9 +531,10 @@ fn concurrent_proposals() {
                 reference,
                 "seed {seed}: order on {id}"
             );
+            // Revisions start at 1 and each put adds one.
             assert_eq!(
-                sim.applied_commands_on(*id),
-                Some(clients as u64),
+                sim.revision_on(*id),
+                Some(1 + clients as i64),
                 "seed {seed}: {id} applied a command twice or missed one"
             );
         }
@@ -1060,8 +1056,8 @@ fn client_retries_apply_once() {
                 duplicated_in_log += requests.len() - distinct.len();
             }
             assert_eq!(
-                sim.applied_commands_on(id),
-                Some(distinct.len() as u64),
+                sim.revision_on(id),
+                sim.revision_applying_each_command_once(id),
                 "seed {seed}: {id} applied a retried command twice"
             );
         }
