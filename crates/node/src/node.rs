@@ -12,7 +12,9 @@ use bytes::Bytes;
 use raft::{Config, LogIndex, MemStorage, Message, NewNodeError, RawNode, SoftState, Term};
 use std::collections::{BTreeMap, VecDeque};
 
-/// A member: Raft core + state machine + waiting requests.
+/// A member: Raft core + state machine + waiting requests, owned together so that the order
+/// of persisting, applying and answering is decided in one place, the same for the server and
+/// the simulator.
 pub struct Node<M: StateMachine> {
     raw: RawNode<MemStorage>,
     state_machine: M,
@@ -103,7 +105,8 @@ impl<M: StateMachine> Node<M> {
         self.waiting.len()
     }
 
-    /// One tick of logical time.
+    /// One tick of logical time. The node reads no clock: the embedder decides how long a tick
+    /// is (the simulator advances ticks at will), and forwarded commands' deadlines count ticks.
     pub fn tick(&mut self) {
         self.raw.tick();
         self.forwarded.tick();
@@ -259,7 +262,8 @@ impl<M: StateMachine> Node<M> {
         self.raw.has_ready()
     }
 
-    /// Collects all pending work as actions.
+    /// Collects all pending work as actions. Inputs taken between two polls share one Ready:
+    /// their writes go into one persist task and their entries into one append per peer.
     pub fn poll(&mut self, out: &mut Vec<Action<M::Response>>) {
         self.forwarded.give_up_expired(out);
         while self.raw.has_ready() {

@@ -10,7 +10,8 @@ use std::fmt;
 use std::net::SocketAddr;
 use tokio::sync::oneshot;
 
-/// A snapshot of a member's Raft state.
+/// A snapshot of a member's Raft state, published by the driver after each step so that callers
+/// can read or watch it without a round trip through the driver's queue.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Status {
     /// Its role.
