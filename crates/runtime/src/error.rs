@@ -1,0 +1,135 @@
+//! Why a member did not start ([`StartError`]), why a client request failed ([`ClientError`]),
+//! why a running member stopped ([`MemberFailure`]) and why a leadership transfer did not start
+//! ([`TransferOutcome`]).
+
+use node::RequestError;
+use raft::{NodeId, TransferError};
+use std::fmt;
+use wal::WalError;
+
+/// Why a member could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// The configuration is invalid.
+    InvalidConfig(String),
+    /// The data directory or the peer listener could not be set up.
+    Io(std::io::Error),
+    /// The WAL refused to open or to be created (including: another member holds its lock).
+    Wal(WalError),
+    /// The WAL's contents could not be read back.
+    Storage(raft::StorageError),
+    /// The node refused its durable state.
+    Node(node::NodeStartError),
+    /// The peer transport could not start.
+    Transport(transport::TransportError),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::InvalidConfig(reason) => write!(f, "invalid configuration: {reason}"),
+            StartError::Io(error) => write!(f, "i/o: {error}"),
+            StartError::Wal(error) => write!(f, "wal: {error}"),
+            StartError::Storage(error) => write!(f, "reading the wal: {error:?}"),
+            StartError::Node(error) => write!(f, "node: {error}"),
+            StartError::Transport(error) => write!(f, "transport: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+impl From<WalError> for StartError {
+    fn from(error: WalError) -> StartError {
+        StartError::Wal(error)
+    }
+}
+
+impl From<raft::StorageError> for StartError {
+    fn from(error: raft::StorageError) -> StartError {
+        StartError::Storage(error)
+    }
+}
+
+/// Why a client request failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientError {
+    /// This member is not the leader (or knows none); the handle does not forward. Certainly
+    /// not applied.
+    NotLeader {
+        /// The leader this member knows of, or `NodeId::NONE`.
+        leader_hint: NodeId,
+    },
+    /// The node's reason (back-pressure, dropped by a leader change, outcome unknown, ...).
+    /// Retrying the same [`kv::Request`] (same sequence) is safe.
+    Failed(RequestError),
+    /// The request's sequence is older than its session's last one: not applied.
+    StaleSequence,
+    /// The state machine could not decode the request: not applied.
+    Malformed(String),
+    /// The state machine answered with a response that does not fit the request.
+    Unexpected(kv::Response),
+    /// The member stopped (shut down or failed) before answering: the outcome is unknown.
+    Stopped,
+}
+
+impl From<RequestError> for ClientError {
+    fn from(error: RequestError) -> ClientError {
+        match error {
+            RequestError::NotLeader { leader_hint } => ClientError::NotLeader { leader_hint },
+            other => ClientError::Failed(other),
+        }
+    }
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::NotLeader { leader_hint } => fmt::Display::fmt(
+                &RequestError::NotLeader {
+                    leader_hint: *leader_hint,
+                },
+                f,
+            ),
+            ClientError::Failed(error) => fmt::Display::fmt(error, f),
+            ClientError::StaleSequence => f.write_str("stale request sequence"),
+            ClientError::Malformed(reason) => write!(f, "malformed request: {reason}"),
+            ClientError::Unexpected(response) => write!(f, "unexpected response {response:?}"),
+            ClientError::Stopped => f.write_str("the member stopped"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+/// The member stopped because its storage failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberFailure(pub String);
+
+impl fmt::Display for MemberFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the member failed: {}", self.0)
+    }
+}
+
+impl std::error::Error for MemberFailure {}
+
+/// Why a leadership transfer did not start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TransferOutcome {
+    /// The core refused it (not the leader, or the target is no voter).
+    Refused(TransferError),
+    /// The member stopped.
+    Stopped,
+}
+
+impl fmt::Display for TransferOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TransferOutcome::Refused(error) => fmt::Display::fmt(error, f),
+            TransferOutcome::Stopped => f.write_str("the member stopped"),
+        }
+    }
+}
+
+impl std::error::Error for TransferOutcome {}
