@@ -102,9 +102,19 @@ impl Forwarded {
 
     /// Answers every forwarded command: the leader they went to is gone, or a snapshot
     /// replaced the state they would have been applied to.
+    ///
+    /// In the order the commands were forwarded, not the map's: a `HashMap`'s order differs
+    /// between runs, and the simulator must replay a seed event for event.
     pub(crate) fn give_up_all<R>(&mut self, out: &mut Vec<Action<R>>) {
-        self.deadlines.clear();
-        for (_, slot) in self.slots.drain() {
+        for (_, data) in std::mem::take(&mut self.deadlines) {
+            if let Some(slot) = self.slots.remove(&data) {
+                out.extend(slot.requests.into_iter().map(unknown_outcome));
+            }
+        }
+        debug_assert!(self.slots.is_empty(), "every slot has a deadline record");
+        let mut rest: Vec<_> = self.slots.drain().collect();
+        rest.sort_by(|(a, _), (b, _)| a.cmp(b));
+        for (_, slot) in rest {
             out.extend(slot.requests.into_iter().map(unknown_outcome));
         }
     }
