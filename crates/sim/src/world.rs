@@ -966,7 +966,7 @@ impl Sim {
         let node = c.target;
         let pending = c.pending.as_ref().expect("pending");
         let data = pending.data.clone();
-        let read_key = pending.read_key.clone();
+        let read_key = pending.read_key;
         let delay = self.rng.range(self.delay_us.0, self.delay_us.1);
         self.schedule(
             delay,
@@ -1084,7 +1084,7 @@ impl Sim {
         };
         let operation = &mut self.history[history_index];
         operation.ret = Some(self.now);
-        operation.output = answer.output.clone();
+        operation.output = answer.output;
         self.answers[history_index] = Some(answer);
         self.stats.operations_ok += 1;
         if let Phase::Liveness { healed_at } = self.phase
