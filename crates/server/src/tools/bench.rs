@@ -6,7 +6,7 @@
 //! request as soon as the previous one is answered. Latencies are recorded per request in
 //! microseconds; the report gives throughput and the p50/p99/p99.9/max latencies.
 
-use crate::client::parse_duration;
+use crate::tools::client::parse_duration;
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
 use etcdpb::etcdserverpb as pb;

@@ -1008,7 +1008,7 @@ mod tests {
         };
         let c = args.resolve_with(no_env).expect("flag");
         assert_eq!(c.read_mode, ReadMode::Lease);
-        let member = crate::serve::member_config(&c).expect("member config");
+        let member = crate::member::serve::member_config(&c).expect("member config");
         assert_eq!(member.raft.read_only, raft::ReadOnlyOption::LeaseBased);
         let env = |key: &str| (key == "RAFTKV_READ_MODE").then(|| "lease".to_owned());
         let c = ServeArgs::default().resolve_with(env).expect("env");
@@ -1029,7 +1029,7 @@ mod tests {
             .to_string();
         assert!(error.contains("not a read mode"), "{error}");
         let c = ServeArgs::default().resolve_with(no_env).expect("defaults");
-        let member = crate::serve::member_config(&c).expect("member config");
+        let member = crate::member::serve::member_config(&c).expect("member config");
         assert_eq!(member.raft.read_only, raft::ReadOnlyOption::Safe);
     }
 

@@ -2,7 +2,7 @@
 //! each a thin mapping between the wire and [`Core`]: check the request (size, enums, etcd's
 //! request rules), put it through the log or read, and answer with etcd's header and errors.
 
-use crate::core::{
+use crate::member::shared::{
     Core, all_members, client_status, etcd_status, forwarded_request, is_forwarded, mvcc_status,
     request_key, too_large,
 };
@@ -194,10 +194,10 @@ impl raftkvpb::forward_server::Forward for ForwardApi {
         request: Request<raftkvpb::ProposeBatchRequest>,
     ) -> Result<Response<raftkvpb::ProposeBatchResponse>, Status> {
         let commands = request.into_inner().commands;
-        if commands.len() > crate::core::MAX_FORWARD_BATCH {
+        if commands.len() > crate::member::shared::MAX_FORWARD_BATCH {
             return Err(Status::invalid_argument(format!(
                 "raftkv: a forwarded batch holds at most {} commands",
-                crate::core::MAX_FORWARD_BATCH
+                crate::member::shared::MAX_FORWARD_BATCH
             )));
         }
         let deadline = Instant::now() + self.0.identity.request_timeout;
@@ -316,7 +316,7 @@ impl pb::maintenance_server::Maintenance for MaintenanceApi {
             .saturating_sub(summary.value_file_live_bytes);
         Ok(Response::new(pb::StatusResponse {
             header: Some(core.header(summary.revision)),
-            version: crate::core::ETCD_VERSION.to_owned(),
+            version: crate::member::shared::ETCD_VERSION.to_owned(),
             db_size: summary.size_bytes.saturating_add(unreclaimed) as i64,
             leader: status.leader.get(),
             raft_index: status.commit.get(),
@@ -492,7 +492,7 @@ impl ClusterApi {
             return Ok(None);
         }
         if forwarded {
-            return Err(crate::core::leader_changed());
+            return Err(crate::member::shared::leader_changed());
         }
         Ok(Some(pb::cluster_client::ClusterClient::new(
             core.channel_to(leader).await?,

@@ -6,7 +6,7 @@
 //! playground owns its members: it stops them on Ctrl-C or SIGTERM, reports any that die while
 //! it runs, and kills them if it fails part way, so it never leaves processes behind.
 
-use crate::client::humanize_bytes;
+use crate::tools::client::humanize_bytes;
 use etcdpb::etcdserverpb as pb;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -264,7 +264,7 @@ async fn statuses(cluster: &Cluster) -> Vec<Option<pb::StatusResponse>> {
     let mut out = Vec::with_capacity(cluster.members.len());
     for member in &cluster.members {
         let answer = tokio::time::timeout(Duration::from_secs(1), async {
-            crate::client::member_status(&member.client_url()).await
+            crate::tools::client::member_status(&member.client_url()).await
         })
         .await;
         out.push(answer.ok().and_then(Result::ok));
