@@ -2,8 +2,8 @@
 //! and the client subcommands talk to any etcd v3 endpoint (raftkv or etcd).
 
 use clap::{Parser, Subcommand};
-use server::tools::client::ClientArgs;
 use server::config::ServeArgs;
+use server::tools::client::ClientArgs;
 use server::tools::playground::PlaygroundArgs;
 use std::process::ExitCode;
 

@@ -2,10 +2,11 @@
 //! each a thin mapping between the wire and [`Core`]: check the request (size, enums, etcd's
 //! request rules), put it through the log or read, and answer with etcd's header and errors.
 
-use crate::member::shared::{
-    Core, all_members, client_status, etcd_status, forwarded_request, is_forwarded, mvcc_status,
-    request_key, too_large,
-};
+use super::forwarding::{MAX_FORWARD_BATCH, forwarded_request, is_forwarded};
+use super::members::all_members;
+use super::sessions::request_key;
+use super::shared::{Core, ETCD_VERSION};
+use super::status::{client_status, etcd_status, leader_changed, mvcc_status, too_large};
 use crate::machine::{MachineCommand, MachineQuery, MachineResponse, MemberCommand};
 use bytes::Bytes;
 use etcdpb::convert;
@@ -194,10 +195,10 @@ impl raftkvpb::forward_server::Forward for ForwardApi {
         request: Request<raftkvpb::ProposeBatchRequest>,
     ) -> Result<Response<raftkvpb::ProposeBatchResponse>, Status> {
         let commands = request.into_inner().commands;
-        if commands.len() > crate::member::shared::MAX_FORWARD_BATCH {
+        if commands.len() > MAX_FORWARD_BATCH {
             return Err(Status::invalid_argument(format!(
                 "raftkv: a forwarded batch holds at most {} commands",
-                crate::member::shared::MAX_FORWARD_BATCH
+                MAX_FORWARD_BATCH
             )));
         }
         let deadline = Instant::now() + self.0.identity.request_timeout;
@@ -316,7 +317,7 @@ impl pb::maintenance_server::Maintenance for MaintenanceApi {
             .saturating_sub(summary.value_file_live_bytes);
         Ok(Response::new(pb::StatusResponse {
             header: Some(core.header(summary.revision)),
-            version: crate::member::shared::ETCD_VERSION.to_owned(),
+            version: ETCD_VERSION.to_owned(),
             db_size: summary.size_bytes.saturating_add(unreclaimed) as i64,
             leader: status.leader.get(),
             raft_index: status.commit.get(),
@@ -492,7 +493,7 @@ impl ClusterApi {
             return Ok(None);
         }
         if forwarded {
-            return Err(crate::member::shared::leader_changed());
+            return Err(leader_changed());
         }
         Ok(Some(pb::cluster_client::ClusterClient::new(
             core.channel_to(leader).await?,

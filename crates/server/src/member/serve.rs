@@ -2,9 +2,9 @@
 //! the background duties (publishing this member's attributes, keeping the transport's peer
 //! addresses in step with the membership).
 
-use crate::member::api::{ClusterApi, ForwardApi, KvApi, MaintenanceApi};
+use super::api::{ClusterApi, ForwardApi, KvApi, MaintenanceApi};
+use super::shared::{Core, Identity};
 use crate::config::{ClusterState, ServeConfig};
-use crate::member::shared::{Core, Identity};
 use crate::machine::{EtcdMachine, MachineCommand, MemberCommand};
 use etcdpb::etcdserverpb as pb;
 use etcdpb::raftkvpb;
@@ -141,8 +141,8 @@ pub fn member_config(config: &ServeConfig) -> Result<MemberConfig, ServeError> {
 pub async fn start(config: ServeConfig) -> Result<RunningMember, ServeError> {
     let member_id = config.member_id();
     let cluster_id = config.cluster_id();
-    let identity = crate::member::identity::Identity::from(&config);
-    crate::member::identity::open_or_create(&config.data_dir, &identity)
+    let identity = super::identity::Identity::from(&config);
+    super::identity::open_or_create(&config.data_dir, &identity)
         .map_err(|error| ServeError(error.to_string()))?;
     let member_config = member_config(&config)?;
     let client_listener = TcpListener::bind(config.listen_client)
@@ -225,14 +225,14 @@ pub async fn start(config: ServeConfig) -> Result<RunningMember, ServeError> {
                 .max_encoding_message_size(usize::MAX),
         );
     // The hot unary calls skip tonic's per-request machinery; the rest go through `routes`.
-    let service = crate::member::fastpath::GrpcService::new(
+    let service = super::fastpath::GrpcService::new(
         KvApi(core.clone()),
         ForwardApi(core.clone()),
         routes.routes(),
         limit,
     );
     let (stop_grpc, stopped) = oneshot::channel::<()>();
-    let grpc = tokio::spawn(crate::member::fastpath::serve(client_listener, service, async {
+    let grpc = tokio::spawn(super::fastpath::serve(client_listener, service, async {
         let _ = stopped.await;
     }));
     tracing::info!(
@@ -331,7 +331,7 @@ async fn watch_removal(core: Arc<Core>, removed: tokio::sync::watch::Sender<bool
     loop {
         let gone = {
             let conf = membership.borrow_and_update();
-            let present = crate::member::shared::all_members(&conf).contains(&me);
+            let present = super::members::all_members(&conf).contains(&me);
             seen_myself |= present;
             seen_myself && !present
         };

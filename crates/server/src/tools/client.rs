@@ -317,7 +317,7 @@ fn with_request_id<T>(message: T, id: &str) -> Result<tonic::Request<T>, ClientE
         .map_err(|_| ClientError(format!("internal: bad request id {id:?}")))?;
     request
         .metadata_mut()
-        .insert(crate::member::shared::REQUEST_ID_METADATA, value);
+        .insert(crate::member::sessions::REQUEST_ID_METADATA, value);
     Ok(request)
 }
 
