@@ -44,9 +44,60 @@ const DEFAULT_LOG_LEVEL: &str = "warn";
 /// The accepted `--log-level` values, most to least severe.
 const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
 
-/// Fills defaults into the merged settings and checks every rule.
+/// Fills defaults into the merged settings and checks every rule. The steps run in this order,
+/// so that of several problems the same one is reported first whatever the layout of the code.
 pub(super) fn build(l: Layer) -> Result<ServeConfig, ConfigError> {
-    let name = l.name.unwrap_or_else(|| DEFAULT_NAME.to_owned());
+    let name = check_name(l.name)?;
+    let data_dir = check_data_dir(l.data_dir, &name)?;
+    let (heartbeat_ms, election_ms) = check_timing(l.heartbeat_interval, l.election_timeout)?;
+    let (snapshot_count, snapshot_log_percent) =
+        check_snapshots(l.snapshot_count, l.snapshot_log_percent)?;
+    let (max_request_bytes, max_txn_ops) = check_limits(l.max_request_bytes, l.max_txn_ops)?;
+    let log_level = check_log_level(l.log_level.as_deref().unwrap_or(DEFAULT_LOG_LEVEL))?;
+    let peer_dial_overrides = parse_dial_overrides(l.peer_dial_overrides.as_deref())?;
+    let token = l
+        .initial_cluster_token
+        .unwrap_or_else(|| DEFAULT_TOKEN.to_owned());
+    if token.is_empty() {
+        return err("--initial-cluster-token: must not be empty");
+    }
+    let urls = check_urls(
+        l.listen_client_urls.as_deref(),
+        l.listen_peer_urls.as_deref(),
+        l.advertise_client_urls.as_deref(),
+        l.initial_advertise_peer_urls.as_deref(),
+    )?;
+    let initial_cluster = check_initial_cluster(
+        l.initial_cluster.as_deref(),
+        &name,
+        &urls.advertise_peer_urls,
+    )?;
+
+    Ok(ServeConfig {
+        name,
+        data_dir,
+        listen_client: urls.listen_client,
+        listen_peer: urls.listen_peer,
+        advertise_client_urls: urls.advertise_client_urls,
+        advertise_peer_urls: urls.advertise_peer_urls,
+        initial_cluster,
+        initial_cluster_state: l.initial_cluster_state.unwrap_or(ClusterState::New),
+        initial_cluster_token: token,
+        heartbeat_interval: Duration::from_millis(heartbeat_ms),
+        election_timeout: Duration::from_millis(election_ms),
+        snapshot_count,
+        snapshot_log_percent,
+        read_mode: l.read_mode.unwrap_or(ReadMode::ReadIndex),
+        max_request_bytes: to_usize("--max-request-bytes", max_request_bytes)?,
+        max_txn_ops: to_usize("--max-txn-ops", max_txn_ops)?,
+        log_level,
+        peer_dial_overrides,
+    })
+}
+
+/// `--name`, defaulted: it must fit in `--initial-cluster` as a `name=url` key.
+fn check_name(name: Option<String>) -> Result<String, ConfigError> {
+    let name = name.unwrap_or_else(|| DEFAULT_NAME.to_owned());
     if name.is_empty() {
         return err("--name: must not be empty");
     }
@@ -55,18 +106,26 @@ pub(super) fn build(l: Layer) -> Result<ServeConfig, ConfigError> {
             "--name: '{name}' cannot be used (no ',', '=' or surrounding spaces: it must fit in --initial-cluster)"
         ));
     }
-    let data_dir = l
-        .data_dir
-        .unwrap_or_else(|| PathBuf::from(format!("{name}.raftkv")));
+    Ok(name)
+}
+
+/// `--data-dir`, defaulting to `NAME.raftkv`.
+fn check_data_dir(data_dir: Option<PathBuf>, name: &str) -> Result<PathBuf, ConfigError> {
+    let data_dir = data_dir.unwrap_or_else(|| PathBuf::from(format!("{name}.raftkv")));
     if data_dir.as_os_str().is_empty() {
         return err("--data-dir: must not be empty");
     }
+    Ok(data_dir)
+}
 
-    let heartbeat_ms = l.heartbeat_interval.unwrap_or(DEFAULT_HEARTBEAT_MS);
+/// `--heartbeat-interval` and `--election-timeout` in milliseconds: an election timeout of at
+/// least five heartbeats and at most [`MAX_ELECTION_MS`].
+fn check_timing(heartbeat: Option<u64>, election: Option<u64>) -> Result<(u64, u64), ConfigError> {
+    let heartbeat_ms = heartbeat.unwrap_or(DEFAULT_HEARTBEAT_MS);
     if heartbeat_ms == 0 {
         return err("--heartbeat-interval: must be at least 1 ms");
     }
-    let election_ms = l.election_timeout.unwrap_or(DEFAULT_ELECTION_MS);
+    let election_ms = election.unwrap_or(DEFAULT_ELECTION_MS);
     let min_election = heartbeat_ms.saturating_mul(5);
     if election_ms < min_election {
         return err(format!(
@@ -78,33 +137,49 @@ pub(super) fn build(l: Layer) -> Result<ServeConfig, ConfigError> {
             "--election-timeout: {election_ms} ms is more than the maximum {MAX_ELECTION_MS} ms"
         ));
     }
-    let snapshot_count = l.snapshot_count.unwrap_or(DEFAULT_SNAPSHOT_COUNT);
+    Ok((heartbeat_ms, election_ms))
+}
+
+/// `--snapshot-count` and `--snapshot-log-percent`.
+fn check_snapshots(
+    count: Option<u64>,
+    log_percent: Option<u32>,
+) -> Result<(u64, u32), ConfigError> {
+    let snapshot_count = count.unwrap_or(DEFAULT_SNAPSHOT_COUNT);
     if snapshot_count == 0 {
         return err("--snapshot-count: must be at least 1");
     }
-    let snapshot_log_percent = l
-        .snapshot_log_percent
-        .unwrap_or(DEFAULT_SNAPSHOT_LOG_PERCENT);
+    let snapshot_log_percent = log_percent.unwrap_or(DEFAULT_SNAPSHOT_LOG_PERCENT);
     if snapshot_log_percent > MAX_SNAPSHOT_LOG_PERCENT {
         return err(format!(
             "--snapshot-log-percent: {snapshot_log_percent} is more than the maximum {MAX_SNAPSHOT_LOG_PERCENT}"
         ));
     }
-    let max_request_bytes = l.max_request_bytes.unwrap_or(DEFAULT_MAX_REQUEST_BYTES);
+    Ok((snapshot_count, snapshot_log_percent))
+}
+
+/// `--max-request-bytes` and `--max-txn-ops`.
+fn check_limits(
+    max_request_bytes: Option<u64>,
+    max_txn_ops: Option<u64>,
+) -> Result<(u64, u64), ConfigError> {
+    let max_request_bytes = max_request_bytes.unwrap_or(DEFAULT_MAX_REQUEST_BYTES);
     if !(MIN_MAX_REQUEST_BYTES..=MAX_MAX_REQUEST_BYTES).contains(&max_request_bytes) {
         return err(format!(
             "--max-request-bytes: {max_request_bytes} is outside {MIN_MAX_REQUEST_BYTES} (1 KiB) to {MAX_MAX_REQUEST_BYTES} (64 MiB)"
         ));
     }
-    let max_txn_ops = l.max_txn_ops.unwrap_or(DEFAULT_MAX_TXN_OPS);
+    let max_txn_ops = max_txn_ops.unwrap_or(DEFAULT_MAX_TXN_OPS);
     if max_txn_ops == 0 {
         return err("--max-txn-ops: must be at least 1");
     }
-    let log_level = check_log_level(l.log_level.as_deref().unwrap_or(DEFAULT_LOG_LEVEL))?;
+    Ok((max_request_bytes, max_txn_ops))
+}
+
+/// Parses `--peer-dial-overrides` (`name=host:port,...`; empty entries are skipped).
+fn parse_dial_overrides(s: Option<&str>) -> Result<BTreeMap<String, SocketAddr>, ConfigError> {
     let mut peer_dial_overrides = BTreeMap::new();
-    for pair in l
-        .peer_dial_overrides
-        .as_deref()
+    for pair in s
         .unwrap_or("")
         .split(',')
         .map(str::trim)
@@ -119,45 +194,64 @@ pub(super) fn build(l: Layer) -> Result<ServeConfig, ConfigError> {
             .map_err(|error| ConfigError(format!("--peer-dial-overrides: {name}: {error}")))?;
         peer_dial_overrides.insert(name.trim().to_owned(), addr);
     }
-    let token = l
-        .initial_cluster_token
-        .unwrap_or_else(|| DEFAULT_TOKEN.to_owned());
-    if token.is_empty() {
-        return err("--initial-cluster-token: must not be empty");
-    }
+    Ok(peer_dial_overrides)
+}
 
+/// The listen addresses and advertised URLs, checked.
+struct Urls {
+    listen_client: SocketAddr,
+    listen_peer: SocketAddr,
+    advertise_client_urls: Vec<String>,
+    advertise_peer_urls: Vec<String>,
+}
+
+/// The listen flags (defaulted) and the advertise flags (defaulting to the listen URLs).
+fn check_urls(
+    listen_client: Option<&str>,
+    listen_peer: Option<&str>,
+    advertise_client: Option<&str>,
+    advertise_peer: Option<&str>,
+) -> Result<Urls, ConfigError> {
     let client_flag = "--listen-client-urls";
     let peer_flag = "--listen-peer-urls";
     let (listen_client, listen_client_url) = single_listen_url(
         client_flag,
-        l.listen_client_urls
-            .as_deref()
-            .unwrap_or(DEFAULT_LISTEN_CLIENT_URL),
+        listen_client.unwrap_or(DEFAULT_LISTEN_CLIENT_URL),
     )?;
-    let (listen_peer, listen_peer_url) = single_listen_url(
-        peer_flag,
-        l.listen_peer_urls
-            .as_deref()
-            .unwrap_or(DEFAULT_LISTEN_PEER_URL),
-    )?;
+    let (listen_peer, listen_peer_url) =
+        single_listen_url(peer_flag, listen_peer.unwrap_or(DEFAULT_LISTEN_PEER_URL))?;
     let advertise_client_urls = advertise_urls(
         "--advertise-client-urls",
-        l.advertise_client_urls.as_deref(),
+        advertise_client,
         client_flag,
         listen_client,
         &listen_client_url,
     )?;
     let advertise_peer_urls = advertise_urls(
         "--initial-advertise-peer-urls",
-        l.initial_advertise_peer_urls.as_deref(),
+        advertise_peer,
         peer_flag,
         listen_peer,
         &listen_peer_url,
     )?;
+    Ok(Urls {
+        listen_client,
+        listen_peer,
+        advertise_client_urls,
+        advertise_peer_urls,
+    })
+}
 
-    let initial_cluster = match l.initial_cluster.as_deref() {
+/// `--initial-cluster` (defaulting to this member alone): no port 0 when other members must
+/// dial it, and this member listed with exactly its advertised peer URLs.
+fn check_initial_cluster(
+    given: Option<&str>,
+    name: &str,
+    advertise_peer_urls: &[String],
+) -> Result<BTreeMap<String, Vec<String>>, ConfigError> {
+    let initial_cluster = match given {
         Some(s) => parse_initial_cluster(s)?,
-        None => BTreeMap::from([(name.clone(), advertise_peer_urls.clone())]),
+        None => BTreeMap::from([(name.to_owned(), advertise_peer_urls.to_vec())]),
     };
     if initial_cluster.len() > 1 {
         for (member, urls) in &initial_cluster {
@@ -168,10 +262,9 @@ pub(super) fn build(l: Layer) -> Result<ServeConfig, ConfigError> {
             }
         }
     }
-    let initial_cluster_state = l.initial_cluster_state.unwrap_or(ClusterState::New);
     // Both states list this member: `new` because every bootstrap member is listed, `existing`
     // because `etcdctl member add` prints the member list including the newcomer.
-    let Some(listed) = initial_cluster.get(&name) else {
+    let Some(listed) = initial_cluster.get(name) else {
         let names: Vec<&str> = initial_cluster.keys().map(String::as_str).collect();
         return err(format!(
             "--initial-cluster: member '{name}' is missing (it lists {}; check --name)",
@@ -187,27 +280,7 @@ pub(super) fn build(l: Layer) -> Result<ServeConfig, ConfigError> {
             advertise_peer_urls.join(",")
         ));
     }
-
-    Ok(ServeConfig {
-        name,
-        data_dir,
-        listen_client,
-        listen_peer,
-        advertise_client_urls,
-        advertise_peer_urls,
-        initial_cluster,
-        initial_cluster_state,
-        initial_cluster_token: token,
-        heartbeat_interval: Duration::from_millis(heartbeat_ms),
-        election_timeout: Duration::from_millis(election_ms),
-        snapshot_count,
-        snapshot_log_percent,
-        read_mode: l.read_mode.unwrap_or(ReadMode::ReadIndex),
-        max_request_bytes: to_usize("--max-request-bytes", max_request_bytes)?,
-        max_txn_ops: to_usize("--max-txn-ops", max_txn_ops)?,
-        log_level,
-        peer_dial_overrides,
-    })
+    Ok(initial_cluster)
 }
 
 /// Checks `--log-level`: one of [`LOG_LEVELS`] (any case; returned in lower case), or a
