@@ -145,6 +145,41 @@ pub async fn start(config: ServeConfig) -> Result<RunningMember, ServeError> {
     super::identity::open_or_create(&config.data_dir, &identity)
         .map_err(|error| ServeError(error.to_string()))?;
     let member_config = member_config(&config)?;
+    let (client_listener, client_addr, peer_listener) = bind(&config).await?;
+    let machine = EtcdMachine::with_value_file(config.data_dir.join("values"))
+        .map_err(|error| ServeError(error.to_string()))?;
+    let member = Member::start_with_listener(member_config, peer_listener, machine)
+        .map_err(|error| ServeError(format!("cannot start the member: {error}")))?;
+    let core = Arc::new(Core::new(member, core_identity(&config, client_addr)?));
+
+    let (removed_tx, removed) = tokio::sync::watch::channel(false);
+    let duties = vec![
+        tokio::spawn(publish_attributes(core.clone())),
+        tokio::spawn(follow_membership(core.clone())),
+        tokio::spawn(watch_removal(core.clone(), removed_tx)),
+        tokio::spawn(core.clone().run_forwarder()),
+    ];
+    let (stop_grpc, grpc) = serve_grpc(&core, client_listener, config.max_request_bytes);
+    tracing::info!(
+        name = %config.name,
+        member = format_args!("{member_id:x}"),
+        cluster = format_args!("{cluster_id:x}"),
+        client = %client_addr,
+        "serving etcd's v3 API"
+    );
+    Ok(RunningMember {
+        core,
+        client_addr,
+        stop_grpc: Some(stop_grpc),
+        grpc: Some(grpc),
+        duties,
+        removed,
+    })
+}
+
+/// Binds the client listener (returning the address it got: port 0 picks one) and the peer
+/// listener.
+async fn bind(config: &ServeConfig) -> Result<(TcpListener, SocketAddr, TcpListener), ServeError> {
     let client_listener = TcpListener::bind(config.listen_client)
         .await
         .map_err(|error| {
@@ -164,11 +199,12 @@ pub async fn start(config: ServeConfig) -> Result<RunningMember, ServeError> {
                 config.listen_peer
             ))
         })?;
-    let machine = EtcdMachine::with_value_file(config.data_dir.join("values"))
-        .map_err(|error| ServeError(error.to_string()))?;
-    let member = Member::start_with_listener(member_config, peer_listener, machine)
-        .map_err(|error| ServeError(format!("cannot start the member: {error}")))?;
+    Ok((client_listener, client_addr, peer_listener))
+}
 
+/// What the handlers know about this member: its ids, names and URLs, the founders, and the
+/// request limits and timeouts derived from the configuration.
+fn core_identity(config: &ServeConfig, client_addr: SocketAddr) -> Result<Identity, ServeError> {
     let initial = config
         .initial_members()
         .map_err(|error| ServeError(error.to_string()))?
@@ -176,12 +212,12 @@ pub async fn start(config: ServeConfig) -> Result<RunningMember, ServeError> {
         .map(|(id, member)| (id, (member.name, member.peer_urls, member.peer_addr)))
         .collect();
     let election = config.election_timeout;
-    let identity = Identity {
-        member_id,
-        cluster_id,
+    Ok(Identity {
+        member_id: config.member_id(),
+        cluster_id: config.cluster_id(),
         name: config.name.clone(),
         peer_urls: config.advertise_peer_urls.clone(),
-        client_urls: advertised_client_urls(&config, client_addr),
+        client_urls: advertised_client_urls(config, client_addr),
         initial,
         max_request_bytes: config.max_request_bytes,
         max_txn_ops: config.max_txn_ops,
@@ -190,18 +226,17 @@ pub async fn start(config: ServeConfig) -> Result<RunningMember, ServeError> {
         retry_pause: config.heartbeat_interval,
         token: config.initial_cluster_token.clone(),
         dial_overrides: config.peer_dial_overrides.clone(),
-    };
-    let core = Arc::new(Core::new(member, identity));
+    })
+}
 
-    let (removed_tx, removed) = tokio::sync::watch::channel(false);
-    let duties = vec![
-        tokio::spawn(publish_attributes(core.clone())),
-        tokio::spawn(follow_membership(core.clone())),
-        tokio::spawn(watch_removal(core.clone(), removed_tx)),
-        tokio::spawn(core.clone().run_forwarder()),
-    ];
-
-    let limit = config.max_request_bytes + 512 * 1024;
+/// Serves etcd's services and the internal `Forward` service on the client listener until
+/// the returned sender fires (or is dropped).
+fn serve_grpc(
+    core: &Arc<Core>,
+    client_listener: TcpListener,
+    max_request_bytes: usize,
+) -> (oneshot::Sender<()>, JoinHandle<()>) {
+    let limit = max_request_bytes + 512 * 1024;
     let mut routes = tonic::service::Routes::builder();
     routes
         .add_service(
@@ -235,21 +270,7 @@ pub async fn start(config: ServeConfig) -> Result<RunningMember, ServeError> {
     let grpc = tokio::spawn(super::fastpath::serve(client_listener, service, async {
         let _ = stopped.await;
     }));
-    tracing::info!(
-        name = %config.name,
-        member = format_args!("{member_id:x}"),
-        cluster = format_args!("{cluster_id:x}"),
-        client = %client_addr,
-        "serving etcd's v3 API"
-    );
-    Ok(RunningMember {
-        core,
-        client_addr,
-        stop_grpc: Some(stop_grpc),
-        grpc: Some(grpc),
-        duties,
-        removed,
-    })
+    (stop_grpc, grpc)
 }
 
 /// The client URLs this member publishes: the configured ones, with a port of 0 replaced by
