@@ -3,16 +3,14 @@
 //! The binary (`raftkv`, see `main.rs`) is a thin shell over this library so that integration
 //! tests and the playground start exactly the code users run.
 
-pub mod api;
-pub mod bench;
-pub mod client;
 pub mod config;
-pub mod core;
-pub mod fastpath;
-pub mod identity;
 pub use machine;
-pub mod playground;
-pub mod serve;
+pub mod member;
+pub mod tools;
+
+/// Starting and stopping a member, at the path tests and embedders have always used
+/// (`server::serve::start`).
+pub use member::serve;
 
 /// Installs the log subscriber: `level` is a `tracing` filter (`warn`, `info`,
 /// `server=debug,raft=info`, ...); `RUST_LOG`, when set, wins. Quiet (warnings only) by

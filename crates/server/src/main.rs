@@ -2,9 +2,9 @@
 //! and the client subcommands talk to any etcd v3 endpoint (raftkv or etcd).
 
 use clap::{Parser, Subcommand};
-use server::client::ClientArgs;
 use server::config::ServeArgs;
-use server::playground::PlaygroundArgs;
+use server::tools::client::ClientArgs;
+use server::tools::playground::PlaygroundArgs;
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
@@ -26,7 +26,7 @@ enum Command {
     Playground(PlaygroundArgs),
     /// Load etcd v3 endpoints (raftkv or etcd) with a closed loop of clients and report
     /// throughput and latency.
-    Bench(server::bench::BenchArgs),
+    Bench(server::tools::bench::BenchArgs),
     /// Client commands against etcd v3 endpoints.
     #[command(flatten)]
     Client(ClientArgs),
@@ -55,9 +55,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(*args),
-        Command::Playground(args) => server::playground::run(args),
-        Command::Client(args) => server::client::run(args),
-        Command::Bench(args) => server::bench::run(args),
+        Command::Playground(args) => server::tools::playground::run(args),
+        Command::Client(args) => server::tools::client::run(args),
+        Command::Bench(args) => server::tools::bench::run(args),
         Command::Wal { command } => wal_command(command),
     }
 }

@@ -6,7 +6,7 @@
 //! request as soon as the previous one is answered. Latencies are recorded per request in
 //! microseconds; the report gives throughput and the p50/p99/p99.9/max latencies.
 
-use crate::client::parse_duration;
+use crate::tools::client::parse_duration;
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
 use etcdpb::etcdserverpb as pb;
@@ -213,6 +213,41 @@ pub fn run(args: BenchArgs) -> ExitCode {
 
 /// Runs the load and returns what it measured.
 pub async fn bench(args: &BenchArgs) -> Result<BenchResult, String> {
+    let clients = connect_clients(args).await?;
+    let value = Bytes::from(vec![b'x'; args.value_size]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(args.clients);
+    for (index, client) in clients.into_iter().enumerate() {
+        tasks.push(tokio::spawn(run_client(
+            index,
+            client,
+            args.clone(),
+            value.clone(),
+            stop.clone(),
+            done.clone(),
+        )));
+    }
+    report_progress(args, started, &done).await;
+    stop.store(true, Ordering::Relaxed);
+    let elapsed = started.elapsed();
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        let (mut task_latencies, task_errors) = task
+            .await
+            .map_err(|error| format!("a client task failed: {error}"))?;
+        latencies.append(&mut task_latencies);
+        errors += task_errors;
+    }
+    Ok(summarize(latencies, errors, elapsed))
+}
+
+/// One connection per client, spread round-robin over `--endpoints`.
+async fn connect_clients(
+    args: &BenchArgs,
+) -> Result<Vec<pb::kv_client::KvClient<Channel>>, String> {
     let endpoints: Vec<String> = args
         .endpoints
         .split(',')
@@ -238,59 +273,63 @@ pub async fn bench(args: &BenchArgs) -> Result<BenchResult, String> {
             .map_err(|error| format!("cannot connect to {url}: {error}"))?;
         clients.push(pb::kv_client::KvClient::new(channel));
     }
-    let value = Bytes::from(vec![b'x'; args.value_size]);
-    let stop = Arc::new(AtomicBool::new(false));
-    let done = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
-    let mut tasks = Vec::with_capacity(args.clients);
-    for (index, mut client) in clients.into_iter().enumerate() {
-        let stop = stop.clone();
-        let done = done.clone();
-        let value = value.clone();
-        let args = args.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut keys = Keys(args.seed ^ (index as u64).wrapping_mul(0x5851_f42d_4c95_7f2d));
-            let mut latencies: Vec<u32> = Vec::with_capacity(1 << 16);
-            let mut errors = 0u64;
-            let mut turn = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let key = Bytes::from(format!("bench-{:08}", keys.next(args.key_space)));
-                let put = match args.workload {
-                    Workload::Put => true,
-                    Workload::Get => false,
-                    Workload::Mixed => turn.is_multiple_of(2),
-                };
-                turn += 1;
-                let begin = Instant::now();
-                let outcome = if put {
-                    let mut request = tonic::Request::new(pb::PutRequest {
-                        key,
-                        value: value.clone(),
-                        ..Default::default()
-                    });
-                    request.set_timeout(args.timeout);
-                    client.put(request).await.map(|_| ())
-                } else {
-                    let mut request = tonic::Request::new(pb::RangeRequest {
-                        key,
-                        serializable: args.serializable,
-                        ..Default::default()
-                    });
-                    request.set_timeout(args.timeout);
-                    client.range(request).await.map(|_| ())
-                };
-                let micros = begin.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
-                match outcome {
-                    Ok(()) => {
-                        latencies.push(micros);
-                        done.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(_) => errors += 1,
-                }
+    Ok(clients)
+}
+
+/// One closed-loop client: sends its next request as soon as the previous one is answered,
+/// until `stop`; returns its latencies (microseconds) and its count of errors.
+async fn run_client(
+    index: usize,
+    mut client: pb::kv_client::KvClient<Channel>,
+    args: BenchArgs,
+    value: Bytes,
+    stop: Arc<AtomicBool>,
+    done: Arc<AtomicU64>,
+) -> (Vec<u32>, u64) {
+    let mut keys = Keys(args.seed ^ (index as u64).wrapping_mul(0x5851_f42d_4c95_7f2d));
+    let mut latencies: Vec<u32> = Vec::with_capacity(1 << 16);
+    let mut errors = 0u64;
+    let mut turn = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let key = Bytes::from(format!("bench-{:08}", keys.next(args.key_space)));
+        let put = match args.workload {
+            Workload::Put => true,
+            Workload::Get => false,
+            Workload::Mixed => turn.is_multiple_of(2),
+        };
+        turn += 1;
+        let begin = Instant::now();
+        let outcome = if put {
+            let mut request = tonic::Request::new(pb::PutRequest {
+                key,
+                value: value.clone(),
+                ..Default::default()
+            });
+            request.set_timeout(args.timeout);
+            client.put(request).await.map(|_| ())
+        } else {
+            let mut request = tonic::Request::new(pb::RangeRequest {
+                key,
+                serializable: args.serializable,
+                ..Default::default()
+            });
+            request.set_timeout(args.timeout);
+            client.range(request).await.map(|_| ())
+        };
+        let micros = begin.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+        match outcome {
+            Ok(()) => {
+                latencies.push(micros);
+                done.fetch_add(1, Ordering::Relaxed);
             }
-            (latencies, errors)
-        }));
+            Err(_) => errors += 1,
+        }
     }
+    (latencies, errors)
+}
+
+/// Waits out `--duration`, printing the running count once a second (unless `--json`).
+async fn report_progress(args: &BenchArgs, started: Instant, done: &AtomicU64) {
     let mut last = 0;
     let mut ticks = tokio::time::interval(Duration::from_secs(1));
     ticks.tick().await;
@@ -312,18 +351,6 @@ pub async fn bench(args: &BenchArgs) -> Result<BenchResult, String> {
             () = tokio::time::sleep(left) => {}
         }
     }
-    stop.store(true, Ordering::Relaxed);
-    let elapsed = started.elapsed();
-    let mut latencies = Vec::new();
-    let mut errors = 0;
-    for task in tasks {
-        let (mut task_latencies, task_errors) = task
-            .await
-            .map_err(|error| format!("a client task failed: {error}"))?;
-        latencies.append(&mut task_latencies);
-        errors += task_errors;
-    }
-    Ok(summarize(latencies, errors, elapsed))
 }
 
 #[cfg(test)]

@@ -2,10 +2,11 @@
 //! each a thin mapping between the wire and [`Core`]: check the request (size, enums, etcd's
 //! request rules), put it through the log or read, and answer with etcd's header and errors.
 
-use crate::core::{
-    Core, all_members, client_status, etcd_status, forwarded_request, is_forwarded, mvcc_status,
-    request_key, too_large,
-};
+use super::forwarding::{MAX_FORWARD_BATCH, forwarded_request, is_forwarded};
+use super::members::all_members;
+use super::sessions::request_key;
+use super::shared::{Core, ETCD_VERSION};
+use super::status::{client_status, etcd_status, leader_changed, mvcc_status, too_large};
 use crate::machine::{MachineCommand, MachineQuery, MachineResponse, MemberCommand};
 use bytes::Bytes;
 use etcdpb::convert;
@@ -194,10 +195,10 @@ impl raftkvpb::forward_server::Forward for ForwardApi {
         request: Request<raftkvpb::ProposeBatchRequest>,
     ) -> Result<Response<raftkvpb::ProposeBatchResponse>, Status> {
         let commands = request.into_inner().commands;
-        if commands.len() > crate::core::MAX_FORWARD_BATCH {
+        if commands.len() > MAX_FORWARD_BATCH {
             return Err(Status::invalid_argument(format!(
                 "raftkv: a forwarded batch holds at most {} commands",
-                crate::core::MAX_FORWARD_BATCH
+                MAX_FORWARD_BATCH
             )));
         }
         let deadline = Instant::now() + self.0.identity.request_timeout;
@@ -316,7 +317,7 @@ impl pb::maintenance_server::Maintenance for MaintenanceApi {
             .saturating_sub(summary.value_file_live_bytes);
         Ok(Response::new(pb::StatusResponse {
             header: Some(core.header(summary.revision)),
-            version: crate::core::ETCD_VERSION.to_owned(),
+            version: ETCD_VERSION.to_owned(),
             db_size: summary.size_bytes.saturating_add(unreclaimed) as i64,
             leader: status.leader.get(),
             raft_index: status.commit.get(),
@@ -492,7 +493,7 @@ impl ClusterApi {
             return Ok(None);
         }
         if forwarded {
-            return Err(crate::core::leader_changed());
+            return Err(leader_changed());
         }
         Ok(Some(pb::cluster_client::ClusterClient::new(
             core.channel_to(leader).await?,
@@ -512,6 +513,53 @@ impl ClusterApi {
 
     async fn members_response(&self) -> Result<(pb::ResponseHeader, Vec<pb::Member>), Status> {
         Ok((self.0.header(0), self.0.member_list().await?))
+    }
+
+    /// etcd's refusals of a member add: the id (a function of the URLs and token) or one of
+    /// the peer URLs is already in the cluster.
+    async fn check_new_member(&self, id: u64, peer_urls: &[String]) -> Result<(), Status> {
+        let core = &self.0;
+        let conf = core.member.membership();
+        let current = all_members(&conf);
+        if current.contains(&NodeId(id)) {
+            return Err(etcd_status(
+                Code::FailedPrecondition,
+                "etcdserver: member ID already exist",
+            ));
+        }
+        let list = core.member_list().await?;
+        if list
+            .iter()
+            .any(|member| member.peer_ur_ls.iter().any(|url| peer_urls.contains(url)))
+        {
+            return Err(etcd_status(
+                Code::FailedPrecondition,
+                "etcdserver: Peer URLs already exists",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Records a new member's URLs before the change that admits it, so every member (and the
+    /// transport) knows where to reach it the moment it counts.
+    async fn register_urls(&self, id: u64, peer_urls: &[String]) -> Result<(), Status> {
+        let register = MemberCommand::Publish {
+            id,
+            name: Some(String::new()),
+            peer_urls: Some(peer_urls.to_vec()),
+            client_urls: Some(Vec::new()),
+        };
+        match self
+            .0
+            .propose(MachineCommand::Member(register), false)
+            .await?
+        {
+            MachineResponse::Member(Ok(())) => Ok(()),
+            MachineResponse::Member(Err(reason)) => {
+                Err(Status::invalid_argument(format!("etcdserver: {reason}")))
+            }
+            other => Err(unexpected(other)),
+        }
     }
 }
 
@@ -542,46 +590,9 @@ impl pb::cluster_server::Cluster for ClusterApi {
         if let Some(mut client) = self.leader_client(forwarded).await? {
             return client.member_add(forwarded_request(add)).await;
         }
-        let core = &self.0;
-        let id = crate::config::member_id(&add.peer_ur_ls, &core.identity.token);
-        let conf = core.member.membership();
-        let current = all_members(&conf);
-        if current.contains(&NodeId(id)) {
-            return Err(etcd_status(
-                Code::FailedPrecondition,
-                "etcdserver: member ID already exist",
-            ));
-        }
-        let list = core.member_list().await?;
-        if list.iter().any(|member| {
-            member
-                .peer_ur_ls
-                .iter()
-                .any(|url| add.peer_ur_ls.contains(url))
-        }) {
-            return Err(etcd_status(
-                Code::FailedPrecondition,
-                "etcdserver: Peer URLs already exists",
-            ));
-        }
-        // Record the new member's URLs before the change that admits it, so every member
-        // (and the transport) knows where to reach it the moment it counts.
-        let register = MemberCommand::Publish {
-            id,
-            name: Some(String::new()),
-            peer_urls: Some(add.peer_ur_ls.clone()),
-            client_urls: Some(Vec::new()),
-        };
-        match core
-            .propose(MachineCommand::Member(register), false)
-            .await?
-        {
-            MachineResponse::Member(Ok(())) => {}
-            MachineResponse::Member(Err(reason)) => {
-                return Err(Status::invalid_argument(format!("etcdserver: {reason}")));
-            }
-            other => return Err(unexpected(other)),
-        }
+        let id = crate::config::member_id(&add.peer_ur_ls, &self.0.identity.token);
+        self.check_new_member(id, &add.peer_ur_ls).await?;
+        self.register_urls(id, &add.peer_ur_ls).await?;
         let kind = if add.is_learner {
             ConfChangeType::AddLearner
         } else {

@@ -2,9 +2,9 @@
 //! the background duties (publishing this member's attributes, keeping the transport's peer
 //! addresses in step with the membership).
 
-use crate::api::{ClusterApi, ForwardApi, KvApi, MaintenanceApi};
+use super::api::{ClusterApi, ForwardApi, KvApi, MaintenanceApi};
+use super::shared::{Core, Identity};
 use crate::config::{ClusterState, ServeConfig};
-use crate::core::{Core, Identity};
 use crate::machine::{EtcdMachine, MachineCommand, MemberCommand};
 use etcdpb::etcdserverpb as pb;
 use etcdpb::raftkvpb;
@@ -141,10 +141,45 @@ pub fn member_config(config: &ServeConfig) -> Result<MemberConfig, ServeError> {
 pub async fn start(config: ServeConfig) -> Result<RunningMember, ServeError> {
     let member_id = config.member_id();
     let cluster_id = config.cluster_id();
-    let identity = crate::identity::Identity::from(&config);
-    crate::identity::open_or_create(&config.data_dir, &identity)
+    let identity = super::identity::Identity::from(&config);
+    super::identity::open_or_create(&config.data_dir, &identity)
         .map_err(|error| ServeError(error.to_string()))?;
     let member_config = member_config(&config)?;
+    let (client_listener, client_addr, peer_listener) = bind(&config).await?;
+    let machine = EtcdMachine::with_value_file(config.data_dir.join("values"))
+        .map_err(|error| ServeError(error.to_string()))?;
+    let member = Member::start_with_listener(member_config, peer_listener, machine)
+        .map_err(|error| ServeError(format!("cannot start the member: {error}")))?;
+    let core = Arc::new(Core::new(member, core_identity(&config, client_addr)?));
+
+    let (removed_tx, removed) = tokio::sync::watch::channel(false);
+    let duties = vec![
+        tokio::spawn(publish_attributes(core.clone())),
+        tokio::spawn(follow_membership(core.clone())),
+        tokio::spawn(watch_removal(core.clone(), removed_tx)),
+        tokio::spawn(core.clone().run_forwarder()),
+    ];
+    let (stop_grpc, grpc) = serve_grpc(&core, client_listener, config.max_request_bytes);
+    tracing::info!(
+        name = %config.name,
+        member = format_args!("{member_id:x}"),
+        cluster = format_args!("{cluster_id:x}"),
+        client = %client_addr,
+        "serving etcd's v3 API"
+    );
+    Ok(RunningMember {
+        core,
+        client_addr,
+        stop_grpc: Some(stop_grpc),
+        grpc: Some(grpc),
+        duties,
+        removed,
+    })
+}
+
+/// Binds the client listener (returning the address it got: port 0 picks one) and the peer
+/// listener.
+async fn bind(config: &ServeConfig) -> Result<(TcpListener, SocketAddr, TcpListener), ServeError> {
     let client_listener = TcpListener::bind(config.listen_client)
         .await
         .map_err(|error| {
@@ -164,11 +199,12 @@ pub async fn start(config: ServeConfig) -> Result<RunningMember, ServeError> {
                 config.listen_peer
             ))
         })?;
-    let machine = EtcdMachine::with_value_file(config.data_dir.join("values"))
-        .map_err(|error| ServeError(error.to_string()))?;
-    let member = Member::start_with_listener(member_config, peer_listener, machine)
-        .map_err(|error| ServeError(format!("cannot start the member: {error}")))?;
+    Ok((client_listener, client_addr, peer_listener))
+}
 
+/// What the handlers know about this member: its ids, names and URLs, the founders, and the
+/// request limits and timeouts derived from the configuration.
+fn core_identity(config: &ServeConfig, client_addr: SocketAddr) -> Result<Identity, ServeError> {
     let initial = config
         .initial_members()
         .map_err(|error| ServeError(error.to_string()))?
@@ -176,12 +212,12 @@ pub async fn start(config: ServeConfig) -> Result<RunningMember, ServeError> {
         .map(|(id, member)| (id, (member.name, member.peer_urls, member.peer_addr)))
         .collect();
     let election = config.election_timeout;
-    let identity = Identity {
-        member_id,
-        cluster_id,
+    Ok(Identity {
+        member_id: config.member_id(),
+        cluster_id: config.cluster_id(),
         name: config.name.clone(),
         peer_urls: config.advertise_peer_urls.clone(),
-        client_urls: advertised_client_urls(&config, client_addr),
+        client_urls: advertised_client_urls(config, client_addr),
         initial,
         max_request_bytes: config.max_request_bytes,
         max_txn_ops: config.max_txn_ops,
@@ -190,18 +226,17 @@ pub async fn start(config: ServeConfig) -> Result<RunningMember, ServeError> {
         retry_pause: config.heartbeat_interval,
         token: config.initial_cluster_token.clone(),
         dial_overrides: config.peer_dial_overrides.clone(),
-    };
-    let core = Arc::new(Core::new(member, identity));
+    })
+}
 
-    let (removed_tx, removed) = tokio::sync::watch::channel(false);
-    let duties = vec![
-        tokio::spawn(publish_attributes(core.clone())),
-        tokio::spawn(follow_membership(core.clone())),
-        tokio::spawn(watch_removal(core.clone(), removed_tx)),
-        tokio::spawn(core.clone().run_forwarder()),
-    ];
-
-    let limit = config.max_request_bytes + 512 * 1024;
+/// Serves etcd's services and the internal `Forward` service on the client listener until
+/// the returned sender fires (or is dropped).
+fn serve_grpc(
+    core: &Arc<Core>,
+    client_listener: TcpListener,
+    max_request_bytes: usize,
+) -> (oneshot::Sender<()>, JoinHandle<()>) {
+    let limit = max_request_bytes + 512 * 1024;
     let mut routes = tonic::service::Routes::builder();
     routes
         .add_service(
@@ -225,31 +260,17 @@ pub async fn start(config: ServeConfig) -> Result<RunningMember, ServeError> {
                 .max_encoding_message_size(usize::MAX),
         );
     // The hot unary calls skip tonic's per-request machinery; the rest go through `routes`.
-    let service = crate::fastpath::GrpcService::new(
+    let service = super::fastpath::GrpcService::new(
         KvApi(core.clone()),
         ForwardApi(core.clone()),
         routes.routes(),
         limit,
     );
     let (stop_grpc, stopped) = oneshot::channel::<()>();
-    let grpc = tokio::spawn(crate::fastpath::serve(client_listener, service, async {
+    let grpc = tokio::spawn(super::fastpath::serve(client_listener, service, async {
         let _ = stopped.await;
     }));
-    tracing::info!(
-        name = %config.name,
-        member = format_args!("{member_id:x}"),
-        cluster = format_args!("{cluster_id:x}"),
-        client = %client_addr,
-        "serving etcd's v3 API"
-    );
-    Ok(RunningMember {
-        core,
-        client_addr,
-        stop_grpc: Some(stop_grpc),
-        grpc: Some(grpc),
-        duties,
-        removed,
-    })
+    (stop_grpc, grpc)
 }
 
 /// The client URLs this member publishes: the configured ones, with a port of 0 replaced by
@@ -331,7 +352,7 @@ async fn watch_removal(core: Arc<Core>, removed: tokio::sync::watch::Sender<bool
     loop {
         let gone = {
             let conf = membership.borrow_and_update();
-            let present = crate::core::all_members(&conf).contains(&me);
+            let present = super::members::all_members(&conf).contains(&me);
             seen_myself |= present;
             seen_myself && !present
         };

@@ -9,7 +9,7 @@
 //! Cluster, unknown services and methods, and requests using features the short path does not
 //! implement such as `grpc-encoding`) goes to tonic's own routes unchanged.
 
-use crate::api::{ForwardApi, KvApi};
+use super::api::{ForwardApi, KvApi};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use etcdpb::etcdserverpb::kv_server::Kv;
 use etcdpb::raftkvpb::forward_server::Forward;

@@ -6,7 +6,7 @@
 //! playground owns its members: it stops them on Ctrl-C or SIGTERM, reports any that die while
 //! it runs, and kills them if it fails part way, so it never leaves processes behind.
 
-use crate::client::humanize_bytes;
+use crate::tools::client::humanize_bytes;
 use etcdpb::etcdserverpb as pb;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -264,7 +264,7 @@ async fn statuses(cluster: &Cluster) -> Vec<Option<pb::StatusResponse>> {
     let mut out = Vec::with_capacity(cluster.members.len());
     for member in &cluster.members {
         let answer = tokio::time::timeout(Duration::from_secs(1), async {
-            crate::client::member_status(&member.client_url()).await
+            crate::tools::client::member_status(&member.client_url()).await
         })
         .await;
         out.push(answer.ok().and_then(Result::ok));
@@ -382,40 +382,11 @@ async fn playground(args: PlaygroundArgs) -> Result<ExitCode, String> {
     check_ports_free(&ports)?;
     let exe = std::env::current_exe()
         .map_err(|error| format!("cannot find the raftkv executable: {error}"))?;
-    let data = match &args.data_dir {
-        Some(path) => {
-            std::fs::create_dir_all(path)
-                .map_err(|error| format!("cannot create {}: {error}", path.display()))?;
-            DataDir::Given(path.clone())
-        }
-        None => DataDir::Temporary(
-            tempfile::Builder::new()
-                .prefix("raftkv-playground-")
-                .tempdir()
-                .map_err(|error| format!("cannot create a temporary directory: {error}"))?,
-        ),
-    };
+    let data = data_dir(args.data_dir.as_ref())?;
     let token = token_for(&data)?;
     let root = data.path().to_path_buf();
 
-    let mut cluster = Cluster {
-        members: ports
-            .iter()
-            .enumerate()
-            .map(|(index, (client_port, peer_port))| {
-                let name = format!("m{}", index + 1);
-                Member {
-                    data_dir: root.join(&name),
-                    log_path: root.join(format!("{name}.log")),
-                    name,
-                    client_port: *client_port,
-                    peer_port: *peer_port,
-                    child: None,
-                    exited: None,
-                }
-            })
-            .collect(),
-    };
+    let mut cluster = new_cluster(&ports, &root);
     let initial_cluster = cluster
         .members
         .iter()
@@ -444,41 +415,9 @@ async fn playground(args: PlaygroundArgs) -> Result<ExitCode, String> {
     };
     print_ready(&cluster, &ready, &root, &data, args.keep);
 
-    let stop = crate::wait_for_stop_signal();
-    tokio::pin!(stop);
-    let mut check = tokio::time::interval(Duration::from_millis(500));
-    loop {
-        tokio::select! {
-            _ = &mut stop => break,
-            _ = check.tick() => {
-                let mut newly_dead = false;
-                for member in &mut cluster.members {
-                    let was_running = member.exited.is_none();
-                    if was_running && let Some(status) = member.poll_exit() {
-                        newly_dead = true;
-                        eprintln!(
-                            "raftkv playground: member {} {}; last lines of {}:\n{}",
-                            member.name,
-                            describe(status),
-                            member.log_path.display(),
-                            log_tail(&member.log_path, LOG_TAIL_LINES)
-                        );
-                    }
-                }
-                let alive = cluster.members.iter().filter(|member| member.exited.is_none()).count();
-                if newly_dead {
-                    if alive == 0 {
-                        eprintln!("raftkv playground: every member has exited; stopping");
-                        keep_or_remove(data, args.keep);
-                        return Ok(ExitCode::FAILURE);
-                    }
-                    eprintln!(
-                        "raftkv playground: {alive} of 3 members still running{}",
-                        if alive >= 2 { " (a majority: the cluster still serves)" } else { " (no majority: writes will fail)" }
-                    );
-                }
-            }
-        }
+    if !watch_members(&mut cluster).await {
+        keep_or_remove(data, args.keep);
+        return Ok(ExitCode::FAILURE);
     }
 
     eprintln!("\nraftkv playground: stopping the members");
@@ -489,6 +428,93 @@ async fn playground(args: PlaygroundArgs) -> Result<ExitCode, String> {
         eprintln!("raftkv playground: not every member stopped cleanly (see above)");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The playground's data directory: `--data-dir` (created if missing), or a temporary one.
+fn data_dir(given: Option<&PathBuf>) -> Result<DataDir, String> {
+    Ok(match given {
+        Some(path) => {
+            std::fs::create_dir_all(path)
+                .map_err(|error| format!("cannot create {}: {error}", path.display()))?;
+            DataDir::Given(path.clone())
+        }
+        None => DataDir::Temporary(
+            tempfile::Builder::new()
+                .prefix("raftkv-playground-")
+                .tempdir()
+                .map_err(|error| format!("cannot create a temporary directory: {error}"))?,
+        ),
+    })
+}
+
+/// The three members, `m1` to `m3`, each with its ports, data directory and log under `root`;
+/// none started yet.
+fn new_cluster(ports: &[(u16, u16)], root: &Path) -> Cluster {
+    Cluster {
+        members: ports
+            .iter()
+            .enumerate()
+            .map(|(index, (client_port, peer_port))| {
+                let name = format!("m{}", index + 1);
+                Member {
+                    data_dir: root.join(&name),
+                    log_path: root.join(format!("{name}.log")),
+                    name,
+                    client_port: *client_port,
+                    peer_port: *peer_port,
+                    child: None,
+                    exited: None,
+                }
+            })
+            .collect(),
+    }
+}
+
+/// Watches the members, reporting each that exits, until Ctrl-C or SIGTERM (`true`) or until
+/// every member has exited (`false`).
+async fn watch_members(cluster: &mut Cluster) -> bool {
+    let stop = crate::wait_for_stop_signal();
+    tokio::pin!(stop);
+    let mut check = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            _ = &mut stop => return true,
+            _ = check.tick() => {
+                let newly_dead = report_exits(cluster);
+                let alive = cluster.members.iter().filter(|member| member.exited.is_none()).count();
+                if newly_dead {
+                    if alive == 0 {
+                        eprintln!("raftkv playground: every member has exited; stopping");
+                        return false;
+                    }
+                    eprintln!(
+                        "raftkv playground: {alive} of 3 members still running{}",
+                        if alive >= 2 { " (a majority: the cluster still serves)" } else { " (no majority: writes will fail)" }
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Reports every member that exited since the last look, with its log's last lines; whether
+/// there was one.
+fn report_exits(cluster: &mut Cluster) -> bool {
+    let mut newly_dead = false;
+    for member in &mut cluster.members {
+        let was_running = member.exited.is_none();
+        if was_running && let Some(status) = member.poll_exit() {
+            newly_dead = true;
+            eprintln!(
+                "raftkv playground: member {} {}; last lines of {}:\n{}",
+                member.name,
+                describe(status),
+                member.log_path.display(),
+                log_tail(&member.log_path, LOG_TAIL_LINES)
+            );
+        }
+    }
+    newly_dead
 }
 
 /// Removes a temporary data directory, or says where the kept data is.

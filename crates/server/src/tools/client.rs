@@ -317,7 +317,7 @@ fn with_request_id<T>(message: T, id: &str) -> Result<tonic::Request<T>, ClientE
         .map_err(|_| ClientError(format!("internal: bad request id {id:?}")))?;
     request
         .metadata_mut()
-        .insert(crate::core::REQUEST_ID_METADATA, value);
+        .insert(crate::member::sessions::REQUEST_ID_METADATA, value);
     Ok(request)
 }
 
@@ -473,24 +473,23 @@ pub async fn member_status(url: &str) -> Result<pb::StatusResponse, ClientError>
     Ok(response.into_inner())
 }
 
+/// The columns of `raftkv status`'s table.
+const STATUS_COLUMNS: [&str; 10] = [
+    "ENDPOINT",
+    "ID",
+    "NAME",
+    "LEADER",
+    "IS LEADER",
+    "RAFT TERM",
+    "RAFT INDEX",
+    "APPLIED INDEX",
+    "DB SIZE",
+    "ERRORS",
+];
+
 async fn status(endpoints: &[String]) -> Result<String, ClientError> {
     let (_, members) = member_list(endpoints).await?;
-    let mut rows = vec![
-        [
-            "ENDPOINT",
-            "ID",
-            "NAME",
-            "LEADER",
-            "IS LEADER",
-            "RAFT TERM",
-            "RAFT INDEX",
-            "APPLIED INDEX",
-            "DB SIZE",
-            "ERRORS",
-        ]
-        .map(str::to_owned)
-        .to_vec(),
-    ];
+    let mut rows = vec![STATUS_COLUMNS.map(str::to_owned).to_vec()];
     let mut unreachable = Vec::new();
     // Ask every member at once, so one dead member costs one dial timeout, not one each.
     let queries = members.iter().map(|member| async move {
@@ -512,25 +511,7 @@ async fn status(endpoints: &[String]) -> Result<String, ClientError> {
             member.name.clone()
         };
         match answer {
-            Some(Ok(status)) => {
-                let id = status.header.map_or(member.id, |header| header.member_id);
-                rows.push(vec![
-                    endpoint,
-                    format!("{id:x}"),
-                    name,
-                    if status.leader == 0 {
-                        "none".to_owned()
-                    } else {
-                        format!("{:x}", status.leader)
-                    },
-                    (status.leader != 0 && status.leader == id).to_string(),
-                    status.raft_term.to_string(),
-                    status.raft_index.to_string(),
-                    status.raft_applied_index.to_string(),
-                    humanize_bytes(status.db_size.max(0) as u64),
-                    status.errors.join(", "),
-                ]);
-            }
+            Some(Ok(status)) => rows.push(answered_row(endpoint, member.id, name, status)),
             Some(Err(error)) => {
                 unreachable.push(format!("{} ({endpoint})", member.name));
                 rows.push(unreachable_row(endpoint, member.id, name, &error.0));
@@ -558,6 +539,32 @@ async fn status(endpoints: &[String]) -> Result<String, ClientError> {
             unreachable.join(", ")
         )))
     }
+}
+
+/// A status row for a member that answered (its own header's id wins over the member list's).
+fn answered_row(
+    endpoint: String,
+    member_id: u64,
+    name: String,
+    status: pb::StatusResponse,
+) -> Vec<String> {
+    let id = status.header.map_or(member_id, |header| header.member_id);
+    vec![
+        endpoint,
+        format!("{id:x}"),
+        name,
+        if status.leader == 0 {
+            "none".to_owned()
+        } else {
+            format!("{:x}", status.leader)
+        },
+        (status.leader != 0 && status.leader == id).to_string(),
+        status.raft_term.to_string(),
+        status.raft_index.to_string(),
+        status.raft_applied_index.to_string(),
+        humanize_bytes(status.db_size.max(0) as u64),
+        status.errors.join(", "),
+    ]
 }
 
 fn unreachable_row(endpoint: String, id: u64, name: String, error: &str) -> Vec<String> {
