@@ -7,7 +7,8 @@ use crate::config::MemberConfig;
 use crate::error::MemberFailure;
 use crate::protocol::{Command, Completion, Job, Reply, Status};
 use crate::snapshot::Snapshots;
-use node::{Action, Node, PersistTask, RequestError, RequestId, StateMachine};
+use exec::{Executor, MemberIo, Observation};
+use node::{Action, Node, RequestError, RequestId, StateMachine};
 use raft::{ConfChange, ConfState, LogIndex, Message, NodeId};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::ControlFlow;
@@ -42,27 +43,87 @@ pub(crate) struct DriverChannels<M: StateMachine> {
 /// The one task that owns the node.
 pub(crate) struct Driver<M: StateMachine> {
     node: Node<M>,
-    transport: Transport,
+    /// Carries out the node's actions (the same executor the simulator runs).
+    executor: Executor,
+    /// Where the executor's hand-offs go.
+    io: DriverIo<M>,
     inbound: mpsc::Receiver<Message>,
     commands: mpsc::Receiver<Command<M>>,
     persist_tx: mpsc::Sender<Job>,
-    /// Writer jobs the writer's queue had no room for yet, in order.
-    backlog: VecDeque<Job>,
     completions: mpsc::Receiver<Completion>,
-    waiters: HashMap<RequestId, Reply<M::Response>>,
-    conf_waiters: HashMap<RequestId, Reply<ConfState>>,
     next_request: RequestId,
     status: watch::Sender<Status>,
-    membership: watch::Sender<ConfState>,
     actions: Vec<Action<M::Response>>,
     tick: Duration,
     max_waiting_requests: usize,
     max_backlog: usize,
+}
+
+/// The driver's I/O as the executor sees it: the transport, the writer's queue, the clients
+/// waiting for answers, the published membership.
+struct DriverIo<M: StateMachine> {
+    transport: Transport,
+    /// Writer jobs the writer's queue had no room for yet, in order.
+    backlog: VecDeque<Job>,
+    waiters: HashMap<RequestId, Reply<M::Response>>,
+    conf_waiters: HashMap<RequestId, Reply<ConfState>>,
+    membership: watch::Sender<ConfState>,
     /// When the next local snapshot is due, and the one being written.
     snapshots: Snapshots,
-    /// A commit index the node asked to record (`Action::RecordCommit`): it goes with the
-    /// next persist task, or to the writer on its own at the next tick.
-    pending_commit: Option<raft::HardState>,
+    /// A leader's snapshot replaced the configuration: the driver publishes the one in force
+    /// once the node is free again.
+    membership_stale: bool,
+}
+
+impl<M: StateMachine> MemberIo<M::Response> for DriverIo<M> {
+    fn queue_write(&mut self, job: Job) {
+        if let Job::Persist(task) = &job {
+            let bytes: usize = task.entries.iter().map(|entry| entry.data.len()).sum();
+            self.snapshots.appended(bytes as u64);
+        }
+        self.backlog.push_back(job);
+    }
+
+    fn send(&mut self, message: Message) {
+        // Best effort: a dropped message is counted and reported by the transport, and Raft
+        // retransmits.
+        let _ = self.transport.send(message);
+    }
+
+    fn reply(&mut self, request: RequestId, result: Result<M::Response, RequestError>) {
+        if let Some(reply) = self.waiters.remove(&request) {
+            // The caller may have given up waiting; nothing to do then.
+            let _ = reply.send(result);
+        }
+    }
+
+    fn conf_change_reply(&mut self, request: RequestId, result: Result<ConfState, RequestError>) {
+        if let Some(reply) = self.conf_waiters.remove(&request) {
+            let _ = reply.send(result);
+        }
+    }
+
+    fn observe(&mut self, observation: Observation) {
+        match observation {
+            Observation::RoleChanged { term, soft_state } => {
+                tracing::info!(
+                    term = term.get(),
+                    role = ?soft_state.role,
+                    leader = soft_state.leader.get(),
+                    "role changed"
+                );
+            }
+            Observation::ConfChanged { index, conf_state } => {
+                tracing::info!(index = index.get(), ?conf_state, "membership changed");
+                self.membership.send_replace(conf_state);
+            }
+            Observation::SnapshotInstalled { index } => {
+                tracing::info!(index = index.get(), "installed a leader's snapshot");
+                self.membership_stale = true;
+            }
+            Observation::Applied { .. } => {}
+        }
+    }
 }
 
 impl<M: StateMachine> Driver<M> {
@@ -75,23 +136,26 @@ impl<M: StateMachine> Driver<M> {
     ) -> Driver<M> {
         Driver {
             node,
-            transport: channels.transport,
+            executor: Executor::new(),
+            io: DriverIo {
+                transport: channels.transport,
+                backlog: VecDeque::new(),
+                waiters: HashMap::new(),
+                conf_waiters: HashMap::new(),
+                membership: channels.membership,
+                snapshots,
+                membership_stale: false,
+            },
             inbound: channels.inbound,
             commands: channels.commands,
             persist_tx: channels.jobs,
-            backlog: VecDeque::new(),
             completions: channels.completions,
-            waiters: HashMap::new(),
-            conf_waiters: HashMap::new(),
             next_request: 1,
             status: channels.status,
-            membership: channels.membership,
             actions: Vec::new(),
             tick: config.tick,
             max_waiting_requests: config.max_waiting_requests,
             max_backlog: config.persist_queue_len,
-            snapshots,
-            pending_commit: None,
         }
     }
 
@@ -99,7 +163,7 @@ impl<M: StateMachine> Driver<M> {
     /// written, so that nothing writes into the data directory once the member is gone.
     pub(crate) async fn run(mut self) -> Result<(), MemberFailure> {
         let result = self.run_until_stopped().await;
-        self.snapshots.wait_for_thread().await;
+        self.io.snapshots.wait_for_thread().await;
         result
     }
 
@@ -114,11 +178,7 @@ impl<M: StateMachine> Driver<M> {
                 _ = interval.tick() => {
                     self.node.tick();
                     self.take_reports();
-                    // A commit index no write has taken along by the next tick is recorded
-                    // alone, behind the writes queued before it.
-                    if let Some(hard_state) = self.pending_commit.take() {
-                        self.backlog.push_back(Job::Commit(hard_state));
-                    }
+                    self.executor.tick::<M::Response>(&mut self.io);
                 }
                 Some(message) = self.inbound.recv() => {
                     self.node.receive(message);
@@ -126,7 +186,7 @@ impl<M: StateMachine> Driver<M> {
                         return Ok(());
                     }
                 }
-                command = self.commands.recv(), if self.backlog.len() < self.max_backlog => {
+                command = self.commands.recv(), if self.io.backlog.len() < self.max_backlog => {
                     match command {
                         None | Some(Command::Shutdown) => return Ok(()),
                         Some(command) => self.execute(command),
@@ -141,13 +201,14 @@ impl<M: StateMachine> Driver<M> {
                         return Ok(());
                     }
                 }
-                permit = persist_tx.reserve(), if !self.backlog.is_empty() => match permit {
-                    Ok(permit) => permit.send(self.backlog.pop_front().expect("checked")),
+                permit = persist_tx.reserve(), if !self.io.backlog.is_empty() => match permit {
+                    Ok(permit) => permit.send(self.io.backlog.pop_front().expect("checked")),
                     Err(_) => return Err(MemberFailure("the WAL writer exited".into())),
                 },
-                () = self.transport.reports_changed() => self.take_reports(),
-                Some(written) = self.snapshots.written() => {
-                    self.snapshots.finish(written, &mut self.node, &mut self.backlog)?;
+                () = self.io.transport.reports_changed() => self.take_reports(),
+                Some(written) = self.io.snapshots.written() => {
+                    let io = &mut self.io;
+                    io.snapshots.finish(written, &mut self.node, &mut io.backlog)?;
                 }
             }
         }
@@ -166,7 +227,7 @@ impl<M: StateMachine> Driver<M> {
                 self.node.receive(message);
                 took = true;
             }
-            if self.backlog.len() < self.max_backlog {
+            if self.io.backlog.len() < self.max_backlog {
                 match self.commands.try_recv() {
                     Ok(Command::Shutdown) | Err(mpsc::error::TryRecvError::Disconnected) => {
                         return Ok(ControlFlow::Break(()));
@@ -244,7 +305,7 @@ impl<M: StateMachine> Driver<M> {
                 }
                 let _ = reply.send(result);
             }
-            Command::SetPeers(peers) => self.transport.set_peers(peers),
+            Command::SetPeers(peers) => self.io.transport.set_peers(peers),
             Command::Progress { reply } => {
                 let _ = reply.send(self.replication_progress());
             }
@@ -255,25 +316,25 @@ impl<M: StateMachine> Driver<M> {
     /// Remembers a client's reply channel under a new request id, or refuses the request when
     /// too many wait already.
     fn register(&mut self, reply: Reply<M::Response>) -> Option<RequestId> {
-        if self.waiters.len() + self.conf_waiters.len() >= self.max_waiting_requests {
+        if self.io.waiters.len() + self.io.conf_waiters.len() >= self.max_waiting_requests {
             let _ = reply.send(Err(RequestError::Backpressure));
             return None;
         }
         let id = self.next_request;
         self.next_request += 1;
-        self.waiters.insert(id, reply);
+        self.io.waiters.insert(id, reply);
         Some(id)
     }
 
     /// Proposes a membership change, unless too many requests wait already.
     fn propose_conf_change(&mut self, change: &ConfChange, reply: Reply<ConfState>) {
-        if self.waiters.len() + self.conf_waiters.len() >= self.max_waiting_requests {
+        if self.io.waiters.len() + self.io.conf_waiters.len() >= self.max_waiting_requests {
             let _ = reply.send(Err(RequestError::Backpressure));
             return;
         }
         let id = self.next_request;
         self.next_request += 1;
-        self.conf_waiters.insert(id, reply);
+        self.io.conf_waiters.insert(id, reply);
         self.node.propose_conf_change(id, change, &mut self.actions);
     }
 
@@ -288,85 +349,27 @@ impl<M: StateMachine> Driver<M> {
             .collect()
     }
 
-    /// Executes actions and polls the node until it has nothing more to do.
+    /// Carries out the actions of the inputs taken so far, and polls the node until it has
+    /// nothing more to do (the executor); then starts a snapshot if one is due and feeds the
+    /// writer.
     fn drain(&mut self) -> Result<(), MemberFailure> {
-        loop {
-            self.node.poll(&mut self.actions);
-            if self.actions.is_empty() {
-                break;
-            }
-            for action in std::mem::take(&mut self.actions) {
-                self.carry_out(action);
-            }
+        self.executor
+            .drain(&mut self.node, &mut self.actions, &mut self.io);
+        if std::mem::take(&mut self.io.membership_stale) {
+            let conf_state = self.node.raw().conf_state().clone();
+            self.io.membership.send_replace(conf_state);
         }
-        self.snapshots.maybe_start(&mut self.node);
+        self.io.snapshots.maybe_start(&mut self.node);
         self.feed_writer()
-    }
-
-    /// Carries out one of the node's actions.
-    fn carry_out(&mut self, action: Action<M::Response>) {
-        match action {
-            Action::Persist(task) => self.queue_persist(task),
-            // Best effort: a dropped message is counted and reported by the transport, and
-            // Raft retransmits.
-            Action::Send(message) => {
-                let _ = self.transport.send(message);
-            }
-            Action::RecordCommit(hard_state) => self.pending_commit = Some(hard_state),
-            Action::Reply { request, result } => {
-                if let Some(reply) = self.waiters.remove(&request) {
-                    // The caller may have given up waiting; nothing to do then.
-                    let _ = reply.send(result);
-                }
-            }
-            Action::ConfChangeReply { request, result } => {
-                if let Some(reply) = self.conf_waiters.remove(&request) {
-                    let _ = reply.send(result);
-                }
-            }
-            Action::RoleChanged { term, soft_state } => {
-                tracing::info!(
-                    term = term.get(),
-                    role = ?soft_state.role,
-                    leader = soft_state.leader.get(),
-                    "role changed"
-                );
-            }
-            Action::ConfChanged { index, conf_state } => {
-                tracing::info!(index = index.get(), ?conf_state, "membership changed");
-                self.membership.send_replace(conf_state);
-            }
-            Action::SnapshotInstalled { index } => {
-                tracing::info!(index = index.get(), "installed a leader's snapshot");
-                let conf_state = self.node.raw().conf_state().clone();
-                self.membership.send_replace(conf_state);
-            }
-            Action::Applied { .. } => {}
-        }
-    }
-
-    /// Queues a persist task for the writer, with the commit index waiting to be recorded.
-    fn queue_persist(&mut self, mut task: PersistTask) {
-        // The commit index waiting to be recorded goes along, unless the task carries a newer
-        // hard state of its own (or a snapshot, which raises the commit index past it).
-        if let Some(hard_state) = self.pending_commit.take()
-            && task.hard_state.is_none()
-            && task.snapshot.is_none()
-        {
-            task.hard_state = Some(hard_state);
-        }
-        let bytes: usize = task.entries.iter().map(|entry| entry.data.len()).sum();
-        self.snapshots.appended(bytes as u64);
-        self.backlog.push_back(Job::Persist(task));
     }
 
     /// Moves queued jobs into the writer's queue while it has room.
     fn feed_writer(&mut self) -> Result<(), MemberFailure> {
-        while let Some(task) = self.backlog.pop_front() {
+        while let Some(task) = self.io.backlog.pop_front() {
             match self.persist_tx.try_send(task) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(task)) => {
-                    self.backlog.push_front(task);
+                    self.io.backlog.push_front(task);
                     break;
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => {
@@ -378,7 +381,7 @@ impl<M: StateMachine> Driver<M> {
     }
 
     fn take_reports(&mut self) {
-        let reports = self.transport.take_reports();
+        let reports = self.io.transport.take_reports();
         let raw = self.node.raw_mut();
         for peer in reports.unreachable {
             raw.report_unreachable(peer);

@@ -95,15 +95,5 @@ impl<M: StateMachine> fmt::Debug for Command<M> {
 /// What a batch of persist tasks came to: the tasks, durable in order, or why not.
 pub(crate) type Completion = Result<Vec<PersistTask>, String>;
 
-/// Work for the writer thread, executed in order.
-#[derive(Debug)]
-pub(crate) enum Job {
-    /// Make a persist task durable (and report it back).
-    Persist(PersistTask),
-    /// Record a local snapshot whose file the snapshot thread has written, and release the
-    /// segments it covers (reported back only if it fails).
-    Compact(raft::SnapshotMetadata),
-    /// Record a higher commit index without a sync (`Wal::record_commit`; reported back only
-    /// if it fails).
-    Commit(raft::HardState),
-}
+/// Work for the writer thread, executed in order (the executor's writer jobs).
+pub(crate) use exec::WriterJob as Job;
