@@ -1,7 +1,7 @@
 //! Idempotency sessions: a write carries `(client_id, sequence)` so that a retry whose first
 //! answer was lost is answered from the state machine's session table instead of applied
-//! twice. A client names its own session with the `raftkv-request-id` metadata key; the writes
-//! a member forwards for clients that did not get one from a pool ([`SessionPool`]).
+//! twice. A client names its own session with the `raftkv-request-id` metadata key; a write a
+//! member forwards without one borrows a session from a pool (`SessionPool` below).
 
 use super::shared::Core;
 use std::sync::Mutex;
