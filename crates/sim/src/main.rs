@@ -21,7 +21,8 @@ usage: sim [--seeds N] [--first-seed S] [--nodes K] [--faults all|none|LIST] [--
   --trace         print a timestamped trace of every event (with --seed)
   --break RULE    run with a deliberately broken rule, to see the checkers catch it:
                   commit-old-term, forget-vote, skip-log-check (the Raft core);
-                  skip-revision (the etcd state machine: some puts skip a revision)
+                  skip-revision (the etcd state machine: some puts skip a revision);
+                  ack-before-sync (the writer reports a batch durable before writing it)
 
 Prints a line for each failing seed with the command that replays it, then one summary line:
   seeds=N violations=V elections=.. commits=.. virtual_secs=..
@@ -37,6 +38,7 @@ struct Args {
     threads: usize,
     core_faults: raft::Faults,
     machine_faults: machine::MachineFaults,
+    ack_before_sync: bool,
     safety_phase_us: Option<u64>,
     clients: Option<usize>,
 }
@@ -51,6 +53,7 @@ fn parse_args() -> Result<Args, String> {
         trace: false,
         core_faults: raft::Faults::default(),
         machine_faults: machine::MachineFaults::default(),
+        ack_before_sync: false,
         safety_phase_us: None,
         clients: None,
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -91,6 +94,7 @@ fn parse_args() -> Result<Args, String> {
                 "forget-vote" => args.core_faults.vote_without_persisting = true,
                 "skip-log-check" => args.core_faults.vote_without_log_check = true,
                 "skip-revision" => args.machine_faults.skip_revision_every = 7,
+                "ack-before-sync" => args.ack_before_sync = true,
                 other => return Err(format!("unknown rule to break: {other:?}")),
             },
             "--help" | "-h" => return Err(String::new()),
@@ -105,6 +109,7 @@ fn parse_args() -> Result<Args, String> {
 struct SeedSettings {
     core_faults: raft::Faults,
     machine_faults: machine::MachineFaults,
+    ack_before_sync: bool,
     safety_phase_us: Option<u64>,
     clients: Option<usize>,
 }
@@ -113,6 +118,7 @@ impl SeedSettings {
     fn apply(&self, options: &mut Options) {
         options.core_faults = self.core_faults;
         options.machine_faults = self.machine_faults;
+        options.ack_before_sync = self.ack_before_sync;
         if let Some(us) = self.safety_phase_us {
             options.safety_phase_us = us;
         }
@@ -127,6 +133,7 @@ impl Args {
         SeedSettings {
             core_faults: self.core_faults,
             machine_faults: self.machine_faults,
+            ack_before_sync: self.ack_before_sync,
             safety_phase_us: self.safety_phase_us,
             clients: self.clients,
         }

@@ -181,6 +181,9 @@ pub struct Options {
     pub core_faults: raft::Faults,
     /// Deliberately broken state machine rules (tests of the checkers only).
     pub machine_faults: machine::MachineFaults,
+    /// A deliberately broken writer (tests of the checkers only): it reports each batch
+    /// durable when it starts writing it, so a node acknowledges what a crash can still lose.
+    pub ack_before_sync: bool,
     /// The options of every node's write-ahead log. Small, preallocated segments by default, so
     /// that runs roll segments and a truncated segment is told from a torn write.
     pub wal: WalOptions,
@@ -201,6 +204,7 @@ impl Options {
             trace: false,
             core_faults: raft::Faults::default(),
             machine_faults: machine::MachineFaults::default(),
+            ack_before_sync: false,
             wal: Options::default_wal(),
         }
     }
@@ -240,6 +244,7 @@ impl Options {
             (self.core_faults.vote_without_persisting, "forget-vote"),
             (self.core_faults.vote_without_log_check, "skip-log-check"),
             (self.machine_faults.skip_revision_every > 0, "skip-revision"),
+            (self.ack_before_sync, "ack-before-sync"),
         ] {
             if broken {
                 line += &format!(" --break {rule}");

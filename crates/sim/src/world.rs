@@ -4,10 +4,11 @@
 use crate::checker::{Checker, EntryPrint, Violation};
 use crate::options::Options;
 use bytes::Bytes;
+use exec::{Executor, WriterJob};
 use lincheck::{Input, Operation, Output};
 use machine::{EtcdMachine, MachineResponse};
 use node::{Action, Node, PersistTask, RequestError};
-use raft::{ConfState, Config, HardState, LogIndex, Message, MessageBody, NodeId, Rng, Role};
+use raft::{ConfState, Config, LogIndex, Message, MessageBody, NodeId, Rng, Role};
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, VecDeque};
 use std::io;
@@ -16,12 +17,14 @@ use std::path::{Path, PathBuf};
 
 mod disk;
 mod etcd_ops;
+mod member_io;
 use disk::NodeDisk;
 pub use disk::{DurableLog, WAL_DIR};
 pub use etcd_ops::{Answer, decode_value, key_bytes, value_bytes};
 use etcd_ops::{
     command_bytes, compaction, compaction_answer_ok, read_answer, read_query, request_for,
 };
+use member_io::SimIo;
 
 /// Where each node keeps its keyspace's value file, beside its WAL on its simulated disk.
 pub const VALUE_FILE: &str = "/raftkv/values";
@@ -190,11 +193,13 @@ struct SimNode {
     disk: NodeDisk,
     /// Incarnation; events of an earlier incarnation are dropped.
     epoch: u64,
-    /// Writes issued to the disk, oldest first, not yet durable.
-    in_flight: VecDeque<PersistTask>,
-    /// A commit index to record with the next write, or alone at a tick with no write in
-    /// flight (as the runtime's driver does with `Action::RecordCommit`).
-    pending_commit: Option<HardState>,
+    /// Carries out the node's actions (the executor a serving member runs).
+    executor: Executor,
+    /// Writer jobs queued behind the batch being written, oldest first.
+    writer_queue: VecDeque<WriterJob>,
+    /// The batch of persist tasks being written (not yet durable); empty when the writer is
+    /// idle.
+    writing: Vec<PersistTask>,
     disk_busy_until: u64,
     /// Commit index last checked, for this incarnation.
     checked_commit: LogIndex,
@@ -327,8 +332,9 @@ impl Sim {
                     node: None,
                     disk: NodeDisk::create(options.wal.clone(), (i < founders).then_some(&conf)),
                     epoch: 0,
-                    in_flight: VecDeque::new(),
-                    pending_commit: None,
+                    executor: Executor::new(),
+                    writer_queue: VecDeque::new(),
+                    writing: Vec::new(),
                     disk_busy_until: 0,
                     checked_commit: LogIndex::ZERO,
                     last_role: Role::Follower,
@@ -544,16 +550,15 @@ impl Sim {
                 {
                     n.tick();
                     self.schedule(TICK_US, Event::Tick { node, epoch });
-                    if self.nodes[node].in_flight.is_empty()
-                        && let Some(hard_state) = self.nodes[node].pending_commit.take()
-                        && let Err(error) = self.record_commit(node, hard_state)
-                    {
-                        let id = self.nodes[node].id;
-                        self.checker
-                            .fail("wal-write", format!("{id}: WAL write failed: {error}"));
-                        self.crash(id);
+                    let mut executor = std::mem::take(&mut self.nodes[node].executor);
+                    executor.tick(&mut SimIo {
+                        sim: self,
+                        index: node,
+                    });
+                    if self.nodes[node].epoch != epoch {
                         return;
                     }
+                    self.nodes[node].executor = executor;
                     self.drain(node);
                 }
             }
@@ -570,25 +575,7 @@ impl Sim {
             }
             Event::PersistDone { node, epoch } => {
                 if self.nodes[node].epoch == epoch {
-                    let task = self.nodes[node]
-                        .in_flight
-                        .pop_front()
-                        .expect("a completion for every issued write");
-                    if let Err(error) = self.write_to_disk(node, &task) {
-                        let id = self.nodes[node].id;
-                        self.checker
-                            .fail("wal-write", format!("{id}: WAL write failed: {error}"));
-                        self.crash(id);
-                        return;
-                    }
-                    let mut actions = std::mem::take(&mut self.actions);
-                    self.nodes[node]
-                        .node
-                        .as_mut()
-                        .expect("an up node for a current-epoch completion")
-                        .persisted(task, &mut actions);
-                    self.actions = actions;
-                    self.drain(node);
+                    self.persist_done(node);
                 }
             }
             Event::ClientArrive {
@@ -651,84 +638,21 @@ impl Sim {
         }
         // Commits first: the actions include applications of what was just committed.
         self.check_commit(index, conf_before.as_ref());
-        for action in actions.drain(..) {
-            self.execute(index, action);
+        let epoch = self.nodes[index].epoch;
+        let mut executor = std::mem::take(&mut self.nodes[index].executor);
+        for action in std::mem::take(&mut actions) {
+            executor.carry_out(action, &mut SimIo { sim: self, index });
+            if self.nodes[index].epoch != epoch {
+                // A failed write stopped the node: the rest of what it wanted done is gone.
+                break;
+            }
+        }
+        if self.nodes[index].epoch == epoch {
+            self.nodes[index].executor = executor;
         }
         self.actions = actions;
         self.check_node(index);
         self.maybe_compact(index);
-    }
-
-    fn execute(&mut self, index: usize, action: Action<MachineResponse>) {
-        match action {
-            Action::Persist(mut task) => {
-                self.stats.persist_tasks += 1;
-                if let Some(hard_state) = self.nodes[index].pending_commit.take()
-                    && task.hard_state.is_none()
-                    && task.snapshot.is_none()
-                {
-                    task.hard_state = Some(hard_state);
-                }
-                let latency = self
-                    .rng
-                    .range(self.disk_latency_us.0, self.disk_latency_us.1);
-                let sim_node = &mut self.nodes[index];
-                let done_at = self.now.max(sim_node.disk_busy_until) + latency;
-                sim_node.disk_busy_until = done_at;
-                sim_node.in_flight.push_back(task);
-                let epoch = sim_node.epoch;
-                self.schedule(
-                    done_at - self.now,
-                    Event::PersistDone { node: index, epoch },
-                );
-            }
-            Action::RecordCommit(hard_state) => self.nodes[index].pending_commit = Some(hard_state),
-            Action::Send(message) => self.send(index, message),
-            Action::Reply { request, result } => {
-                let (client, attempt) = split_request_id(request);
-                if client < self.clients.len() {
-                    let delay = self.rng.range(self.delay_us.0, self.delay_us.1);
-                    self.schedule(
-                        delay,
-                        Event::ClientReply {
-                            client,
-                            attempt,
-                            result,
-                        },
-                    );
-                }
-            }
-            Action::RoleChanged { term, soft_state } => {
-                self.trace(format_args!(
-                    "n{} is {} in {term} (leader {})",
-                    index + 1,
-                    soft_state.role,
-                    soft_state.leader
-                ));
-                if soft_state.role == Role::Candidate {
-                    self.stats.elections += 1;
-                }
-            }
-            Action::ConfChangeReply { .. } => {}
-            Action::ConfChanged {
-                index: at,
-                conf_state,
-            } => {
-                self.conf_changes_seen.insert(at);
-                self.trace(format_args!(
-                    "n{} applies a membership change at {at}: {conf_state:?}",
-                    index + 1
-                ));
-            }
-            Action::SnapshotInstalled { index: at } => {
-                self.stats.snapshots_installed += 1;
-                self.trace(format_args!("n{} installs a snapshot at {at}", index + 1));
-            }
-            Action::Applied { index: at, term } => {
-                let id = self.nodes[index].id;
-                self.checker.observe_applied(id, at, term);
-            }
-        }
     }
 
     fn send(&mut self, from: usize, message: Message) {
@@ -780,26 +704,6 @@ impl Sim {
         let at = (self.now + delay).max(self.link_clear_at[from][to]);
         self.link_clear_at[from][to] = at;
         at - self.now
-    }
-
-    /// Writes a persist task through the node's WAL (one record, one sync).
-    fn write_to_disk(&mut self, index: usize, task: &PersistTask) -> Result<(), String> {
-        let id = self.nodes[index].id;
-        if let Some(hard_state) = task.hard_state {
-            let before = self.nodes[index].disk.log().hard_state();
-            self.checker
-                .observe_hard_state_write(id, before, hard_state);
-        }
-        self.nodes[index].disk.write(task)
-    }
-
-    /// Records a commit index through the node's WAL, without a sync.
-    fn record_commit(&mut self, index: usize, hard_state: HardState) -> Result<(), String> {
-        let id = self.nodes[index].id;
-        let before = self.nodes[index].disk.log().hard_state();
-        self.checker
-            .observe_hard_state_write(id, before, hard_state);
-        self.nodes[index].disk.record_commit(hard_state)
     }
 
     /// Invariants of one node after it handled an event.
@@ -1127,7 +1031,7 @@ impl Sim {
         if self.nodes[index].node.is_none() {
             return;
         }
-        let in_flight: Vec<PersistTask> = self.nodes[index].in_flight.drain(..).collect();
+        let in_flight = self.unacknowledged_writes(index);
         let report = self.nodes[index].disk.crash(&in_flight, &mut self.rng);
         if let Some(recovered) = report.recovered {
             self.checker
@@ -1142,7 +1046,9 @@ impl Sim {
         let sim_node = &mut self.nodes[index];
         sim_node.node = None;
         sim_node.epoch += 1;
-        sim_node.pending_commit = None;
+        sim_node.executor = Executor::new();
+        sim_node.writer_queue.clear();
+        sim_node.writing.clear();
         sim_node.disk_busy_until = self.now;
         self.stats.crashes += 1;
         self.trace(format_args!(
@@ -1159,7 +1065,18 @@ impl Sim {
 
     /// How many of node `id`'s writes are issued but not yet durable.
     pub fn writes_in_flight(&self, id: NodeId) -> usize {
-        self.nodes[(id.get() - 1) as usize].in_flight.len()
+        self.unacknowledged_writes((id.get() - 1) as usize).len()
+    }
+
+    /// Node `index`'s persist tasks handed to its writer and not yet durable, oldest first:
+    /// the batch being written, then those queued behind it.
+    fn unacknowledged_writes(&self, index: usize) -> Vec<PersistTask> {
+        let sim_node = &self.nodes[index];
+        let queued = sim_node.writer_queue.iter().filter_map(|job| match job {
+            WriterJob::Persist(task) => Some(task.clone()),
+            _ => None,
+        });
+        sim_node.writing.iter().cloned().chain(queued).collect()
     }
 
     /// Node `id`'s simulated disk, to read its files (`files`, `read_file`). Damage it only

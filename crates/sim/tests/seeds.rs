@@ -137,3 +137,12 @@ fn a_state_machine_that_skips_a_revision_is_caught() {
         failure.violations
     );
 }
+
+/// The checkers have teeth in the writer too: a writer that reports a batch durable when it
+/// starts writing it lets a node acknowledge entries a crash then loses.
+#[test]
+fn a_writer_that_acknowledges_before_the_sync_is_caught() {
+    let broken = |options: &mut Options| options.ack_before_sync = true;
+    let (failures, _) = run_seeds(0, 1000, broken, true);
+    assert!(!failures.is_empty(), "1,000 seeds found no violation");
+}

@@ -205,21 +205,19 @@ impl NodeDisk {
         self.unacknowledged.clone()
     }
 
-    /// Makes a persist task durable: the leader's snapshot if it carries one, then one record,
-    /// one sync.
-    pub(crate) fn write(&mut self, task: &PersistTask) -> Result<(), String> {
-        match &mut self.log.wal {
-            Ok(wal) => write_task(wal, task).map_err(|error| error.to_string()),
-            Err(error) => Err(format!("the WAL is not open: {error}")),
-        }
+    /// Makes a batch of persist tasks durable the way a member's writer thread does
+    /// (`exec::writer::write_batch`: one record and one sync where it can).
+    pub(crate) fn write_batch(&mut self, batch: &[PersistTask]) -> Result<(), String> {
+        self.with_wal(|wal| exec::writer::write_batch(wal, batch))
     }
 
-    /// Records a higher commit index, without a sync (`Wal::record_commit`).
-    pub(crate) fn record_commit(&mut self, hard_state: HardState) -> Result<(), String> {
+    /// Runs `write` on the open WAL.
+    pub(crate) fn with_wal(
+        &mut self,
+        write: impl FnOnce(&mut Wal<SimDisk>) -> Result<(), wal::WalError>,
+    ) -> Result<(), String> {
         match &mut self.log.wal {
-            Ok(wal) => wal
-                .record_commit(hard_state)
-                .map_err(|error| error.to_string()),
+            Ok(wal) => write(wal).map_err(|error| error.to_string()),
             Err(error) => Err(format!("the WAL is not open: {error}")),
         }
     }
@@ -401,18 +399,9 @@ impl NodeDisk {
     }
 }
 
-/// Writes one persist task: the snapshot first (it replaces the log), then the batch. A task
-/// that only raises the commit index is written without a sync, as the runtime's writer does.
+/// Writes one persist task as the writer would write it alone.
 fn write_task(wal: &mut Wal<SimDisk>, task: &PersistTask) -> Result<(), wal::WalError> {
-    if let Some(snapshot) = &task.snapshot {
-        wal.save_snapshot(snapshot)?;
-    }
-    match task.hard_state {
-        Some(hard_state) if task.entries.is_empty() && task.snapshot.is_none() => {
-            wal.record_commit(hard_state)
-        }
-        hard_state => wal.write(hard_state, &task.entries),
-    }
+    exec::writer::write_batch(wal, std::slice::from_ref(task))
 }
 
 /// The hard state and the term of every entry: what recovery must give back exactly.
