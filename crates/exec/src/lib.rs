@@ -9,12 +9,16 @@
 //! - [`Executor`]: how each [`node::Action`] is carried out, and the commit index a node asks to
 //!   record without a sync, which rides along with the next write or goes alone at the next
 //!   tick ([`Executor::tick`]).
+//! - [`SnapshotPolicy`]: when a local snapshot is due, and how a durable one compacts the log
+//!   and the WAL.
 //! - [`writer`]: how the writer takes the jobs queued behind one another
 //!   ([`writer::gather_batch`]) and makes a batch of persist tasks durable with as few records
 //!   and syncs as possible ([`writer::write_batch`]).
 
 mod executor;
+mod snapshot;
 pub mod writer;
 
 pub use executor::{Executor, MemberIo, Observation};
+pub use snapshot::SnapshotPolicy;
 pub use writer::WriterJob;

@@ -7,6 +7,7 @@
 use crate::config::MemberConfig;
 use crate::error::MemberFailure;
 use crate::protocol::Job;
+use exec::SnapshotPolicy;
 use node::{Node, StateMachine};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -23,13 +24,8 @@ const SNAPSHOT_THREAD_NICE: i32 = 10;
 
 /// The driver's side of local snapshots: when the next one is due, and the one being written.
 pub(crate) struct Snapshots {
-    every_entries: u64,
-    /// See [`MemberConfig::snapshot_log_percent`].
-    log_percent: u64,
-    /// The bytes of entries handed to the writer since the last snapshot began.
-    log_bytes_since_snapshot: u64,
-    /// The size of the last snapshot this member wrote (0 before its first).
-    last_snapshot_bytes: u64,
+    /// When one is due (the rule the simulator runs too).
+    policy: SnapshotPolicy,
     /// Writes snapshot files from the snapshot thread (and reads them back for followers).
     files: wal::SnapshotWriter,
     /// The thread writing a snapshot, while one is being written (one at a time).
@@ -43,10 +39,10 @@ impl Snapshots {
     pub(crate) fn new(config: &MemberConfig, files: wal::SnapshotWriter) -> Snapshots {
         let (done_tx, done) = mpsc::unbounded_channel();
         Snapshots {
-            every_entries: config.snapshot_every_entries,
-            log_percent: u64::from(config.snapshot_log_percent),
-            log_bytes_since_snapshot: 0,
-            last_snapshot_bytes: 0,
+            policy: SnapshotPolicy::new(
+                config.snapshot_every_entries,
+                u64::from(config.snapshot_log_percent),
+            ),
             files,
             thread: None,
             done_tx,
@@ -56,7 +52,7 @@ impl Snapshots {
 
     /// Entries of `bytes` bytes went to the writer: they count toward the next snapshot.
     pub(crate) fn appended(&mut self, bytes: u64) {
-        self.log_bytes_since_snapshot += bytes;
+        self.policy.appended(bytes);
     }
 
     /// The snapshot thread's report (pending while no snapshot is being written).
@@ -76,7 +72,7 @@ impl Snapshots {
     /// other snapshot is being written: the state machine is frozen here, and a snapshot
     /// thread writes it to its file (see [`Snapshots::finish`]).
     pub(crate) fn maybe_start<M: StateMachine>(&mut self, node: &mut Node<M>) {
-        if self.thread.is_some() || !self.due(node) {
+        if self.thread.is_some() || !self.policy.due(node) {
             return;
         }
         let frozen_at = Instant::now();
@@ -84,8 +80,7 @@ impl Snapshots {
         let Some(job) = node.begin_snapshot() else {
             return;
         };
-        // Entries appended from here on are after the snapshot: they count toward the next.
-        self.log_bytes_since_snapshot = 0;
+        self.policy.started();
         // The freeze stalls this driver, so its cost is worth seeing next to the write's: the
         // time it took, and the CPU it used (less when the machine is busy and the thread
         // waited for a core).
@@ -106,17 +101,6 @@ impl Snapshots {
         }
     }
 
-    /// Whether enough was applied since the log's first index, and enough appended since the
-    /// last snapshot, for a new one.
-    fn due<M: StateMachine>(&self, node: &Node<M>) -> bool {
-        let first = raft::Storage::first_index(node.raw().storage());
-        if node.applied().get().saturating_sub(first.get()) < self.every_entries {
-            return false;
-        }
-        self.log_bytes_since_snapshot.saturating_mul(100)
-            >= self.last_snapshot_bytes.saturating_mul(self.log_percent)
-    }
-
     /// The snapshot thread is done. A durable snapshot lets the node drop the entries it
     /// covers and the writer record it (a job queued on `backlog`); a failed one stops the
     /// member, as a failed WAL write does (the disk is full or failing).
@@ -133,9 +117,7 @@ impl Snapshots {
         match written {
             Ok((metadata, bytes)) => {
                 tracing::debug!(index = metadata.index.get(), "compacted the log");
-                self.last_snapshot_bytes = bytes;
-                node.finish_snapshot(metadata.clone());
-                backlog.push_back(Job::Compact(metadata));
+                backlog.push_back(self.policy.finished(metadata, bytes, node));
                 Ok(())
             }
             Err(error) => {

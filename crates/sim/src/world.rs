@@ -4,7 +4,7 @@
 use crate::checker::{Checker, EntryPrint, Violation};
 use crate::options::Options;
 use bytes::Bytes;
-use exec::{Executor, WriterJob};
+use exec::{Executor, SnapshotPolicy, WriterJob};
 use lincheck::{Input, Operation, Output};
 use machine::{EtcdMachine, MachineResponse};
 use node::{Action, Node, PersistTask, RequestError};
@@ -201,6 +201,8 @@ struct SimNode {
     epoch: u64,
     /// Carries out the node's actions (the executor a serving member runs).
     executor: Executor,
+    /// When this node takes a snapshot (the rule a serving member runs).
+    snapshots: SnapshotPolicy,
     /// Writer jobs queued behind the batch being written, oldest first.
     writer_queue: VecDeque<WriterJob>,
     /// The batch of persist tasks being written (not yet durable); empty when the writer is
@@ -267,6 +269,9 @@ pub struct Sim {
     conf_changes_seen: std::collections::BTreeSet<LogIndex>,
     /// Entries a node keeps applied before it compacts (per seed: small, so snapshots happen).
     compaction_gap: u64,
+    /// The log, as a percentage of the last snapshot's size, a node appends before its next
+    /// snapshot (`--snapshot-log-percent`; per seed: 0 or 50).
+    snapshot_log_percent: u64,
     /// Whether leaders serve reads from their lease (`ReadOnlyOption::LeaseBased`).
     lease_reads: bool,
     /// Whether followers forward clients' commands to the leader (`Node::submit_anywhere`)
@@ -339,6 +344,7 @@ impl Sim {
                     disk: NodeDisk::create(options.wal.clone(), (i < founders).then_some(&conf)),
                     epoch: 0,
                     executor: Executor::new(),
+                    snapshots: SnapshotPolicy::new(1, 0),
                     writer_queue: VecDeque::new(),
                     writing: Vec::new(),
                     disk_busy_until: 0,
@@ -367,6 +373,7 @@ impl Sim {
             ever_members: (1..=founders as u64).map(NodeId).collect(),
             conf_changes_seen: std::collections::BTreeSet::new(),
             compaction_gap,
+            snapshot_log_percent: if (options.seed >> 3).is_multiple_of(2) { 0 } else { 50 },
             lease_reads,
             forward_proposals,
             resident_log_bytes,
@@ -444,6 +451,19 @@ impl Sim {
         machine.set_faults(self.options.machine_faults);
         let mut node = Node::new(&config, storage, machine)
             .unwrap_or_else(|error| panic!("node {} cannot start: {error}", index + 1));
+        // A follower that needs a snapshot gets it read back from this node's snapshot
+        // files, as a member's does.
+        if let Some(files) = self.nodes[index].disk.snapshot_files() {
+            node.raw_mut()
+                .storage_mut()
+                .set_snapshot_loader(raft::SnapshotLoader::new(move |metadata| {
+                    files.read(metadata).map_err(|error| error.to_string())
+                }));
+        }
+        // A fresh incarnation counts its log toward the next snapshot from zero, as a member
+        // that restarts does.
+        self.nodes[index].snapshots =
+            SnapshotPolicy::new(self.compaction_gap, self.snapshot_log_percent);
         node.raw_mut().set_faults(self.options.core_faults);
         let sim_node = &mut self.nodes[index];
         // Re-check everything this incarnation holds as committed against the global record.

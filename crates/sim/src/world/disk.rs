@@ -19,9 +19,11 @@
 //!   node stays down.
 //!
 //! Snapshots go through the WAL too: a leader's snapshot in a persist task is saved
-//! (`Wal::save_snapshot`) before the task's entries, a node's own compaction saves its snapshot
-//! and releases the segments it covers (`Wal::release_to`), and `MemStorage::copy_of` rebuilds a log
-//! that starts at a snapshot.
+//! (`Wal::save_snapshot`) before the task's entries; a node's own snapshot is written to its
+//! snapshot files as a member's snapshot thread writes it (`Wal::snapshot_writer`), then the
+//! writer adopts it and releases the segments it covers (`WriterJob::Compact`), in order with
+//! the writes queued before it; `MemStorage::copy_of` rebuilds a log that starts at a
+//! snapshot.
 
 use node::PersistTask;
 use raft::{
@@ -222,18 +224,10 @@ impl NodeDisk {
         }
     }
 
-    /// Makes a node's own snapshot durable and drops the segments it covers (log compaction).
-    pub(crate) fn save_snapshot(&mut self, snapshot: &raft::Snapshot) -> Result<(), String> {
-        match &mut self.log.wal {
-            Ok(wal) => {
-                wal.save_snapshot(snapshot)
-                    .map_err(|error| error.to_string())?;
-                wal.release_to(snapshot.metadata.index)
-                    .map(|_| ())
-                    .map_err(|error| error.to_string())
-            }
-            Err(error) => Err(format!("the WAL is not open: {error}")),
-        }
+    /// The node's snapshot files (to write its own snapshots and read them back for
+    /// followers), while its WAL is open.
+    pub(crate) fn snapshot_files(&self) -> Option<wal::SnapshotWriter<SimDisk>> {
+        self.log.wal.as_ref().ok().map(Wal::snapshot_writer)
     }
 
     /// Starts the node's storage: opens the WAL again if its files changed since it was last

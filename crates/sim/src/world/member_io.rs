@@ -26,8 +26,10 @@ pub(super) struct SimIo<'a> {
 
 impl MemberIo<MachineResponse> for SimIo<'_> {
     fn queue_write(&mut self, job: WriterJob) {
-        if matches!(job, WriterJob::Persist(_)) {
+        if let WriterJob::Persist(task) = &job {
             self.sim.stats.persist_tasks += 1;
+            let bytes: usize = task.entries.iter().map(|entry| entry.data.len()).sum();
+            self.sim.nodes[self.index].snapshots.appended(bytes as u64);
         }
         self.sim.nodes[self.index].writer_queue.push_back(job);
         self.sim.start_writing(self.index);

@@ -208,15 +208,34 @@ impl Sim {
     /// segments released); returns the snapshot's index.
     pub fn compact(&mut self, id: NodeId) -> Option<LogIndex> {
         let index = (id.get() - 1) as usize;
-        let snapshot = self.nodes[index].node.as_mut()?.compact()?;
+        let job = self.nodes[index].node.as_mut()?.begin_snapshot()?;
         self.stats.compactions += 1;
-        if let Err(error) = self.nodes[index].disk.save_snapshot(&snapshot) {
-            self.checker.fail(
-                "wal-snapshot",
-                format!("{id} cannot save its snapshot: {error}"),
-            );
-        }
-        Some(snapshot.metadata.index)
+        self.nodes[index].snapshots.started();
+        let node::SnapshotJob { metadata, state } = job;
+        let written = self.nodes[index].disk.snapshot_files().map_or_else(
+            || Err("the WAL is not open".to_string()),
+            |files| {
+                files
+                    .write(&metadata, |out| state.write_to(out))
+                    .map_err(|error| error.to_string())
+            },
+        );
+        let bytes = match written {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                self.checker.fail(
+                    "wal-snapshot",
+                    format!("{id} cannot write its snapshot: {error}"),
+                );
+                return None;
+            }
+        };
+        let at = metadata.index;
+        let sim_node = &mut self.nodes[index];
+        let node = sim_node.node.as_mut().expect("up: it began the snapshot");
+        let job = sim_node.snapshots.finished(metadata, bytes, node);
+        exec::MemberIo::queue_write(&mut SimIo { sim: self, index }, job);
+        Some(at)
     }
 
     /// The configuration node `id` has applied (if it is up).
@@ -234,11 +253,11 @@ impl Sim {
         if !self.options.faults.compaction || !self.rng.chance(1, 8) {
             return;
         }
-        let Some(node) = self.nodes[index].node.as_mut() else {
+        let sim_node = &self.nodes[index];
+        let Some(node) = sim_node.node.as_ref() else {
             return;
         };
-        let first = raft::Storage::first_index(node.raw().storage());
-        if node.applied().get() < first.get() + self.compaction_gap {
+        if !sim_node.snapshots.due(node) {
             return;
         }
         let id = self.nodes[index].id;
