@@ -22,8 +22,9 @@
 //! - `reads.rs`: linearizable reads waiting for their read index, then for the state machine
 //!   to reach it.
 //! - `actions.rs`: [`Action`] and [`PersistTask`], what the embedder is asked to do.
-//! - `state_machine.rs`: the [`StateMachine`] a member replicates (and the one for
-//!   [`kv::KvStore`]), and the frozen state a snapshot is written from.
+//! - `state_machine.rs`: the [`StateMachine`] a member replicates, and the frozen state a
+//!   snapshot is written from. The node never looks inside commands: the state machine
+//!   members run is `machine::EtcdMachine`, and the tests here use a register map.
 //! - `error.rs`: [`RequestError`] and [`NodeStartError`].
 
 mod actions;

@@ -75,25 +75,3 @@ impl fmt::Debug for SnapshotJob {
             .finish_non_exhaustive()
     }
 }
-
-impl StateMachine for kv::KvStore {
-    type Response = kv::Response;
-    type Query = Bytes;
-
-    fn apply(&mut self, _index: LogIndex, _term: Term, data: &Bytes) -> kv::Response {
-        self.apply_bytes(data)
-    }
-
-    fn query(&self, key: &Bytes) -> kv::Response {
-        kv::Response::Value(self.get(key).cloned())
-    }
-
-    fn snapshot(&self) -> Bytes {
-        kv::KvStore::snapshot(self)
-    }
-
-    fn restore(&mut self, data: &Bytes) -> Result<(), String> {
-        *self = kv::KvStore::restore(data).map_err(|error| error.to_string())?;
-        Ok(())
-    }
-}

@@ -5,8 +5,10 @@
 //! Actions are compared in their `Debug` rendering (the action type is not `PartialEq`), one
 //! line per action, so a failure shows both lists in full.
 
+mod common;
+
 use bytes::Bytes;
-use kv::{KvStore, Response};
+use common::{Registers, Response};
 use node::{Action, Node, PersistTask, RequestError};
 use raft::{
     AppendResponse, ConfState, Config, Entry, EntryKind, HardState, LogIndex, MemStorage, Message,
@@ -26,16 +28,16 @@ fn assert_actions(actual: &[Action<Response>], expected: &[Action<Response>]) {
 }
 
 /// A member of a new cluster of `voters`, before its first `poll`.
-fn start(id: u64, voters: &[u64]) -> Node<KvStore> {
+fn start(id: u64, voters: &[u64]) -> Node<Registers> {
     let founders = ConfState {
         voters: voters.iter().copied().map(NodeId).collect(),
         ..ConfState::default()
     };
     let storage = MemStorage::bootstrap(&founders);
-    Node::new(&Config::new(NodeId(id)), storage, KvStore::new()).expect("start")
+    Node::new(&Config::new(NodeId(id)), storage, Registers::new()).expect("start")
 }
 
-fn poll(node: &mut Node<KvStore>) -> Actions {
+fn poll(node: &mut Node<Registers>) -> Actions {
     let mut out = Vec::new();
     node.poll(&mut out);
     out
@@ -43,7 +45,7 @@ fn poll(node: &mut Node<KvStore>) -> Actions {
 
 /// Polls and acknowledges every write at once until the node has nothing more to do; what it
 /// sends or answers meanwhile is dropped (it is the set-up, not the input under test).
-fn settle(node: &mut Node<KvStore>) {
+fn settle(node: &mut Node<Registers>) {
     loop {
         let actions = poll(node);
         if actions.is_empty() {
@@ -71,7 +73,7 @@ fn the_task(actions: &[Action<Response>]) -> PersistTask {
     tasks[0].clone()
 }
 
-fn persisted(node: &mut Node<KvStore>, task: PersistTask) -> Actions {
+fn persisted(node: &mut Node<Registers>, task: PersistTask) -> Actions {
     let mut out = Vec::new();
     node.persisted(task, &mut out);
     out
@@ -107,17 +109,10 @@ fn no_op(term: u64, index: u64) -> Entry {
     entry(term, index, EntryKind::Empty, Bytes::new())
 }
 
-/// A put of `k` in client 7's session.
-fn put(sequence: u64) -> Bytes {
-    kv::Request {
-        client_id: 7,
-        sequence,
-        command: kv::Command::Put {
-            key: Bytes::from_static(b"k"),
-            value: Bytes::from_static(b"v"),
-        },
-    }
-    .encode()
+/// A command setting register `k` to `v`, the only command of each test (so a forwarded
+/// command is recognised by its bytes, as a session would make them unique).
+fn put() -> Bytes {
+    common::set("k", "v")
 }
 
 fn role(term: u64, leader: u64, role: Role) -> Action<Response> {
@@ -156,7 +151,7 @@ fn send(from: u64, to: u64, term: u64, body: MessageBody) -> Action<Response> {
 
 /// The only member of its cluster, elected at term 2 with its no-op (index 2) applied; its
 /// next Ready is number 4.
-fn single_leader() -> Node<KvStore> {
+fn single_leader() -> Node<Registers> {
     let mut node = start(1, &[1]);
     settle(&mut node);
     tick_until_work(&mut node);
@@ -167,7 +162,7 @@ fn single_leader() -> Node<KvStore> {
 }
 
 /// Ticks until the node has a Ready (its election timeout, randomised in [10, 20) ticks).
-fn tick_until_work(node: &mut Node<KvStore>) {
+fn tick_until_work(node: &mut Node<Registers>) {
     for _ in 0..100 {
         node.tick();
         if node.has_work() {
@@ -179,7 +174,7 @@ fn tick_until_work(node: &mut Node<KvStore>) {
 
 /// Member 1 of {1, 2, 3}, a follower of member 2 at term 2 (it never voted), holding 2's no-op
 /// at index 2; `commit` is what the leader told it is committed.
-fn follower_of_2(commit: u64) -> Node<KvStore> {
+fn follower_of_2(commit: u64) -> Node<Registers> {
     let mut node = start(1, &[1, 2, 3]);
     settle(&mut node);
     node.receive(append(1, 1, vec![no_op(2, 2)], commit));
@@ -205,7 +200,7 @@ fn append(prev_index: u64, prev_term: u64, entries: Vec<Entry>, commit: u64) -> 
 
 /// Member 1 of {1, 2, 3}, elected at term 2 with the votes of 1 and 2; member 2 has
 /// acknowledged the no-op (index 2), which is committed and applied; member 3 never answered.
-fn leader_of_three() -> Node<KvStore> {
+fn leader_of_three() -> Node<Registers> {
     let mut node = start(1, &[1, 2, 3]);
     settle(&mut node);
     node.campaign();
@@ -283,7 +278,7 @@ fn a_single_member_is_elected_by_one_tick_and_commits_its_no_op_once_durable() {
 fn a_proposal_is_persisted_then_applied_and_answered() {
     let mut node = single_leader();
     let mut out = Vec::new();
-    node.submit(10, put(1), &mut out);
+    node.submit(10, put(), &mut out);
     assert_actions(&out, &[]);
     let actions = poll(&mut node);
     assert_actions(
@@ -291,7 +286,7 @@ fn a_proposal_is_persisted_then_applied_and_answered() {
         &[persist(
             4,
             None,
-            vec![entry(2, 3, EntryKind::Normal, put(1))],
+            vec![entry(2, 3, EntryKind::Normal, put())],
         )],
     );
     assert_actions(&persisted(&mut node, the_task(&actions)), &[]);
@@ -415,7 +410,7 @@ fn a_leader_answers_a_read_after_a_quorum_answers_its_heartbeat() {
 fn a_followers_proposal_is_refused_with_the_leader_hint() {
     let mut node = follower_of_2(2);
     let mut out = Vec::new();
-    node.submit(11, put(1), &mut out);
+    node.submit(11, put(), &mut out);
     assert_actions(
         &out,
         &[reply(
@@ -435,7 +430,7 @@ fn a_followers_proposal_is_refused_with_the_leader_hint() {
 fn a_followers_forwarded_proposal_is_answered_when_it_applies() {
     let mut node = follower_of_2(2);
     let mut out = Vec::new();
-    node.submit_anywhere(12, put(1), &mut out);
+    node.submit_anywhere(12, put(), &mut out);
     assert_actions(&out, &[]);
     assert_actions(
         &poll(&mut node),
@@ -444,11 +439,11 @@ fn a_followers_forwarded_proposal_is_answered_when_it_applies() {
             2,
             2,
             MessageBody::Propose {
-                entries: vec![put(1)],
+                entries: vec![put()],
             },
         )],
     );
-    let command = entry(2, 3, EntryKind::Normal, put(1));
+    let command = entry(2, 3, EntryKind::Normal, put());
     node.receive(append(2, 2, vec![command.clone()], 3));
     let actions = poll(&mut node);
     assert_actions(
@@ -475,7 +470,7 @@ fn a_followers_forwarded_proposal_is_answered_when_it_applies() {
 fn a_leader_change_gives_up_on_what_was_handed_to_the_old_leader() {
     let mut node = follower_of_2(2);
     let mut out = Vec::new();
-    node.submit_anywhere(12, put(1), &mut out);
+    node.submit_anywhere(12, put(), &mut out);
     node.read(13, Bytes::from_static(b"k"), &mut out);
     settle(&mut node);
     assert_actions(&out, &[]);

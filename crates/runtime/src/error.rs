@@ -61,14 +61,8 @@ pub enum ClientError {
         leader_hint: NodeId,
     },
     /// The node's reason (back-pressure, dropped by a leader change, outcome unknown, ...).
-    /// Retrying the same [`kv::Request`] (same sequence) is safe.
+    /// Retrying the same command (the same session and sequence) is safe.
     Failed(RequestError),
-    /// The request's sequence is older than its session's last one: not applied.
-    StaleSequence,
-    /// The state machine could not decode the request: not applied.
-    Malformed(String),
-    /// The state machine answered with a response that does not fit the request.
-    Unexpected(kv::Response),
     /// The member stopped (shut down or failed) before answering: the outcome is unknown.
     Stopped,
 }
@@ -92,9 +86,6 @@ impl fmt::Display for ClientError {
                 f,
             ),
             ClientError::Failed(error) => fmt::Display::fmt(error, f),
-            ClientError::StaleSequence => f.write_str("stale request sequence"),
-            ClientError::Malformed(reason) => write!(f, "malformed request: {reason}"),
-            ClientError::Unexpected(response) => write!(f, "unexpected response {response:?}"),
             ClientError::Stopped => f.write_str("the member stopped"),
         }
     }

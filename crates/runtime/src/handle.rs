@@ -1,6 +1,5 @@
 //! [`MemberHandle`]: how clients reach a running member. Each method sends the driver a
-//! command and waits for its answer; the helpers for [`kv::KvStore`] add the handle's session
-//! to each write.
+//! command and waits for its answer.
 
 use crate::error::{ClientError, MemberFailure, TransferOutcome};
 use crate::protocol::{Command, Status};
@@ -12,21 +11,17 @@ use raft::{ConfChange, ConfState, LogIndex, NodeId};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 /// A client's handle on a running member. Dropping it stops the member (without waiting);
 /// [`MemberHandle::shutdown`] stops it and waits until its WAL is closed.
 ///
-/// Writes through the [`kv::KvStore`] helpers carry this handle's session (a client id and an
-/// increasing sequence), so a retried [`kv::Request`] is applied at most once. Issue one write
-/// at a time per handle: the sessions of the state machine refuse a sequence older than the
-/// last one applied.
-pub struct MemberHandle<M: StateMachine = kv::KvStore> {
+/// The handle carries commands and queries as the state machine `M` encodes them; making a
+/// retried command apply at most once is the state machine's business (its sessions) and its
+/// client's.
+pub struct MemberHandle<M: StateMachine> {
     id: NodeId,
-    client_id: u64,
-    sequence: AtomicU64,
     commands: mpsc::Sender<Command<M>>,
     status: watch::Receiver<Status>,
     membership: watch::Receiver<ConfState>,
@@ -56,8 +51,6 @@ impl<M: StateMachine> MemberHandle<M> {
     ) -> MemberHandle<M> {
         MemberHandle {
             id,
-            client_id: new_client_id(id),
-            sequence: AtomicU64::new(0),
             commands,
             status,
             membership,
@@ -211,79 +204,4 @@ impl<M: StateMachine> MemberHandle<M> {
             Err(error) => Err(MemberFailure(format!("the driver task failed: {error}"))),
         }
     }
-}
-
-/// Helpers for members whose state machine is the plain [`kv::KvStore`].
-impl MemberHandle<kv::KvStore> {
-    /// The next request of this handle's session (a retry must reuse the returned request).
-    pub fn next_request(&self, command: kv::Command) -> kv::Request {
-        kv::Request {
-            client_id: self.client_id,
-            sequence: self.sequence.fetch_add(1, Ordering::Relaxed) + 1,
-            command,
-        }
-    }
-
-    /// Proposes `request` through the log and waits for the state machine's answer.
-    pub async fn submit(&self, request: kv::Request) -> Result<kv::Response, ClientError> {
-        self.propose(request.encode()).await
-    }
-
-    async fn write(&self, command: kv::Command) -> Result<kv::Response, ClientError> {
-        let response = self.submit(self.next_request(command)).await?;
-        match response {
-            kv::Response::StaleSequence => Err(ClientError::StaleSequence),
-            kv::Response::Malformed(reason) => Err(ClientError::Malformed(reason)),
-            other => Ok(other),
-        }
-    }
-
-    /// Sets `key` to `value`.
-    pub async fn put(&self, key: Bytes, value: Bytes) -> Result<(), ClientError> {
-        match self.write(kv::Command::Put { key, value }).await? {
-            kv::Response::Done => Ok(()),
-            other => Err(ClientError::Unexpected(other)),
-        }
-    }
-
-    /// Removes `key`.
-    pub async fn delete(&self, key: Bytes) -> Result<(), ClientError> {
-        match self.write(kv::Command::Delete { key }).await? {
-            kv::Response::Done => Ok(()),
-            other => Err(ClientError::Unexpected(other)),
-        }
-    }
-
-    /// Sets `key` to `new` if it holds `expected`. Returns whether it did and the value found.
-    pub async fn cas(
-        &self,
-        key: Bytes,
-        expected: Bytes,
-        new: Bytes,
-    ) -> Result<(bool, Option<Bytes>), ClientError> {
-        let command = kv::Command::CompareAndSet { key, expected, new };
-        match self.write(command).await? {
-            kv::Response::CompareAndSet { succeeded, found } => Ok((succeeded, found)),
-            other => Err(ClientError::Unexpected(other)),
-        }
-    }
-
-    /// A linearizable read of `key` (ReadIndex; followers ask the leader to confirm).
-    pub async fn get(&self, key: Bytes) -> Result<Option<Bytes>, ClientError> {
-        match self.read(key).await? {
-            kv::Response::Value(value) => Ok(value),
-            other => Err(ClientError::Unexpected(other)),
-        }
-    }
-}
-
-/// A session id unlikely to collide with another client's: the member id in the high bits, the
-/// clock and a process-wide counter below.
-fn new_client_id(id: NodeId) -> u64 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_nanos() as u64);
-    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
-    ((id.get() << 48) ^ (nanos & ((1 << 48) - 1)) ^ count.rotate_left(24)) | 1
 }

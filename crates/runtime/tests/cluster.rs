@@ -3,7 +3,9 @@
 mod common;
 
 use bytes::Bytes;
-use common::{Cluster, eventually};
+use common::{Cluster, cas_outcome, cas_request, encode, eventually};
+use kv::mvcc::{MvccError, MvccResponse, PutRequest};
+use machine::{EtcdMachine, MachineResponse};
 use raft::NodeId;
 use runtime::{ClientError, Member};
 use tokio::net::TcpListener;
@@ -47,6 +49,14 @@ async fn three_members_elect_a_leader_and_serve_linearizable_reads_everywhere() 
     );
 }
 
+/// The revision a put was applied at, from its answer.
+fn put_revision(answer: &Result<MachineResponse, ClientError>) -> i64 {
+    match answer {
+        Ok(MachineResponse::Kv(Ok(MvccResponse::Put(put)))) => put.header.revision,
+        other => panic!("a put answered {other:?}"),
+    }
+}
+
 /// `propose_anywhere` on a follower hands the command to the leader over the peer connection
 /// and answers once the follower applied it: the answer is the state machine's, the write is
 /// visible everywhere, and a retry of the same command is answered from its session.
@@ -56,41 +66,35 @@ async fn a_follower_forwards_proposals_to_the_leader_and_answers_from_its_own_ap
     let leader = cluster.leader().await;
     let follower = cluster.follower_of(leader);
     let handle = &cluster.members[&follower];
-    let mut requests = Vec::new();
+    let mut commands = Vec::new();
     for i in 0..50 {
-        requests.push(handle.next_request(kv::Command::Put {
-            key: bytes(&format!("k{i}")),
-            value: bytes(&format!("v{i}")),
-        }));
+        let put = PutRequest::new(bytes(&format!("k{i}")), bytes(&format!("v{i}")));
+        commands.push(handle.next_command(put));
     }
     // Many at once, so several travel in one message.
     let answers = futures_util::future::join_all(
-        requests
+        commands
             .iter()
-            .map(|request| handle.propose_anywhere(request.encode())),
+            .map(|command| handle.propose_anywhere(encode(command))),
     )
     .await;
-    for answer in answers {
-        assert_eq!(answer, Ok(kv::Response::Done));
-    }
+    // Each applied once, in the order sent (its session would refuse a later one applied
+    // first): the puts took revisions 2 to 51 of the fresh keyspace.
+    let revisions: Vec<i64> = answers.iter().map(put_revision).collect();
+    assert_eq!(revisions, (2..=51).collect::<Vec<i64>>());
     for member in cluster.members.values() {
         assert_eq!(member.get(bytes("k49")).await, Ok(Some(bytes("v49"))));
     }
     // The same command again is recognised by its session, not applied twice.
     assert_eq!(
-        handle.propose_anywhere(requests[0].encode()).await,
-        Ok(kv::Response::StaleSequence)
+        handle.propose_anywhere(encode(&commands[0])).await,
+        Ok(MachineResponse::Kv(Err(MvccError::StaleSequence)))
     );
     // On the leader it is an ordinary proposal.
     let leader_handle = &cluster.members[&leader];
-    let request = leader_handle.next_request(kv::Command::Put {
-        key: bytes("on-leader"),
-        value: bytes("yes"),
-    });
-    assert_eq!(
-        leader_handle.propose_anywhere(request.encode()).await,
-        Ok(kv::Response::Done)
-    );
+    let command = leader_handle.next_command(PutRequest::new(bytes("on-leader"), bytes("yes")));
+    let answer = leader_handle.propose_anywhere(encode(&command)).await;
+    assert_eq!(put_revision(&answer), 52);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,7 +161,7 @@ async fn two_members_cannot_share_a_data_directory() {
     let second = Member::start_with_listener(
         cluster.config(id, &cluster.dirs[&id]),
         listener,
-        kv::KvStore::new(),
+        EtcdMachine::new(),
     );
     assert!(
         matches!(
@@ -175,20 +179,12 @@ async fn a_retried_request_is_applied_once() {
     let handle = &cluster.members[&leader];
     handle.put(bytes("k"), bytes("v1")).await.expect("put");
 
-    let swap = handle.next_request(kv::Command::CompareAndSet {
-        key: bytes("k"),
-        expected: bytes("v1"),
-        new: bytes("v2"),
-    });
-    let first = handle.submit(swap.clone()).await;
-    let retry = handle.submit(swap).await;
-    let swapped = kv::Response::CompareAndSet {
-        succeeded: true,
-        found: Some(bytes("v1")),
-    };
-    assert_eq!(first, Ok(swapped.clone()));
-    // Executed again, the swap would fail (the key holds v2); the session answers the retry
-    // with the first outcome instead.
-    assert_eq!(retry, Ok(swapped));
+    let swap = handle.next_command(cas_request(bytes("k"), bytes("v1"), bytes("v2")));
+    let first = handle.submit(&swap).await.expect("swap");
+    let retry = handle.submit(&swap).await.expect("retry");
+    assert_eq!(cas_outcome(&first), (true, Some(bytes("v1"))));
+    // Executed again, the swap would fail (the key holds v2) at a new revision; the session
+    // answers the retry with the first outcome instead, its revision included.
+    assert_eq!(retry, first);
     assert_eq!(handle.get(bytes("k")).await, Ok(Some(bytes("v2"))));
 }

@@ -411,8 +411,8 @@ impl MvccResponse {
 /// An [`MvccRequest`] from a client session, the unit proposed to the Raft log.
 ///
 /// A client that retries after a timeout or a redirect sends the same `(client_id, sequence)`
-/// again; the store answers the retry from its session table instead of applying it twice, as
-/// [`crate::KvStore`] does.
+/// again; the store answers the retry from its session table instead of applying it twice
+/// (see [`super::MvccStore::apply_command`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MvccCommand {
     /// Identifies the client's session; 0 means "no session" (no deduplication).
