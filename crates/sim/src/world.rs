@@ -373,7 +373,11 @@ impl Sim {
             ever_members: (1..=founders as u64).map(NodeId).collect(),
             conf_changes_seen: std::collections::BTreeSet::new(),
             compaction_gap,
-            snapshot_log_percent: if (options.seed >> 3).is_multiple_of(2) { 0 } else { 50 },
+            snapshot_log_percent: if (options.seed >> 3).is_multiple_of(2) {
+                0
+            } else {
+                50
+            },
             lease_reads,
             forward_proposals,
             resident_log_bytes,

@@ -1,8 +1,8 @@
-//! Every seed that ever failed, kept as a named test with the exact options that replay it.
-//!
-//! The simulator grew while these were found (new faults draw from the same seeded generator),
-//! so a seed no longer replays the schedule that first failed; each test keeps the seed and
-//! fault mix anyway, and names the bug and the focused test that pins it down exactly.
+//! Seeds that once failed, still run with the options they failed with. They are not
+//! regression tests: the simulator has changed since (new faults and an etcd workload draw from
+//! the same seeded generator), so none replays the schedule that first failed, and each is named
+//! `seed_N_once_...` for what it was. What pins each bug down exactly is the focused test its
+//! comment names; a bug whose comment names none is guarded only by the swarm.
 
 use sim::{FaultSet, Options};
 
@@ -23,20 +23,20 @@ fn replay(seed: u64, nodes: usize, faults: &str) {
 /// again after heartbeats without progress. Pinned by
 /// `an_append_lost_in_replicate_state_is_resent_without_new_proposals` (crates/raft/tests).
 #[test]
-fn seed_79_lost_pipeline_tail() {
+fn seed_79_once_lost_pipeline_tail() {
     replay(79, 5, "partition");
 }
 
 /// Same bug, found with slow disks.
 #[test]
-fn seed_83_lost_pipeline_tail_slow_disk() {
+fn seed_83_once_lost_pipeline_tail_slow_disk() {
     replay(83, 7, "slow-disk");
 }
 
 /// A torn write kept a hard state whose commit index pointed past the entries that survived.
 /// The simulator's crash model now writes entries before the hard state, as the WAL does.
 #[test]
-fn seed_crash_all_torn_hard_state() {
+fn seed_crash_all_once_torn_hard_state() {
     for seed in 0..20 {
         replay(seed, 3, "crash-all");
     }
@@ -46,7 +46,7 @@ fn seed_crash_all_torn_hard_state() {
 /// kept the stale entries after the snapshot index and the node panicked reading them. Fixed
 /// in `Node::compact` (no compaction while `RawNode::has_pending_snapshot`).
 #[test]
-fn seed_48_compaction_during_snapshot_install() {
+fn seed_48_once_compaction_during_snapshot_install() {
     replay(
         48,
         3,
@@ -56,7 +56,7 @@ fn seed_48_compaction_during_snapshot_install() {
 
 /// Same bug, other symptom (an out-of-range slice of the unstable log).
 #[test]
-fn seed_367_compaction_during_snapshot_install() {
+fn seed_367_once_compaction_during_snapshot_install() {
     replay(
         367,
         5,
@@ -67,7 +67,7 @@ fn seed_367_compaction_during_snapshot_install() {
 /// Clients bounced between two removed members whose stale leader hints pointed at each other.
 /// The simulated clients now sometimes ignore a hint, as etcd clients rotate endpoints.
 #[test]
-fn seed_289_clients_stuck_between_removed_members() {
+fn seed_289_once_clients_stuck_between_removed_members() {
     replay(289, 5, "membership");
 }
 
@@ -75,13 +75,13 @@ fn seed_289_clients_stuck_between_removed_members() {
 /// configuration, and they ignored every vote request: no leader could be elected. Fixed in the
 /// core: a member that knows no configuration still votes.
 #[test]
-fn seed_442_new_voters_with_empty_configuration_vote() {
+fn seed_442_once_new_voters_with_empty_configuration_vote() {
     replay(442, 5, "partition,crash,slow-disk,membership");
 }
 
 /// Same bug, with compaction and crashes of all members.
 #[test]
-fn seed_1389_new_voters_with_empty_configuration_vote() {
+fn seed_1389_once_new_voters_with_empty_configuration_vote() {
     replay(
         1389,
         3,
