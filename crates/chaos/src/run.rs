@@ -49,8 +49,8 @@ pub struct RunOptions {
     pub binary: Option<PathBuf>,
     /// Print progress and fault lines.
     pub verbose: bool,
-    /// How long after healing every member must be serving with one leader (RELIABILITY.md
-    /// "R — recovery" allows 30 s for full convergence); exceeding it fails the run.
+    /// How long after healing every member must be serving with one leader (docs/correctness.md,
+    /// R allows 30 s for full convergence); exceeding it fails the run.
     pub recovery_timeout: Duration,
 }
 

@@ -1,4 +1,5 @@
-//! etcd 3.4 KV semantics of `kv::mvcc`, one behaviour per test, as stated in ETCD-API.md §3–4.
+//! etcd 3.4 KV semantics of `kv::mvcc`, one behaviour per test (as etcd 3.4 behaves: its KV API
+//! reference and `etcdserver/apply.go`).
 
 use bytes::Bytes;
 use kv::mvcc::{

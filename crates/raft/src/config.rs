@@ -40,7 +40,7 @@ pub struct Config {
     pub snapshot_timeout_ticks: u32,
     /// A node whose writes have not completed for this many ticks considers its storage stalled:
     /// a leader steps down (its followers may commit without it, but it can apply and answer
-    /// nothing) and no stalled node campaigns. RELIABILITY 14: a leader with a hung disk that
+    /// nothing) and no stalled node campaigns. docs/correctness.md, K14: a leader with a hung disk that
     /// keeps heartbeating would stall the cluster.
     pub storage_stall_ticks: u32,
     /// How the leader confirms it may serve a read.
@@ -144,7 +144,7 @@ pub enum ReadOnlyOption {
     /// Serve reads without a round while the leader's lease holds: a quorum answered a heartbeat
     /// sent less than `election_timeout - lease_drift_ticks` ticks ago, so no other leader can
     /// have been elected since. Requires CheckQuorum, and clocks whose rates differ by less than
-    /// the drift bound; pauses of the leader process longer than that break it (RELIABILITY 8).
+    /// the drift bound; pauses of the leader process longer than that break it (docs/correctness.md, K8).
     LeaseBased,
 }
 

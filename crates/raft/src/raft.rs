@@ -1387,7 +1387,7 @@ impl<S: Storage> Raft<S> {
         let index = snapshot.metadata.index;
         let committed = self.log.committed();
         let match_index = if index <= committed {
-            // Older than what we have settled: never move state backwards (RELIABILITY 11).
+            // Older than what we have settled: never move state backwards (docs/correctness.md, K11).
             committed
         } else if self.log.matches(index, snapshot.metadata.term) {
             // We hold its last entry: our log already contains it; just learn it is committed.

@@ -1,5 +1,5 @@
 //! The durability order of the `Ready` contract: nothing that promises durable state leaves before
-//! the write, and nothing is applied before it is durable locally (RELIABILITY.md, bug 4).
+//! the write, and nothing is applied before it is durable locally (docs/correctness.md, K4).
 
 mod common;
 

@@ -198,7 +198,7 @@ fn one_change_at_a_time() {
 
 #[test]
 fn a_truncated_change_never_takes_effect() {
-    // RELIABILITY 3: a change appended by a leader that loses office before committing it is
+    // docs/correctness.md, K3: a change appended by a leader that loses office before committing it is
     // overwritten, and (applied at apply time) never changes anyone's configuration.
     let mut cluster = Cluster::bootstrapped(3, |_| {});
     cluster.add_member(4, |_| {});

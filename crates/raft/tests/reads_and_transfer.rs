@@ -381,7 +381,7 @@ fn a_transfer_to_an_unreachable_member_is_abandoned_after_an_election_timeout() 
 
 #[test]
 fn a_leader_whose_disk_hangs_steps_down_and_the_cluster_moves_on() {
-    // RELIABILITY 14: a leader that keeps heartbeating with a hung disk would stall everyone.
+    // docs/correctness.md, K14: a leader that keeps heartbeating with a hung disk would stall everyone.
     let mut cluster = Cluster::new(3, |_| {});
     cluster.elect(1);
     cluster.propose(1, b"before").unwrap();

@@ -1022,7 +1022,7 @@ fn isolated_leader_steps_down_and_acknowledges_nothing() {
 }
 
 // ------------------------------------------------------------------------------------------
-// Exactly once (RELIABILITY.md bug 13)
+// Exactly once (docs/correctness.md, K13)
 // ------------------------------------------------------------------------------------------
 
 /// Clients retry requests (same session sequence) at other nodes after leader crashes, so the log
@@ -1071,7 +1071,7 @@ fn client_retries_apply_once() {
 }
 
 // ------------------------------------------------------------------------------------------
-// The Raft paper's Figure 8 (RELIABILITY.md bug 1)
+// The Raft paper's Figure 8 (docs/correctness.md, K1)
 // ------------------------------------------------------------------------------------------
 
 /// What one attempt at building Figure 8 came to.

@@ -2,7 +2,7 @@
 //!
 //! raftkv speaks etcd's gRPC API, and etcd's clients depend on its exact behaviour: revisions,
 //! per-key versions, historical reads, compaction errors, transaction rules and error messages.
-//! This module reproduces that behaviour (as described in `ETCD-API.md` and etcd's
+//! This module reproduces that behaviour (as etcd 3.4 implements it in its
 //! `etcdserver/apply.go` and `mvcc/`) as a pure state machine the Raft log drives:
 //!
 //! - [`MvccCommand`] / [`MvccRequest`] are what gets proposed ([`MvccCommand::encode`]) and
