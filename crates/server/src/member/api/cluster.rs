@@ -100,7 +100,7 @@ impl ClusterApi {
         };
         match self
             .0
-            .propose(MachineCommand::Member(register), false)
+            .propose(MachineCommand::Member(register))
             .await?
         {
             MachineResponse::Member(Ok(())) => Ok(()),
@@ -187,7 +187,7 @@ impl pb::cluster_server::Cluster for ClusterApi {
             // Tidy the table; the configuration already excludes the member, so a failure
             // here only leaves an invisible row behind.
             let forget = MemberCommand::Forget { id: remove.id };
-            if let Err(error) = self.0.propose(MachineCommand::Member(forget), false).await {
+            if let Err(error) = self.0.propose(MachineCommand::Member(forget)).await {
                 tracing::debug!(%error, "forgetting a removed member's attributes failed");
             }
         }
@@ -219,7 +219,7 @@ impl pb::cluster_server::Cluster for ClusterApi {
         };
         match self
             .0
-            .propose(MachineCommand::Member(publish), false)
+            .propose(MachineCommand::Member(publish))
             .await?
         {
             MachineResponse::Member(Ok(())) => {}
