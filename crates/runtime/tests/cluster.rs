@@ -4,7 +4,8 @@ mod common;
 
 use bytes::Bytes;
 use common::{Cluster, eventually};
-use raft::NodeId;
+use node::RequestError;
+use raft::{NodeId, ProposeError};
 use runtime::{ClientError, Member};
 use tokio::net::TcpListener;
 
@@ -41,9 +42,11 @@ async fn three_members_elect_a_leader_and_serve_linearizable_reads_everywhere() 
     let follower = &cluster.follower_of(leader);
     assert_eq!(
         cluster.members[follower].put(bytes("k"), bytes("x")).await,
-        Err(ClientError::NotLeader {
-            leader_hint: leader
-        })
+        Err(ClientError::Failed(RequestError::Refused(
+            ProposeError::NotLeader {
+                leader_hint: leader
+            }
+        )))
     );
 }
 

@@ -7,7 +7,9 @@ use bytes::Bytes;
 use lincheck::{Input, Operation, Output};
 use machine::{EtcdMachine, MachineResponse};
 use node::{Action, Node, PersistTask, RequestError};
-use raft::{ConfState, Config, HardState, LogIndex, Message, MessageBody, NodeId, Rng, Role};
+use raft::{
+    ConfState, Config, HardState, LogIndex, Message, MessageBody, NodeId, ProposeError, Rng, Role,
+};
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, VecDeque};
 use std::io;
@@ -1000,7 +1002,7 @@ impl Sim {
         }
         match result {
             Ok(response) => self.complete(client, response),
-            Err(RequestError::NotLeader { leader_hint }) => {
+            Err(RequestError::Refused(ProposeError::NotLeader { leader_hint })) => {
                 let n = self.nodes.len();
                 // Follow the hint, but not blindly: removed members keep stale hints that can
                 // send a client around in circles, so sometimes try any node (as etcd clients
@@ -1030,15 +1032,16 @@ impl Sim {
             Err(
                 RequestError::Dropped
                 | RequestError::OutcomeUnknown
-                | RequestError::Backpressure
-                | RequestError::TransferInProgress,
+                | RequestError::Refused(ProposeError::Backpressure | ProposeError::TransferInProgress),
             ) => {
                 self.schedule(CLIENT_BACKOFF_US, Event::ClientRetry { client, attempt });
             }
             Err(
-                error @ (RequestError::TooLarge { .. }
-                | RequestError::ConfChangePending
-                | RequestError::ConfChangeRejected(_)),
+                error @ RequestError::Refused(
+                    ProposeError::TooLarge { .. }
+                    | ProposeError::ConfChangePending
+                    | ProposeError::ConfChangeRejected(_),
+                ),
             ) => {
                 self.checker
                     .fail("client-error", format!("unexpected error: {error}"));

@@ -6,8 +6,8 @@ use super::shared::Core;
 use super::status::{client_status, no_leader, stopped, timed_out, too_large};
 use crate::machine::{MachineCommand, MachineQuery, MachineResponse};
 use bytes::Bytes;
-use node::RequestError;
-use raft::Role;
+use node::RequestError::{self, Refused};
+use raft::{ProposeError, Role};
 use runtime::ClientError;
 use std::time::Instant;
 use tonic::Status;
@@ -81,8 +81,8 @@ impl Core {
                 MachineCommand::Member(_) => true,
             };
             match outcome {
-                ClientError::NotLeader { .. } => continue,
-                ClientError::Failed(RequestError::TransferInProgress) => {
+                ClientError::Failed(Refused(ProposeError::NotLeader { .. })) => continue,
+                ClientError::Failed(Refused(ProposeError::TransferInProgress)) => {
                     self.pause(deadline).await;
                 }
                 ClientError::Failed(RequestError::Dropped | RequestError::OutcomeUnknown)
@@ -120,17 +120,16 @@ impl Core {
             }
             match self.member.read(query.clone()).await {
                 Ok(response) => return Ok(response),
-                Err(ClientError::NotLeader { leader_hint }) if !leader_hint.is_some() => {
+                Err(ClientError::Failed(Refused(ProposeError::NotLeader { leader_hint })))
+                    if !leader_hint.is_some() =>
+                {
                     self.wait_for_leader(deadline).await?;
                 }
-                Err(
-                    ClientError::NotLeader { .. }
-                    | ClientError::Failed(
-                        RequestError::Dropped
-                        | RequestError::TransferInProgress
-                        | RequestError::OutcomeUnknown,
-                    ),
-                ) => self.pause(deadline).await,
+                Err(ClientError::Failed(
+                    Refused(ProposeError::NotLeader { .. } | ProposeError::TransferInProgress)
+                    | RequestError::Dropped
+                    | RequestError::OutcomeUnknown,
+                )) => self.pause(deadline).await,
                 Err(other) => return Err(client_status(&other)),
             }
         }
