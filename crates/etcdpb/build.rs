@@ -3,14 +3,7 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
-    let fds = protox::compile(
-        [
-            "mvccpb/kv.proto",
-            "etcdserverpb/rpc.proto",
-            "raftkvpb/forward.proto",
-        ],
-        ["proto"],
-    )?;
+    let fds = protox::compile(["mvccpb/kv.proto", "etcdserverpb/rpc.proto"], ["proto"])?;
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)

@@ -44,16 +44,3 @@ pub mod etcdserverpb {
 pub mod mvccpb {
     tonic::include_proto!("mvccpb");
 }
-
-/// Generated from `proto/raftkvpb/forward.proto`: raftkv's own service through which a
-/// follower hands a write to the leader (not part of etcd's API; etcd clients never call it).
-#[allow(
-    missing_docs,
-    clippy::all,
-    clippy::pedantic,
-    clippy::nursery,
-    rustdoc::all
-)]
-pub mod raftkvpb {
-    tonic::include_proto!("raftkvpb");
-}

@@ -239,7 +239,7 @@ mod tests {
             },
             Action::ConfChangeReply {
                 request: 5,
-                result: Err(RequestError::ConfChangePending),
+                result: Err(RequestError::Refused(raft::ProposeError::ConfChangePending)),
             },
             Action::RoleChanged {
                 term: Term(2),

@@ -38,8 +38,6 @@ const REWRITE_MIN_GARBAGE: u64 = 64 * 1024 * 1024;
 const MEMBER_FORMAT_V1: u8 = 0x20;
 /// First bytes of a snapshot of this state machine.
 const SNAPSHOT_MAGIC: &[u8; 4] = b"RKV1";
-/// First byte of an encoded [`MachineResponse`] sent between members.
-const RESPONSE_FORMAT_V1: u8 = 0x31;
 
 /// Bounds on what a member may publish about itself: names and URLs come from configuration
 /// or from clients, and the table is replicated and snapshotted, so it must stay small.
@@ -560,56 +558,6 @@ impl MemberCommand {
     }
 }
 
-impl MachineResponse {
-    /// Encodes a response to a command forwarded by another member. Only the outcomes of
-    /// commands ([`MachineResponse::Kv`], [`MachineResponse::Member`],
-    /// [`MachineResponse::Malformed`]) travel; queries are always answered locally.
-    pub fn encode(&self) -> Bytes {
-        let mut out = BytesMut::with_capacity(64);
-        out.put_u8(RESPONSE_FORMAT_V1);
-        match self {
-            MachineResponse::Kv(result) => {
-                out.put_u8(1);
-                out.put_slice(&kv::mvcc::encode_result(result));
-            }
-            MachineResponse::Member(Ok(())) => out.put_u8(2),
-            MachineResponse::Member(Err(reason)) => {
-                out.put_u8(3);
-                put_str(&mut out, reason);
-            }
-            MachineResponse::Malformed(reason) => {
-                out.put_u8(4);
-                put_str(&mut out, reason);
-            }
-            other => {
-                out.put_u8(4);
-                put_str(
-                    &mut out,
-                    &format!("a query answer cannot be forwarded: {other:?}"),
-                );
-            }
-        }
-        out.freeze()
-    }
-
-    /// Parses bytes made by [`MachineResponse::encode`]; never panics.
-    pub fn decode(data: &Bytes) -> Result<MachineResponse, String> {
-        let mut reader = Reader(data.clone());
-        if reader.u8()? != RESPONSE_FORMAT_V1 {
-            return Err("unknown response format".into());
-        }
-        match reader.u8()? {
-            1 => kv::mvcc::decode_result(&reader.0)
-                .map(MachineResponse::Kv)
-                .map_err(|error| error.to_string()),
-            2 => Ok(MachineResponse::Member(Ok(()))),
-            3 => Ok(MachineResponse::Member(Err(reader.str(64 * 1024)?))),
-            4 => Ok(MachineResponse::Malformed(reader.str(64 * 1024)?)),
-            _ => Err("unknown response kind".into()),
-        }
-    }
-}
-
 fn put_str(out: &mut BytesMut, value: &str) {
     out.put_u32(value.len() as u32);
     out.put_slice(value.as_bytes());
@@ -934,30 +882,11 @@ mod tests {
         assert_eq!(machine.mvcc().current_revision(), 1);
     }
 
-    #[test]
-    fn responses_round_trip_for_forwarding() {
-        let mut machine = EtcdMachine::new();
-        let responses = [
-            apply(&mut machine, 1, put(0, 0, "k", "v")),
-            MachineResponse::Kv(Err(MvccError::Compacted)),
-            MachineResponse::Member(Ok(())),
-            MachineResponse::Member(Err("no".into())),
-            MachineResponse::Malformed("bad".into()),
-        ];
-        for response in responses {
-            assert_eq!(
-                MachineResponse::decode(&response.encode()).expect("decode"),
-                response
-            );
-        }
-    }
-
     proptest! {
         #[test]
         fn decoders_never_panic(data in proptest::collection::vec(any::<u8>(), 0..200)) {
             let data = Bytes::from(data);
             let _ = MachineCommand::decode(&data);
-            let _ = MachineResponse::decode(&data);
             let mut machine = EtcdMachine::new();
             let _ = machine.restore(&data);
             let mut prefixed = BytesMut::from(&SNAPSHOT_MAGIC[..]);

@@ -180,13 +180,14 @@ impl<M: StateMachine> Node<M> {
             Ok(()) => self.reads.wait_for_index(request, query),
             Err(raft::ReadIndexError::NoLeader) => out.push(Action::Reply {
                 request,
-                result: Err(RequestError::NotLeader {
+                result: Err(raft::ProposeError::NotLeader {
                     leader_hint: raft::NodeId::NONE,
-                }),
+                }
+                .into()),
             }),
             Err(raft::ReadIndexError::TransferInProgress) => out.push(Action::Reply {
                 request,
-                result: Err(RequestError::TransferInProgress),
+                result: Err(raft::ProposeError::TransferInProgress.into()),
             }),
         }
     }

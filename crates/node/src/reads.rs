@@ -3,8 +3,8 @@
 
 #[cfg(doc)]
 use crate::Node;
-use crate::{Action, RequestError, RequestId, StateMachine};
-use raft::{LogIndex, NodeId, ReadState};
+use crate::{Action, RequestId, StateMachine};
+use raft::{LogIndex, NodeId, ProposeError, ReadState};
 use std::collections::BTreeMap;
 
 /// The reads waiting on this member, by stage.
@@ -42,7 +42,7 @@ impl<Q> PendingReads<Q> {
         for request in stranded.into_keys() {
             out.push(Action::Reply {
                 request,
-                result: Err(RequestError::NotLeader { leader_hint }),
+                result: Err(ProposeError::NotLeader { leader_hint }.into()),
             });
         }
     }
@@ -65,9 +65,10 @@ impl<Q> PendingReads<Q> {
                 }
                 None => out.push(Action::Reply {
                     request: read.context,
-                    result: Err(RequestError::NotLeader {
+                    result: Err(ProposeError::NotLeader {
                         leader_hint: leader,
-                    }),
+                    }
+                    .into()),
                 }),
             }
         }

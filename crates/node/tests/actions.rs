@@ -12,7 +12,7 @@ use common::{Registers, Response};
 use node::{Action, Node, PersistTask, RequestError};
 use raft::{
     AppendResponse, ConfState, Config, Entry, EntryKind, HardState, LogIndex, MemStorage, Message,
-    MessageBody, NodeId, Role, SoftState, Term,
+    MessageBody, NodeId, ProposeError, Role, SoftState, Term,
 };
 
 type Actions = Vec<Action<Response>>;
@@ -415,9 +415,9 @@ fn a_followers_proposal_is_refused_with_the_leader_hint() {
         &out,
         &[reply(
             11,
-            Err(RequestError::NotLeader {
+            Err(RequestError::Refused(ProposeError::NotLeader {
                 leader_hint: NodeId(2),
-            }),
+            })),
         )],
     );
     assert_actions(&poll(&mut node), &[]);
@@ -491,9 +491,9 @@ fn a_leader_change_gives_up_on_what_was_handed_to_the_old_leader() {
             reply(12, Err(RequestError::OutcomeUnknown)),
             reply(
                 13,
-                Err(RequestError::NotLeader {
+                Err(RequestError::Refused(ProposeError::NotLeader {
                     leader_hint: NodeId(3),
-                }),
+                })),
             ),
             persist(5, Some(hard_state(3, 0, 2)), vec![]),
         ],

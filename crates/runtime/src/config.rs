@@ -4,9 +4,9 @@
 #[cfg(doc)]
 use crate::Member;
 use crate::StartError;
-#[cfg(doc)]
-use node::RequestError;
 use raft::NodeId;
+#[cfg(doc)]
+use raft::ProposeError;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -40,7 +40,7 @@ pub struct MemberConfig {
     /// Client requests queued for the driver before callers wait.
     pub client_queue_len: usize,
     /// Client requests waiting for their reply before new ones are refused with
-    /// [`RequestError::Backpressure`].
+    /// [`ProposeError::Backpressure`].
     pub max_waiting_requests: usize,
     /// Persist tasks queued for the writer thread; while the driver holds this many more it
     /// stops taking client requests.

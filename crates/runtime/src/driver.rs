@@ -9,7 +9,7 @@ use crate::protocol::{Command, Completion, Job, Reply, Status};
 use crate::snapshot::Snapshots;
 use exec::{Executor, MemberIo, Observation};
 use node::{Action, Node, RequestError, RequestId, StateMachine};
-use raft::{ConfChange, ConfState, LogIndex, Message, NodeId};
+use raft::{ConfChange, ConfState, LogIndex, Message, NodeId, ProposeError};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::ControlFlow;
 use std::time::Duration;
@@ -317,7 +317,7 @@ impl<M: StateMachine> Driver<M> {
     /// too many wait already.
     fn register(&mut self, reply: Reply<M::Response>) -> Option<RequestId> {
         if self.io.waiters.len() + self.io.conf_waiters.len() >= self.max_waiting_requests {
-            let _ = reply.send(Err(RequestError::Backpressure));
+            let _ = reply.send(Err(ProposeError::Backpressure.into()));
             return None;
         }
         let id = self.next_request;
@@ -329,7 +329,7 @@ impl<M: StateMachine> Driver<M> {
     /// Proposes a membership change, unless too many requests wait already.
     fn propose_conf_change(&mut self, change: &ConfChange, reply: Reply<ConfState>) {
         if self.io.waiters.len() + self.io.conf_waiters.len() >= self.max_waiting_requests {
-            let _ = reply.send(Err(RequestError::Backpressure));
+            let _ = reply.send(Err(ProposeError::Backpressure.into()));
             return;
         }
         let id = self.next_request;

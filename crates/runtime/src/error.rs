@@ -3,7 +3,7 @@
 //! ([`TransferOutcome`]).
 
 use node::RequestError;
-use raft::{NodeId, TransferError};
+use raft::TransferError;
 use std::fmt;
 use wal::WalError;
 
@@ -54,14 +54,8 @@ impl From<raft::StorageError> for StartError {
 /// Why a client request failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ClientError {
-    /// This member is not the leader (or knows none); the handle does not forward. Certainly
-    /// not applied.
-    NotLeader {
-        /// The leader this member knows of, or `NodeId::NONE`.
-        leader_hint: NodeId,
-    },
-    /// The node's reason (back-pressure, dropped by a leader change, outcome unknown, ...).
-    /// Retrying the same command (the same session and sequence) is safe.
+    /// The node's reason (not the leader, back-pressure, dropped by a leader change, outcome
+    /// unknown, ...). Retrying the same command (the same session and sequence) is safe.
     Failed(RequestError),
     /// The member stopped (shut down or failed) before answering: the outcome is unknown.
     Stopped,
@@ -69,22 +63,13 @@ pub enum ClientError {
 
 impl From<RequestError> for ClientError {
     fn from(error: RequestError) -> ClientError {
-        match error {
-            RequestError::NotLeader { leader_hint } => ClientError::NotLeader { leader_hint },
-            other => ClientError::Failed(other),
-        }
+        ClientError::Failed(error)
     }
 }
 
 impl fmt::Display for ClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ClientError::NotLeader { leader_hint } => fmt::Display::fmt(
-                &RequestError::NotLeader {
-                    leader_hint: *leader_hint,
-                },
-                f,
-            ),
             ClientError::Failed(error) => fmt::Display::fmt(error, f),
             ClientError::Stopped => f.write_str("the member stopped"),
         }

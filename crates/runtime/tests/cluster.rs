@@ -6,7 +6,8 @@ use bytes::Bytes;
 use common::{Cluster, cas_outcome, cas_request, encode, eventually};
 use kv::mvcc::{MvccError, MvccResponse, PutRequest};
 use machine::{EtcdMachine, MachineResponse};
-use raft::NodeId;
+use node::RequestError;
+use raft::{NodeId, ProposeError};
 use runtime::{ClientError, Member};
 use tokio::net::TcpListener;
 
@@ -43,9 +44,11 @@ async fn three_members_elect_a_leader_and_serve_linearizable_reads_everywhere() 
     let follower = &cluster.follower_of(leader);
     assert_eq!(
         cluster.members[follower].put(bytes("k"), bytes("x")).await,
-        Err(ClientError::NotLeader {
-            leader_hint: leader
-        })
+        Err(ClientError::Failed(RequestError::Refused(
+            ProposeError::NotLeader {
+                leader_hint: leader
+            }
+        )))
     );
 }
 

@@ -117,7 +117,7 @@ impl<M: StateMachine> Node<M> {
         out: &mut Vec<Action<M::Response>>,
     ) -> Result<ConfState, RequestError> {
         let change = raft::ConfChange::decode(&entry.data)
-            .map_err(|error| RequestError::ConfChangeRejected(error.to_string()))?;
+            .map_err(raft::ProposeError::ConfChangeRejected)?;
         match self.raw.apply_conf_change(&change) {
             Ok(conf_state) => {
                 self.raw.storage_mut().set_conf_state(conf_state.clone());
@@ -128,7 +128,7 @@ impl<M: StateMachine> Node<M> {
                 Ok(conf_state)
             }
             // Every member rejects the same entry the same way: the configuration is unchanged.
-            Err(error) => Err(RequestError::ConfChangeRejected(error.to_string())),
+            Err(error) => Err(raft::ProposeError::ConfChangeRejected(error).into()),
         }
     }
 }

@@ -3,16 +3,15 @@
 //! Profiles of linearizable gets showed about 60% of a member's CPU in tonic's per-request
 //! machinery (routing through axum and tower, boxed bodies, the streaming decoder and encoder)
 //! rather than in our handlers. This module serves every connection with hyper directly:
-//! etcd's KV calls and raftkv's `Forward/ProposeBatch` are decoded, dispatched to the same
-//! handler methods and encoded here, following tonic's wire behaviour (status codes, messages,
-//! trailers) so that clients cannot tell the difference. Every other path (Maintenance,
+//! etcd's KV calls are decoded, dispatched to the same handler methods and encoded here,
+//! following tonic's wire behaviour (status codes, messages, trailers) so that clients cannot
+//! tell the difference. Every other path (Maintenance,
 //! Cluster, unknown services and methods, and requests using features the short path does not
 //! implement such as `grpc-encoding`) goes to tonic's own routes unchanged.
 
-use super::api::{ForwardApi, KvApi};
+use super::api::KvApi;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use etcdpb::etcdserverpb::kv_server::Kv;
-use etcdpb::raftkvpb::forward_server::Forward;
 use http::{HeaderMap, HeaderValue};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
@@ -42,7 +41,6 @@ enum FastMethod {
     DeleteRange,
     Txn,
     Compact,
-    ProposeBatch,
 }
 
 impl FastMethod {
@@ -53,7 +51,6 @@ impl FastMethod {
             "/etcdserverpb.KV/DeleteRange" => FastMethod::DeleteRange,
             "/etcdserverpb.KV/Txn" => FastMethod::Txn,
             "/etcdserverpb.KV/Compact" => FastMethod::Compact,
-            "/raftkvpb.Forward/ProposeBatch" => FastMethod::ProposeBatch,
             _ => return None,
         })
     }
@@ -66,7 +63,6 @@ pub struct GrpcService(Arc<Shared>);
 
 struct Shared {
     kv: KvApi,
-    forward: ForwardApi,
     routes: Routes,
     /// The largest request message accepted (tonic's `max_decoding_message_size`).
     limit: usize,
@@ -81,12 +77,11 @@ impl std::fmt::Debug for GrpcService {
 }
 
 impl GrpcService {
-    /// `routes` must serve every service (KV and Forward included, for the requests the short
+    /// `routes` must serve every service (KV included, for the requests the short
     /// path hands over) with the same `limit` as their decoding limit.
-    pub fn new(kv: KvApi, forward: ForwardApi, routes: Routes, limit: usize) -> GrpcService {
+    pub fn new(kv: KvApi, routes: Routes, limit: usize) -> GrpcService {
         GrpcService(Arc::new(Shared {
             kv,
-            forward,
             routes: routes.prepare(),
             limit,
         }))
@@ -183,9 +178,6 @@ impl Shared {
             FastMethod::DeleteRange => unary(request, limit, |r| kv.delete_range(r)).await,
             FastMethod::Txn => unary(request, limit, |r| kv.txn(r)).await,
             FastMethod::Compact => unary(request, limit, |r| kv.compact(r)).await,
-            FastMethod::ProposeBatch => {
-                unary(request, limit, |r| self.forward.propose_batch(r)).await
-            }
         }
     }
 }

@@ -1,7 +1,7 @@
 //! One member of a cluster: how it starts and stops ([`serve`]), the data directory's stamp
 //! ([`identity`]), etcd's gRPC services ([`api`]) and their hot path ([`fastpath`]), and what
 //! the handlers share ([`shared`]) with the paths a request takes: to the log or a read
-//! ([`requests`]), from a follower to the leader ([`forwarding`]), under an idempotency session
+//! ([`requests`]), Cluster calls passed to the leader ([`forwarding`]), under an idempotency session
 //! ([`sessions`]), to the member list ([`members`]), and back as etcd's errors ([`status`]).
 
 pub mod api;

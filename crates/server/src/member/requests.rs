@@ -1,16 +1,16 @@
 //! The paths a request takes: a write through the log (proposed here when this member leads,
-//! passed to the leader otherwise) and a linearizable read, each retried across leader changes
+//! passed to the leader as a Raft proposal otherwise) and a linearizable read, each retried across leader changes
 //! until the request timeout.
 
 use super::shared::Core;
-use super::status::{client_status, leader_changed, no_leader, stopped, timed_out, too_large};
+use super::status::{client_status, no_leader, stopped, timed_out, too_large};
 use crate::machine::{MachineCommand, MachineQuery, MachineResponse};
 use bytes::Bytes;
-use node::RequestError;
-use raft::Role;
+use node::RequestError::{self, Refused};
+use raft::{ProposeError, Role};
 use runtime::ClientError;
 use std::time::Instant;
-use tonic::{Code, Status};
+use tonic::Status;
 
 impl Core {
     /// Waits until some member is known to lead, or until `deadline`.
@@ -30,50 +30,18 @@ impl Core {
     }
 
     /// Puts a command through the log and returns the state machine's answer: proposed here
-    /// when this member leads, forwarded to the leader otherwise. A command with a session
+    /// when this member leads, handed to the leader as a Raft proposal on the peer connection
+    /// otherwise (the one way a write leaves a member). A command with a session
     /// (`client_id != 0` for KV; member commands are idempotent) is retried across leader
-    /// changes until `deadline`; one without is not, because it might apply twice.
-    pub async fn propose(
-        &self,
-        command: MachineCommand,
-        forwarded: bool,
-    ) -> Result<MachineResponse, Status> {
+    /// changes until the request timeout; one without is not once it may have reached the log,
+    /// because it might apply twice.
+    pub async fn propose(&self, command: MachineCommand) -> Result<MachineResponse, Status> {
         let deadline = Instant::now() + self.identity.request_timeout;
         let mut command = command;
-        // A write that may leave this member always carries a session, so retrying a forward
-        // whose answer was lost cannot apply it twice. The session is this write's until the
-        // write is done (`_lent` lives to the end of this call).
+        let mut data = self.encode_for_log(&command)?;
+        // The session this write borrowed when it had to leave this member: the write's until
+        // the write is done (`_lent` lives to the end of this call).
         let mut _lent = None;
-        if !forwarded
-            && self.member.status().role != Role::Leader
-            && let MachineCommand::Kv(kv) = &mut command
-            && kv.client_id == 0
-        {
-            let session = self.idle_sessions.lend(|| self.fresh_session());
-            kv.client_id = session.client_id;
-            kv.sequence = session.sequence;
-            _lent = Some(session);
-        }
-        let data = command.encode();
-        let retryable = match &command {
-            MachineCommand::Kv(kv) => kv.client_id != 0,
-            MachineCommand::Member(_) => true,
-        };
-        if data.len() > self.identity.max_request_bytes {
-            return Err(too_large());
-        }
-        self.propose_bytes(data, retryable, forwarded, deadline)
-            .await
-    }
-
-    /// Proposes encoded command bytes (see [`Core::propose`]).
-    pub async fn propose_bytes(
-        &self,
-        data: Bytes,
-        retryable: bool,
-        forwarded: bool,
-        deadline: Instant,
-    ) -> Result<MachineResponse, Status> {
         loop {
             if Instant::now() >= deadline {
                 return Err(timed_out());
@@ -84,34 +52,37 @@ impl Core {
                     Ok(response) => return Ok(response),
                     Err(error) => error,
                 }
-            } else if forwarded {
-                // The forwarding member's view was stale; it retries with its own.
-                return Err(leader_changed());
-            } else if status.leader.is_some() && retryable {
-                // A command with a session is unique and safe to retry: it goes to the leader
-                // over the peer connection, batched with the Raft traffic, and is answered
-                // when this member applies it (no second RPC stack on either side).
+            } else if status.leader.is_some() {
+                // A write that leaves this member always carries a session, so retrying one
+                // whose answer was lost cannot apply it twice. One without a session has not
+                // reached the log yet (the attempts that may have end the loop below), so it
+                // can take one now, also when this member just lost leadership.
+                if let MachineCommand::Kv(kv) = &mut command
+                    && kv.client_id == 0
+                {
+                    let session = self.idle_sessions.lend(|| self.fresh_session());
+                    kv.client_id = session.client_id;
+                    kv.sequence = session.sequence;
+                    _lent = Some(session);
+                    data = self.encode_for_log(&command)?;
+                }
+                // The Raft core sends it to the leader in a `Propose` message, batched with
+                // the Raft traffic, and this member answers when it applies the entry.
                 match self.member.propose_anywhere(data.clone()).await {
                     Ok(response) => return Ok(response),
                     Err(error) => error,
-                }
-            } else if status.leader.is_some() {
-                match self.forward(data.clone(), deadline).await {
-                    Ok(response) => return Ok(response),
-                    Err(error) if retryable && error.code() == Code::Unavailable => {
-                        tracing::debug!(%error, "forwarding failed; retrying");
-                        self.pause(deadline).await;
-                        continue;
-                    }
-                    Err(error) => return Err(error),
                 }
             } else {
                 self.wait_for_leader(deadline).await?;
                 continue;
             };
+            let retryable = match &command {
+                MachineCommand::Kv(kv) => kv.client_id != 0,
+                MachineCommand::Member(_) => true,
+            };
             match outcome {
-                ClientError::NotLeader { .. } => continue,
-                ClientError::Failed(RequestError::TransferInProgress) => {
+                ClientError::Failed(Refused(ProposeError::NotLeader { .. })) => continue,
+                ClientError::Failed(Refused(ProposeError::TransferInProgress)) => {
                     self.pause(deadline).await;
                 }
                 ClientError::Failed(RequestError::Dropped | RequestError::OutcomeUnknown)
@@ -122,6 +93,16 @@ impl Core {
                 other => return Err(client_status(&other)),
             }
         }
+    }
+
+    /// The command's bytes for the log, refused with etcd's error above
+    /// `--max-request-bytes`.
+    fn encode_for_log(&self, command: &MachineCommand) -> Result<Bytes, Status> {
+        let data = command.encode();
+        if data.len() > self.identity.max_request_bytes {
+            return Err(too_large());
+        }
+        Ok(data)
     }
 
     async fn pause(&self, deadline: Instant) {
@@ -139,17 +120,16 @@ impl Core {
             }
             match self.member.read(query.clone()).await {
                 Ok(response) => return Ok(response),
-                Err(ClientError::NotLeader { leader_hint }) if !leader_hint.is_some() => {
+                Err(ClientError::Failed(Refused(ProposeError::NotLeader { leader_hint })))
+                    if !leader_hint.is_some() =>
+                {
                     self.wait_for_leader(deadline).await?;
                 }
-                Err(
-                    ClientError::NotLeader { .. }
-                    | ClientError::Failed(
-                        RequestError::Dropped
-                        | RequestError::TransferInProgress
-                        | RequestError::OutcomeUnknown,
-                    ),
-                ) => self.pause(deadline).await,
+                Err(ClientError::Failed(
+                    Refused(ProposeError::NotLeader { .. } | ProposeError::TransferInProgress)
+                    | RequestError::Dropped
+                    | RequestError::OutcomeUnknown,
+                )) => self.pause(deadline).await,
                 Err(other) => return Err(client_status(&other)),
             }
         }

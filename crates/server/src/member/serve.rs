@@ -2,12 +2,11 @@
 //! the background duties (publishing this member's attributes, keeping the transport's peer
 //! addresses in step with the membership).
 
-use super::api::{ClusterApi, ForwardApi, KvApi, MaintenanceApi};
+use super::api::{ClusterApi, KvApi, MaintenanceApi};
 use super::shared::{Core, Identity};
 use crate::config::{ClusterState, ServeConfig};
 use crate::machine::{EtcdMachine, MachineCommand, MemberCommand};
 use etcdpb::etcdserverpb as pb;
-use etcdpb::raftkvpb;
 use raft::NodeId;
 use runtime::{Member, MemberConfig};
 use std::collections::BTreeMap;
@@ -157,7 +156,6 @@ pub async fn start(config: ServeConfig) -> Result<RunningMember, ServeError> {
         tokio::spawn(publish_attributes(core.clone())),
         tokio::spawn(follow_membership(core.clone())),
         tokio::spawn(watch_removal(core.clone(), removed_tx)),
-        tokio::spawn(core.clone().run_forwarder()),
     ];
     let (stop_grpc, grpc) = serve_grpc(&core, client_listener, config.max_request_bytes);
     tracing::info!(
@@ -229,7 +227,7 @@ fn core_identity(config: &ServeConfig, client_addr: SocketAddr) -> Result<Identi
     })
 }
 
-/// Serves etcd's services and the internal `Forward` service on the client listener until
+/// Serves etcd's services on the client listener until
 /// the returned sender fires (or is dropped).
 fn serve_grpc(
     core: &Arc<Core>,
@@ -253,19 +251,9 @@ fn serve_grpc(
             pb::cluster_server::ClusterServer::new(ClusterApi(core.clone()))
                 .max_decoding_message_size(limit)
                 .max_encoding_message_size(usize::MAX),
-        )
-        .add_service(
-            raftkvpb::forward_server::ForwardServer::new(ForwardApi(core.clone()))
-                .max_decoding_message_size(limit)
-                .max_encoding_message_size(usize::MAX),
         );
     // The hot unary calls skip tonic's per-request machinery; the rest go through `routes`.
-    let service = super::fastpath::GrpcService::new(
-        KvApi(core.clone()),
-        ForwardApi(core.clone()),
-        routes.routes(),
-        limit,
-    );
+    let service = super::fastpath::GrpcService::new(KvApi(core.clone()), routes.routes(), limit);
     let (stop_grpc, stopped) = oneshot::channel::<()>();
     let grpc = tokio::spawn(super::fastpath::serve(client_listener, service, async {
         let _ = stopped.await;
@@ -305,7 +293,7 @@ async fn publish_attributes(core: Arc<Core>) {
             peer_urls: Some(identity.peer_urls.clone()),
             client_urls: Some(identity.client_urls.clone()),
         };
-        match core.propose(MachineCommand::Member(publish), false).await {
+        match core.propose(MachineCommand::Member(publish)).await {
             Ok(_) => tracing::info!("published this member's name and URLs"),
             Err(error) => {
                 tracing::debug!(%error, "publishing this member's attributes; will retry");

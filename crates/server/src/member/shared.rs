@@ -1,16 +1,15 @@
 //! What every gRPC handler of a member shares: the running member and who this member is
 //! ([`Core`]). The paths a request takes are in the sibling modules: [`super::requests`] (to
-//! the log, or to a linearizable read), [`super::forwarding`] (a follower's writes to the
+//! the log, or to a linearizable read), [`super::forwarding`] (Cluster calls passed to the
 //! leader), [`super::sessions`] (idempotency), [`super::members`] (the member list) and
 //! [`super::status`] (etcd's errors).
 //!
 //! Any member answers any request. A write on the leader is proposed directly; on a follower
-//! it is forwarded to the leader, always with an idempotency key so that retrying a forward
-//! whose answer was lost cannot apply it twice. Linearizable reads use ReadIndex on whichever
+//! it travels to the leader as a Raft proposal on the peer connection, always with an
+//! idempotency session so that retrying a forward whose answer was lost cannot apply it twice. Linearizable reads use ReadIndex on whichever
 //! member received them (a follower asks the leader to confirm its commit index); serializable
 //! reads are local.
 
-use super::forwarding::{Forwarded, LeaderClient, MAX_FORWARD_BATCH};
 use super::sessions::SessionPool;
 use super::status::client_status;
 use crate::machine::{MachineQuery, MachineResponse, Summary};
@@ -20,7 +19,6 @@ use runtime::MemberHandle;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tonic::Status;
 
@@ -63,12 +61,6 @@ pub struct Core {
     pub member: MemberHandle<crate::machine::EtcdMachine>,
     /// Who this member is.
     pub identity: Identity,
-    /// The forwarder's connection to the leader (see [`super::forwarding`]).
-    pub(super) leader_client: Arc<LeaderClient>,
-    /// Writes waiting to be forwarded to the leader.
-    pub(super) forward_tx: tokio::sync::mpsc::Sender<Forwarded>,
-    /// The queue's receiving end, until [`Core::run_forwarder`] takes it.
-    pub(super) forward_rx: Mutex<Option<tokio::sync::mpsc::Receiver<Forwarded>>>,
     /// How many fresh sessions this member made ([`Core::fresh_session`]).
     pub(super) keys: AtomicU64,
     /// Makes this run's fresh sessions differ from an earlier run's.
@@ -91,13 +83,9 @@ impl Core {
         let key_salt = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |elapsed| elapsed.as_nanos() as u64);
-        let (forward_tx, forward_rx) = tokio::sync::mpsc::channel(4 * MAX_FORWARD_BATCH);
         Core {
             member,
             identity,
-            leader_client: Arc::new(Mutex::new(None)),
-            forward_tx,
-            forward_rx: Mutex::new(Some(forward_rx)),
             keys: AtomicU64::new(0),
             key_salt,
             idle_sessions: SessionPool::default(),

@@ -2,6 +2,7 @@
 //! clients recognise them (and retry the retryable ones) as they would etcd's.
 
 use node::RequestError;
+use raft::ProposeError;
 use runtime::ClientError;
 use tonic::{Code, Status};
 
@@ -40,25 +41,41 @@ pub(super) fn stopped() -> Status {
     etcd_status(Code::Unavailable, "etcdserver: server stopped")
 }
 
-/// Maps a member's refusal to etcd's status.
+/// Maps a member's refusal to etcd's status: the last step of the one chain by which the
+/// core's errors reach a client (`raft::ProposeError` into `node::RequestError` into
+/// `runtime::ClientError`, each by its crate's `From`). A `From` cannot be written here (both
+/// types are other crates'), so these three functions are that step, one per layer.
 pub fn client_status(error: &ClientError) -> Status {
     match error {
-        ClientError::NotLeader { leader_hint } if leader_hint.is_some() => leader_changed(),
-        ClientError::NotLeader { .. } => no_leader(),
-        ClientError::Failed(RequestError::Backpressure) => {
+        ClientError::Failed(error) => request_status(error),
+        ClientError::Stopped => stopped(),
+    }
+}
+
+/// etcd's status for the node's reason.
+fn request_status(error: &RequestError) -> Status {
+    match error {
+        RequestError::Refused(error) => refusal_status(error),
+        RequestError::Dropped => leader_changed(),
+        RequestError::OutcomeUnknown => timed_out(),
+    }
+}
+
+/// etcd's status for the Raft core's refusal.
+fn refusal_status(error: &ProposeError) -> Status {
+    match error {
+        ProposeError::NotLeader { leader_hint } if leader_hint.is_some() => leader_changed(),
+        ProposeError::NotLeader { .. } => no_leader(),
+        ProposeError::Backpressure => {
             etcd_status(Code::ResourceExhausted, "etcdserver: too many requests")
         }
-        ClientError::Failed(RequestError::TooLarge { .. }) => too_large(),
-        ClientError::Failed(RequestError::TransferInProgress) => leader_changed(),
-        ClientError::Failed(RequestError::Dropped) => leader_changed(),
-        ClientError::Failed(RequestError::OutcomeUnknown) => timed_out(),
-        ClientError::Failed(RequestError::ConfChangePending) => {
+        ProposeError::TooLarge { .. } => too_large(),
+        ProposeError::TransferInProgress => leader_changed(),
+        ProposeError::ConfChangePending => {
             etcd_status(Code::FailedPrecondition, "etcdserver: unhealthy cluster")
         }
-        ClientError::Failed(RequestError::ConfChangeRejected(reason)) => {
+        ProposeError::ConfChangeRejected(reason) => {
             Status::failed_precondition(format!("etcdserver: {reason}"))
         }
-        ClientError::Stopped => stopped(),
-        other => Status::internal(format!("raftkv: {other}")),
     }
 }

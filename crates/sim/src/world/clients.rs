@@ -3,6 +3,7 @@
 //! operation in the history that `lincheck` and `crate::revisions` check.
 
 use super::*;
+use raft::ProposeError;
 
 impl Sim {
     /// Lets clients issue operations (each starts after a short random delay).
@@ -126,7 +127,7 @@ impl Sim {
         }
         match result {
             Ok(response) => self.complete(client, response),
-            Err(RequestError::NotLeader { leader_hint }) => {
+            Err(RequestError::Refused(ProposeError::NotLeader { leader_hint })) => {
                 let n = self.nodes.len();
                 // Follow the hint, but not blindly: removed members keep stale hints that can
                 // send a client around in circles, so sometimes try any node (as etcd clients
@@ -156,15 +157,18 @@ impl Sim {
             Err(
                 RequestError::Dropped
                 | RequestError::OutcomeUnknown
-                | RequestError::Backpressure
-                | RequestError::TransferInProgress,
+                | RequestError::Refused(
+                    ProposeError::Backpressure | ProposeError::TransferInProgress,
+                ),
             ) => {
                 self.schedule(CLIENT_BACKOFF_US, Event::ClientRetry { client, attempt });
             }
             Err(
-                error @ (RequestError::TooLarge { .. }
-                | RequestError::ConfChangePending
-                | RequestError::ConfChangeRejected(_)),
+                error @ RequestError::Refused(
+                    ProposeError::TooLarge { .. }
+                    | ProposeError::ConfChangePending
+                    | ProposeError::ConfChangeRejected(_),
+                ),
             ) => {
                 self.checker
                     .fail("client-error", format!("unexpected error: {error}"));

@@ -98,11 +98,7 @@ impl ClusterApi {
             peer_urls: Some(peer_urls.to_vec()),
             client_urls: Some(Vec::new()),
         };
-        match self
-            .0
-            .propose(MachineCommand::Member(register), false)
-            .await?
-        {
+        match self.0.propose(MachineCommand::Member(register)).await? {
             MachineResponse::Member(Ok(())) => Ok(()),
             MachineResponse::Member(Err(reason)) => {
                 Err(Status::invalid_argument(format!("etcdserver: {reason}")))
@@ -187,7 +183,7 @@ impl pb::cluster_server::Cluster for ClusterApi {
             // Tidy the table; the configuration already excludes the member, so a failure
             // here only leaves an invisible row behind.
             let forget = MemberCommand::Forget { id: remove.id };
-            if let Err(error) = self.0.propose(MachineCommand::Member(forget), false).await {
+            if let Err(error) = self.0.propose(MachineCommand::Member(forget)).await {
                 tracing::debug!(%error, "forgetting a removed member's attributes failed");
             }
         }
@@ -217,11 +213,7 @@ impl pb::cluster_server::Cluster for ClusterApi {
             peer_urls: Some(update.peer_ur_ls),
             client_urls: None,
         };
-        match self
-            .0
-            .propose(MachineCommand::Member(publish), false)
-            .await?
-        {
+        match self.0.propose(MachineCommand::Member(publish)).await? {
             MachineResponse::Member(Ok(())) => {}
             other => return Err(unexpected(other)),
         }

@@ -32,7 +32,7 @@ impl KvApi {
             sequence: u64::from(client_id != 0),
             request: mvcc,
         });
-        kv_outcome(core.propose(command, false).await?)
+        kv_outcome(core.propose(command).await?)
     }
 }
 

@@ -1,7 +1,6 @@
-//! etcd's v3 gRPC services and raftkv's internal `Forward` service, one file each (`kv.rs`,
-//! `maintenance.rs`, `cluster.rs`, `forward.rs`), each a thin mapping between the wire and
-//! [`Core`]: check the request (size, enums, etcd's request rules), put it through the log or
-//! read, and answer with etcd's header and errors.
+//! etcd's v3 gRPC services, one file each (`kv.rs`, `maintenance.rs`, `cluster.rs`), each a
+//! thin mapping between the wire and [`Core`]: check the request (size, enums, etcd's request
+//! rules), put it through the log or read, and answer with etcd's header and errors.
 
 use super::shared::Core;
 use super::status::{mvcc_status, too_large};
@@ -11,12 +10,10 @@ use prost::Message;
 use tonic::{Request, Status};
 
 mod cluster;
-mod forward;
 mod kv;
 mod maintenance;
 
 pub use cluster::ClusterApi;
-pub use forward::ForwardApi;
 pub use kv::KvApi;
 pub use maintenance::{MaintenanceApi, snapshot_chunks};
 
