@@ -361,22 +361,6 @@ fn put_txn_response(out: &mut impl Out, response: &TxnResponse) {
     }
 }
 
-/// The outcome of a request as bytes, so a member that forwarded a request to the leader gets
-/// exactly the answer the leader's state machine gave (errors included).
-pub fn encode_result(result: &Result<MvccResponse, MvccError>) -> Bytes {
-    let mut out = BytesMut::with_capacity(64);
-    put_result(&mut out, result);
-    out.freeze()
-}
-
-/// Parses bytes made by [`encode_result`]; never panics.
-pub fn decode_result(bytes: &Bytes) -> Result<Result<MvccResponse, MvccError>, DecodeError> {
-    let mut reader = Reader::new(bytes);
-    let result = reader.result()?;
-    reader.finish()?;
-    Ok(result)
-}
-
 /// Encodes a recorded outcome (for session records in snapshots).
 pub(crate) fn put_result(out: &mut impl Out, result: &Result<MvccResponse, MvccError>) {
     match result {

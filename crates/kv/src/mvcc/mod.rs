@@ -50,7 +50,6 @@ mod types;
 mod validate;
 mod values;
 
-pub use codec::{decode_result, encode_result};
 pub use error::{GrpcCode, MvccError, SnapshotError};
 pub use store::{DEFAULT_MAX_SESSIONS, MvccStore};
 pub use types::{
