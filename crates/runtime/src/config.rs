@@ -83,14 +83,7 @@ impl MemberConfig {
             listen_peer,
             tick: Duration::from_millis(100),
             raft: raft::Config::new(id),
-            // The writer thread only writes its WAL: the driver keeps its own window of the
-            // log (`resident_log_bytes`) and reads older entries through a `WalReader`, so the
-            // WAL's cache of recent entries would be a second copy (8 MiB by default) that
-            // nothing reads.
-            wal: WalOptions {
-                entry_cache_bytes: 0,
-                ..WalOptions::default()
-            },
+            wal: WalOptions::default(),
             client_queue_len: 1024,
             max_waiting_requests: 4096,
             persist_queue_len: 64,

@@ -210,15 +210,13 @@ impl Options {
     }
 
     /// The simulator's WAL options: 16 KiB preallocated segments (a run rolls several, and a
-    /// large batch outgrows one), a small entry cache (a restart reads from the cache and from
-    /// the segment files).
+    /// large batch outgrows one).
     pub fn default_wal() -> WalOptions {
         WalOptions {
             segment_size_bytes: 16 << 10,
             preallocate: true,
             max_batch_bytes: 16 << 20,
             snapshots_to_keep: 2,
-            entry_cache_bytes: 64 << 10,
         }
     }
 

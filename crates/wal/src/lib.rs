@@ -158,9 +158,8 @@
 //! # Memory
 //!
 //! The WAL keeps the terms of live entries as runs (one per term change), one small position
-//! per batch record (segment, offset, index range) for the retained log, and a cache of the
-//! newest entries bounded by [`WalOptions::entry_cache_bytes`]. Entry data older than the cache
-//! is read from the segment files on demand.
+//! per batch record (segment, offset, index range) for the retained log. Entry data is read
+//! from the segment files on demand.
 
 mod disk;
 mod error;

@@ -4,7 +4,7 @@
 //! updates it with the very same methods after each durable write, so the two cannot disagree.
 
 use crate::record::Checkpoint;
-use raft::{ConfState, Entry, HardState, LogIndex};
+use raft::{ConfState, HardState, LogIndex};
 use std::collections::VecDeque;
 
 /// Where a batch record starts: segment sequence number and byte offset.
@@ -350,90 +350,9 @@ impl LogState {
     }
 }
 
-/// A bounded cache of the most recent entries, contiguous and ending at the last index, so the
-/// common reads (replicating and applying fresh entries) never touch the disk.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct EntryCache {
-    entries: VecDeque<Entry>,
-    bytes: u64,
-    limit_bytes: u64,
-}
-
-impl EntryCache {
-    pub(crate) fn new(limit_bytes: u64) -> EntryCache {
-        EntryCache {
-            limit_bytes,
-            ..EntryCache::default()
-        }
-    }
-
-    /// Index of the oldest cached entry.
-    pub(crate) fn first_index(&self) -> Option<u64> {
-        self.entries.front().map(|entry| entry.index.get())
-    }
-
-    /// The cached entry at `index`, if cached.
-    pub(crate) fn get(&self, index: u64) -> Option<&Entry> {
-        let first = self.first_index()?;
-        self.entries.get(index.checked_sub(first)? as usize)
-    }
-
-    /// Mirrors `LogState::append`: replaces the entries from `entries[0].index` on.
-    pub(crate) fn append(&mut self, entries: &[Entry]) {
-        let Some(first) = entries.first() else {
-            return;
-        };
-        let first = first.index.get();
-        while self
-            .entries
-            .back()
-            .is_some_and(|entry| entry.index.get() >= first)
-        {
-            let entry = self.entries.pop_back().expect("checked");
-            self.bytes -= entry.size_bytes();
-        }
-        if self
-            .entries
-            .back()
-            .is_some_and(|entry| entry.index.get() + 1 != first)
-        {
-            self.clear();
-        }
-        for entry in entries {
-            self.bytes += entry.size_bytes();
-            self.entries.push_back(entry.clone());
-        }
-        while self.bytes > self.limit_bytes {
-            let Some(entry) = self.entries.pop_front() else {
-                break;
-            };
-            self.bytes -= entry.size_bytes();
-        }
-    }
-
-    /// Drops entries at or before `index` (compacted by a snapshot).
-    pub(crate) fn compact_to(&mut self, index: u64) {
-        while self
-            .entries
-            .front()
-            .is_some_and(|entry| entry.index.get() <= index)
-        {
-            let entry = self.entries.pop_front().expect("checked");
-            self.bytes -= entry.size_bytes();
-        }
-    }
-
-    pub(crate) fn clear(&mut self) {
-        self.entries.clear();
-        self.bytes = 0;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
-    use raft::Term;
 
     fn at(segment: u64) -> Location {
         Location { segment, offset: 0 }
@@ -479,27 +398,5 @@ mod tests {
         assert_eq!(restored.disagreement(&checkpoint), None);
         assert_eq!(restored.first_missing_live(), Some(1));
         assert_eq!(restored.term(3), Some(2));
-    }
-
-    #[test]
-    fn cache_stays_contiguous_and_bounded() {
-        let entry = |index: u64| Entry {
-            index: LogIndex(index),
-            term: Term(1),
-            data: Bytes::from(vec![0u8; 76]),
-            ..Entry::default()
-        };
-        let mut cache = EntryCache::new(300);
-        cache.append(&[entry(1), entry(2), entry(3)]);
-        assert_eq!(cache.first_index(), Some(1));
-        cache.append(&[entry(4)]);
-        assert_eq!(cache.first_index(), Some(2));
-        cache.append(&[entry(3)]);
-        assert_eq!(cache.get(3).unwrap().index, LogIndex(3));
-        assert!(cache.get(4).is_none());
-        cache.append(&[entry(9)]);
-        assert_eq!(cache.first_index(), Some(9));
-        cache.compact_to(9);
-        assert_eq!(cache.first_index(), None);
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::disk::{Disk, DiskFile, OpenMode, StdDisk};
 use crate::error::WalError;
-use crate::log::{EntryCache, Location, LogState, Span};
+use crate::log::{Location, LogState, Span};
 use crate::reader::WalReader;
 use crate::record::{
     Batch, HEADER_LEN, MAX_PAYLOAD, RecordType, SnapshotMarker, check_payload, encode_batch,
@@ -39,9 +39,6 @@ pub struct WalOptions {
     /// How many snapshot files to keep, the current one included; older ones are deleted after
     /// each new snapshot. At least 1; default 2.
     pub snapshots_to_keep: usize,
-    /// Bytes of recent entries (by `Entry::size_bytes`) kept in memory so that replication and
-    /// apply of fresh entries never read the disk. 0 disables the cache; default 8 MiB.
-    pub entry_cache_bytes: u64,
 }
 
 impl Default for WalOptions {
@@ -51,7 +48,6 @@ impl Default for WalOptions {
             preallocate: true,
             max_batch_bytes: 64 << 20,
             snapshots_to_keep: 2,
-            entry_cache_bytes: 8 << 20,
         }
     }
 }
@@ -93,8 +89,10 @@ struct Segment<F> {
 ///
 /// Writes (`write`, `append`, `set_hard_state`, `save_snapshot`, `release_to`) return only once
 /// their effect is durable (one `fdatasync` per call; see the durability contract in the crate
-/// docs); `record_commit`, for a commit index alone, writes without the sync. Reads go through [`raft::Storage`] and are served from a cache of recent entries or
-/// from the segment files, with every record's checksum verified again.
+/// docs); `record_commit`, for a commit index alone, writes without the sync. Reads go through
+/// [`raft::Storage`] and are served from the segment files, with every record's checksum
+/// verified again (a member keeps its own window of recent entries in memory, so it reads the
+/// WAL only for older ones and at start).
 ///
 /// `Wal` is `Send`, so the embedder can own it on a writer thread and hand it batches.
 #[derive(Debug)]
@@ -117,7 +115,6 @@ pub struct Wal<D: Disk = StdDisk> {
     /// commit index recorded without a sync since the last sync.
     durable_hard_state: HardState,
     log: LogState,
-    cache: EntryCache,
     /// The position table as [`WalReader`]s see it, kept equal to `log`'s after every change
     /// (`sync_view`).
     view: Arc<Mutex<VecDeque<Span>>>,
@@ -226,7 +223,6 @@ impl<D: Disk> Wal<D> {
         let log = LogState::new(conf_state);
         let (file, path, checkpoint_len) = create_segment(&disk, &dir, 1, &log, &options)?;
         report.segments = 1;
-        let cache = EntryCache::new(options.entry_cache_bytes);
         Ok(Wal {
             disk,
             dir,
@@ -242,7 +238,6 @@ impl<D: Disk> Wal<D> {
             active_unsynced: false,
             durable_hard_state: log.hard_state,
             log,
-            cache,
             view: Arc::default(),
             poisoned: None,
             report,
@@ -367,7 +362,6 @@ impl<D: Disk> Wal<D> {
             active_unsynced: false,
             durable_hard_state: scan.log.hard_state,
             log: scan.log,
-            cache: EntryCache::new(0),
             view: Arc::default(),
             poisoned: None,
             report,
@@ -375,7 +369,6 @@ impl<D: Disk> Wal<D> {
         };
         wal.sync_view();
         wal.report.removed_old_snapshots = wal.collect_old_snapshots();
-        wal.warm_cache();
         Ok(wal)
     }
 
@@ -522,7 +515,6 @@ impl<D: Disk> Wal<D> {
                 entries.iter().map(|entry| entry.term.get()),
                 location,
             );
-            self.cache.append(entries);
             self.sync_view();
         }
         if let Some(hard_state) = hard_state {
@@ -630,11 +622,6 @@ impl<D: Disk> Wal<D> {
         };
         debug_assert!(check_marker(&self.log, &marker).is_ok());
         self.append_record(&marker.encode(), true)?;
-        if marker.kept_suffix {
-            self.cache.compact_to(index);
-        } else {
-            self.cache.clear();
-        }
         self.log.apply_snapshot(
             marker.index,
             marker.term,
@@ -802,42 +789,6 @@ impl<D: Disk> Wal<D> {
         removed
     }
 
-    /// Loads the newest entries into the cache after recovery, up to its budget.
-    fn warm_cache(&mut self) {
-        self.cache = EntryCache::new(self.options.entry_cache_bytes);
-        if self.options.entry_cache_bytes == 0 || self.log.last_index == self.log.snapshot_index {
-            return;
-        }
-        // Walk back whole batches until the budget is spent; a read error just leaves the
-        // cache cold (reads will report it).
-        let mut low = self.log.last_index;
-        let mut budget = self.options.entry_cache_bytes;
-        let mut batches: Vec<Vec<Entry>> = Vec::new();
-        while low > self.log.snapshot_index {
-            let Some(span) = self.log.span(low) else {
-                break;
-            };
-            let Ok(entries) = self.read_span(span.location, span.record_first, span.first, low)
-            else {
-                return;
-            };
-            let bytes: u64 = entries.iter().map(Entry::size_bytes).sum();
-            if bytes > budget {
-                break;
-            }
-            budget -= bytes;
-            low = span.first.max(self.log.snapshot_index + 1) - 1;
-            batches.push(entries);
-        }
-        for entries in batches.iter().rev() {
-            let start = entries
-                .iter()
-                .position(|entry| entry.index.get() > self.log.snapshot_index)
-                .unwrap_or(entries.len());
-            self.cache.append(&entries[start..]);
-        }
-    }
-
     /// Reads the entries `low..=high` of the batch record at `location` whose first entry is
     /// `record_first`, verifying the record's checksums.
     fn read_span(
@@ -943,26 +894,12 @@ impl<D: Disk> Storage for Wal<D> {
             out.push(entry);
             true
         };
-        let cache_first = self.cache.first_index().unwrap_or(u64::MAX);
         let mut next = low;
         while next < high {
-            if next >= cache_first {
-                while next < high {
-                    let entry = self
-                        .cache
-                        .get(next)
-                        .ok_or_else(|| StorageError::Io(format!("entry {next} not cached")))?;
-                    if !take(entry.clone(), &mut out) {
-                        return Ok(out);
-                    }
-                    next += 1;
-                }
-                break;
-            }
             let span = self.log.span(next).ok_or_else(|| {
                 StorageError::Io(format!("entry {next} has no position in the WAL"))
             })?;
-            let until = span.last.min(high - 1).min(cache_first.saturating_sub(1));
+            let until = span.last.min(high - 1);
             let entries = self.read_span(span.location, span.record_first, next, until)?;
             for entry in entries {
                 if !take(entry, &mut out) {

@@ -17,7 +17,7 @@ fn hard_state(term: u64, vote: u64, commit: u64) -> HardState {
 #[test]
 fn a_new_wal_is_empty_with_the_initial_configuration() {
     let disk = SimDisk::new();
-    let wal = create_sim(&disk, &small_options(0));
+    let wal = create_sim(&disk, &small_options());
     assert_eq!(wal.first_index(), LogIndex(1));
     assert_eq!(wal.last_index(), LogIndex(0));
     assert_eq!(wal.term(LogIndex(0)), Ok(Term(0)));
@@ -27,7 +27,7 @@ fn a_new_wal_is_empty_with_the_initial_configuration() {
     assert_eq!(snapshot.metadata.index, LogIndex(0));
     assert_eq!(snapshot.metadata.conf_state, conf());
     drop(wal);
-    let wal = open_sim(&disk, &small_options(0)).unwrap();
+    let wal = open_sim(&disk, &small_options()).unwrap();
     assert_eq!(wal.initial_state(), Ok((HardState::default(), conf())));
     assert_eq!(wal.recovery_report().torn_tail, None);
 }
@@ -53,7 +53,7 @@ fn entries_and_hard_state_survive_reopen_with_one_sync_per_write() {
 #[test]
 fn every_write_is_durable_when_it_returns() {
     let disk = SimDisk::new();
-    let mut wal = create_sim(&disk, &small_options(0));
+    let mut wal = create_sim(&disk, &small_options());
     assert_eq!(disk.unsynced_ops(), 0);
     for batch in 0..30 {
         wal.write(
@@ -77,7 +77,7 @@ fn every_write_is_durable_when_it_returns() {
 #[test]
 fn truncating_append_replaces_the_suffix_and_recovery_replays_it() {
     let disk = SimDisk::new();
-    let options = small_options(0);
+    let options = small_options();
     let mut wal = create_sim(&disk, &options);
     wal.append(&entries(1, 10, 1, 0, 50)).unwrap();
     let overwrite = entries(6, 2, 2, 1, 50);
@@ -100,14 +100,14 @@ fn truncating_append_replaces_the_suffix_and_recovery_replays_it() {
 #[should_panic(expected = "leaves a gap")]
 fn a_gap_is_an_embedder_bug() {
     let disk = SimDisk::new();
-    let mut wal = create_sim(&disk, &small_options(0));
+    let mut wal = create_sim(&disk, &small_options());
     let _ = wal.append(&entries(3, 1, 1, 0, 0));
 }
 
 #[test]
 fn segments_roll_at_the_configured_size_and_snapshots_release_them() {
     let disk = SimDisk::new();
-    let options = small_options(0);
+    let options = small_options();
     let mut wal = create_sim(&disk, &options);
     for batch in 0..40 {
         wal.append(&entries(1 + batch * 5, 5, 1, batch, 120))
@@ -154,7 +154,7 @@ fn segments_roll_at_the_configured_size_and_snapshots_release_them() {
 #[test]
 fn a_batch_larger_than_a_segment_gets_a_segment_of_its_own() {
     let disk = SimDisk::new();
-    let options = small_options(0);
+    let options = small_options();
     let mut wal = create_sim(&disk, &options);
     wal.append(&entries(1, 1, 1, 0, 10)).unwrap();
     let big = entries(2, 3, 1, 1, 5000);
@@ -174,7 +174,7 @@ fn batches_over_the_limit_are_refused_without_writing() {
     let disk = SimDisk::new();
     let options = WalOptions {
         max_batch_bytes: 2048,
-        ..small_options(0)
+        ..small_options()
     };
     let mut wal = create_sim(&disk, &options);
     let error = wal.append(&entries(1, 3, 1, 0, 1000)).unwrap_err();
@@ -189,7 +189,7 @@ fn batches_over_the_limit_are_refused_without_writing() {
 #[test]
 fn leader_snapshot_replaces_a_conflicting_log_and_keeps_its_configuration() {
     let disk = SimDisk::new();
-    let options = small_options(1 << 20);
+    let options = small_options();
     let mut wal = create_sim(&disk, &options);
     wal.append(&entries(1, 10, 1, 0, 10)).unwrap();
     // A joint configuration, so every part of it must survive the round trip.
@@ -224,7 +224,7 @@ fn older_snapshots_are_ignored_and_old_files_collected() {
     let disk = SimDisk::new();
     let options = WalOptions {
         snapshots_to_keep: 2,
-        ..small_options(0)
+        ..small_options()
     };
     let mut wal = create_sim(&disk, &options);
     wal.append(&entries(1, 20, 1, 0, 10)).unwrap();
@@ -247,12 +247,12 @@ fn older_snapshots_are_ignored_and_old_files_collected() {
 #[test]
 fn a_second_open_of_the_same_directory_is_refused() {
     let disk = SimDisk::new();
-    let wal = create_sim(&disk, &small_options(0));
-    let error = open_sim(&disk, &small_options(0)).unwrap_err();
+    let wal = create_sim(&disk, &small_options());
+    let error = open_sim(&disk, &small_options()).unwrap_err();
     assert!(matches!(error, WalError::Locked { .. }), "{error}");
     assert!(error.to_string().contains("locked"));
     drop(wal);
-    open_sim(&disk, &small_options(0)).unwrap();
+    open_sim(&disk, &small_options()).unwrap();
 }
 
 #[test]
@@ -270,11 +270,11 @@ fn a_second_open_on_the_real_disk_is_refused() {
 fn create_refuses_an_existing_wal_and_open_a_missing_one() {
     let disk = SimDisk::new();
     assert!(matches!(
-        open_sim(&disk, &small_options(0)).unwrap_err(),
+        open_sim(&disk, &small_options()).unwrap_err(),
         WalError::NotFound { .. }
     ));
-    drop(create_sim(&disk, &small_options(0)));
-    let error = Wal::create_on(disk.clone(), dir(), small_options(0), conf()).unwrap_err();
+    drop(create_sim(&disk, &small_options()));
+    let error = Wal::create_on(disk.clone(), dir(), small_options(), conf()).unwrap_err();
     assert!(matches!(error, WalError::AlreadyExists { .. }), "{error}");
     let temp = tempfile::tempdir().unwrap();
     let error = Wal::open(temp.path().join("absent"), WalOptions::default()).unwrap_err();
@@ -308,10 +308,10 @@ fn options_are_validated() {
 }
 
 #[test]
-fn entries_respect_max_bytes_from_cache_and_from_disk() {
-    for cache in [0, 1 << 20] {
+fn entries_respect_max_bytes() {
+    {
         let disk = SimDisk::new();
-        let mut wal = create_sim(&disk, &small_options(cache));
+        let mut wal = create_sim(&disk, &small_options());
         wal.append(&entries(1, 10, 1, 0, 76)).unwrap();
         let one = wal.entries(LogIndex(1), LogIndex(11), 0).unwrap();
         assert_eq!(one.len(), 1);
@@ -336,7 +336,7 @@ fn the_wal_can_move_to_a_writer_thread() {
     assert_send::<Wal<StdDisk>>();
     assert_send::<Wal<SimDisk>>();
     let disk = SimDisk::new();
-    let mut wal = create_sim(&disk, &small_options(0));
+    let mut wal = create_sim(&disk, &small_options());
     let handle = std::thread::spawn(move || {
         wal.append(&entries(1, 4, 1, 0, 10)).unwrap();
         wal
@@ -351,7 +351,7 @@ fn the_wal_can_move_to_a_writer_thread() {
 #[test]
 fn a_streamed_snapshot_written_off_thread_is_adopted_like_a_saved_one() {
     let disk = SimDisk::new();
-    let options = small_options(0);
+    let options = small_options();
     let mut wal = create_sim(&disk, &options);
     wal.append(&entries(1, 100, 1, 0, 100)).unwrap();
     let files = wal.snapshot_writer();
@@ -391,7 +391,7 @@ fn a_streamed_snapshot_written_off_thread_is_adopted_like_a_saved_one() {
 #[test]
 fn a_failed_or_missing_snapshot_file_is_never_adopted() {
     let disk = SimDisk::new();
-    let options = small_options(0);
+    let options = small_options();
     let mut wal = create_sim(&disk, &options);
     wal.append(&entries(1, 10, 1, 0, 100)).unwrap();
     let metadata = snapshot(5, 1, conf(), b"").metadata;

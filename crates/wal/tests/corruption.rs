@@ -75,7 +75,7 @@ fn expect_corrupt(error: WalError, file: &Path, offset: u64) {
 #[test]
 fn a_bit_flip_in_any_acknowledged_record_but_the_last_is_refused_with_file_and_offset() {
     let disk = SimDisk::new();
-    let options = small_options(0);
+    let options = small_options();
     let written = build(&disk, &options, 14);
     let segments = segment_paths(&disk, &dir());
     assert!(
@@ -111,7 +111,7 @@ fn a_bit_flip_in_any_acknowledged_record_but_the_last_is_refused_with_file_and_o
 
 #[test]
 fn a_bit_flip_in_the_last_record_is_a_torn_tail_that_is_cut_and_reported() {
-    let options = small_options(0);
+    let options = small_options();
     for position_seed in 0..20u64 {
         let disk = SimDisk::new();
         let written = build(&disk, &options, 6);
@@ -140,7 +140,7 @@ fn a_bit_flip_in_the_last_record_is_a_torn_tail_that_is_cut_and_reported() {
 #[test]
 fn an_unknown_entry_kind_is_corruption_even_in_the_last_record() {
     let disk = SimDisk::new();
-    let options = small_options(0);
+    let options = small_options();
     let mut wal = create_sim(&disk, &options);
     wal.append(&entries(1, 1, 1, 0, 3)).unwrap();
     let at = wal.segments().last().unwrap().used_bytes;
@@ -170,7 +170,7 @@ fn an_unknown_entry_kind_is_corruption_even_in_the_last_record() {
 
 #[test]
 fn a_truncated_segment_is_refused() {
-    let options = small_options(0);
+    let options = small_options();
     let mut rng = Rng::new(11);
     for _ in 0..10 {
         let disk = SimDisk::new();
@@ -192,7 +192,7 @@ fn a_truncated_segment_is_refused() {
 
 #[test]
 fn a_missing_segment_is_refused() {
-    let options = small_options(0);
+    let options = small_options();
     for victim in 0..2 {
         let disk = SimDisk::new();
         build(&disk, &options, 14);
@@ -207,7 +207,7 @@ fn a_missing_segment_is_refused() {
 #[test]
 fn a_segment_copied_over_another_is_refused() {
     let disk = SimDisk::new();
-    let options = small_options(0);
+    let options = small_options();
     build(&disk, &options, 14);
     let segments = segment_paths(&disk, &dir());
     let bytes = disk.read_file(&segments[0]).unwrap();
@@ -227,7 +227,7 @@ fn a_segment_copied_over_another_is_refused() {
 #[test]
 fn a_damaged_or_missing_current_snapshot_is_refused_an_old_one_is_not() {
     let disk = SimDisk::new();
-    let options = small_options(0);
+    let options = small_options();
     let mut wal = create_sim(&disk, &options);
     wal.append(&entries(1, 10, 1, 0, 10)).unwrap();
     wal.save_snapshot(&snapshot(4, 1, conf(), b"old state"))
@@ -268,7 +268,7 @@ fn a_damaged_or_missing_current_snapshot_is_refused_an_old_one_is_not() {
 #[test]
 fn a_snapshot_interrupted_before_its_marker_is_removed_as_an_orphan() {
     let disk = SimDisk::new();
-    let options = small_options(0);
+    let options = small_options();
     let mut wal = create_sim(&disk, &options);
     wal.append(&entries(1, 10, 1, 0, 10)).unwrap();
     // The snapshot file is written (create, 3 writes, sync, rename, sync_dir = 7 mutations);

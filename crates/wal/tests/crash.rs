@@ -91,9 +91,9 @@ fn pick(wal: &Wal<SimDisk>, before: Model, after: Model) -> Result<Model, TestCa
     }
 }
 
-fn run(steps: &[Step], cache: u64) -> Result<(), TestCaseError> {
+fn run(steps: &[Step]) -> Result<(), TestCaseError> {
     let disk = SimDisk::new();
-    let options = small_options(cache);
+    let options = small_options();
     let mut wal = create_sim(&disk, &options);
     let mut model = Model::new();
     let mut term = 0;
@@ -203,9 +203,8 @@ proptest! {
     #[test]
     fn recovery_keeps_exactly_the_acknowledged_writes(
         steps in prop::collection::vec(step(), 1..60),
-        cache in prop_oneof![Just(0u64), Just(1u64 << 20)],
     ) {
-        run(&steps, cache)?;
+        run(&steps)?;
     }
 }
 
@@ -214,7 +213,7 @@ proptest! {
 /// reported (so the scenario really is exercised).
 #[test]
 fn unsynced_batches_torn_every_way_recover_to_a_valid_state() {
-    let options = small_options(0);
+    let options = small_options();
     let mut torn_reports = 0;
     let mut kept_whole = 0;
     for seed in 0..300u64 {
@@ -256,7 +255,7 @@ fn unsynced_batches_torn_every_way_recover_to_a_valid_state() {
 /// straddle segment rolls, which must seal only whole (synced) segments.
 #[test]
 fn commit_indices_recorded_without_a_sync_lose_at_most_themselves() {
-    let options = small_options(0);
+    let options = small_options();
     let mut rolled = 0;
     let mut lost_some = 0;
     let mut kept_all = 0;
@@ -332,7 +331,7 @@ fn commit_indices_recorded_without_a_sync_lose_at_most_themselves() {
 #[test]
 fn record_commit_syncs_anything_but_a_raised_commit_index() {
     let disk = SimDisk::new();
-    let mut wal = create_sim(&disk, &small_options(0));
+    let mut wal = create_sim(&disk, &small_options());
     let hard_state = |term, vote, commit| HardState {
         term: raft::Term(term),
         vote: raft::NodeId(vote),

@@ -10,7 +10,7 @@ use wal::{CrashMode, Fault, SimDisk, WalError};
 #[test]
 fn a_full_disk_fails_the_write_poisons_the_wal_and_loses_nothing() {
     let disk = SimDisk::new();
-    let options = small_options(0);
+    let options = small_options();
     let mut wal = create_sim(&disk, &options);
     wal.append(&entries(1, 5, 1, 0, 100)).unwrap();
     // Room for what exists plus a little: the next segment's preallocation cannot fit.
@@ -46,7 +46,7 @@ fn a_full_disk_fails_the_write_poisons_the_wal_and_loses_nothing() {
 #[test]
 fn an_eio_on_sync_fails_the_write_and_a_power_loss_takes_it_back() {
     let disk = SimDisk::new();
-    let options = small_options(0);
+    let options = small_options();
     let mut wal = create_sim(&disk, &options);
     wal.append(&entries(1, 3, 1, 0, 10)).unwrap();
     disk.fail_sync(1, Fault::Io);
@@ -64,7 +64,7 @@ fn an_eio_on_sync_then_a_restart_keeps_the_write_durably() {
     // The page cache still has the record: recovery reads it and syncs it before returning,
     // so a later power loss cannot take back what the restarted member acts on.
     let disk = SimDisk::new();
-    let options = small_options(0);
+    let options = small_options();
     let mut wal = create_sim(&disk, &options);
     disk.fail_sync(1, Fault::Io);
     assert!(wal.append(&entries(1, 3, 1, 1, 10)).is_err());
@@ -82,7 +82,7 @@ fn every_failing_write_or_sync_of_a_snapshot_is_an_error_not_a_panic() {
     for nth in 1..8 {
         for on_sync in [false, true] {
             let disk = SimDisk::new();
-            let options = small_options(0);
+            let options = small_options();
             let mut wal = create_sim(&disk, &options);
             wal.append(&entries(1, 6, 1, 0, 10)).unwrap();
             let fault = if nth % 2 == 0 {
@@ -116,7 +116,7 @@ fn every_failing_write_or_sync_of_a_snapshot_is_an_error_not_a_panic() {
 #[test]
 fn damage_found_by_a_read_is_a_storage_io_error_naming_the_file() {
     let disk = SimDisk::new();
-    let options = small_options(0); // no cache: every read goes to the file
+    let options = small_options(); // every read goes to the file
     let mut wal = create_sim(&disk, &options);
     let first_record = wal.segments()[0].used_bytes;
     wal.append(&entries(1, 3, 1, 0, 10)).unwrap();

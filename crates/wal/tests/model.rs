@@ -26,9 +26,8 @@ fn run_model<D: wal::Disk + Clone>(
     disk: D,
     dir: &std::path::Path,
     steps: &[Step],
-    cache: u64,
 ) -> Result<(), TestCaseError> {
-    let options = small_options(cache);
+    let options = small_options();
     let mut wal = Wal::create_on(disk.clone(), dir, options.clone(), conf()).unwrap();
     // Taken once per open WAL and kept across its writes, as an embedder holds it.
     let mut reader = wal.reader();
@@ -73,9 +72,8 @@ proptest! {
     #[test]
     fn wal_agrees_with_mem_storage(
         steps in prop::collection::vec(step(), 1..120),
-        cache in prop_oneof![Just(0u64), Just(700u64), Just(1u64 << 20)],
     ) {
-        run_model(SimDisk::new(), &dir(), &steps, cache)?;
+        run_model(SimDisk::new(), &dir(), &steps)?;
     }
 }
 
@@ -88,7 +86,7 @@ proptest! {
         steps in prop::collection::vec(step(), 1..60),
     ) {
         let temp = tempfile::tempdir().unwrap();
-        run_model(StdDisk, &temp.path().join("wal"), &steps, 600)?;
+        run_model(StdDisk, &temp.path().join("wal"), &steps)?;
     }
 }
 

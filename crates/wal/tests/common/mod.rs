@@ -21,12 +21,11 @@ pub fn conf() -> ConfState {
 }
 
 /// Small segments so that tests roll, seal and release many of them.
-pub fn small_options(entry_cache_bytes: u64) -> WalOptions {
+pub fn small_options() -> WalOptions {
     WalOptions {
         segment_size_bytes: 4096,
         max_batch_bytes: 1 << 20,
         snapshots_to_keep: 2,
-        entry_cache_bytes,
         ..WalOptions::default()
     }
 }
