@@ -359,6 +359,29 @@ mod tests {
         }
     }
 
+    /// The simulator keeps the file on its simulated disk: the same appends, reads and
+    /// recreation behave there as on the real file system.
+    #[test]
+    fn the_simulated_disk_holds_a_value_file_alike() {
+        let disk = wal::SimDisk::new();
+        disk.create_dir_all(Path::new("/m")).expect("dir");
+        let path = Path::new("/m/values");
+        let old = FileValueLog::create_on(disk.clone(), path).expect("create");
+        let values: Vec<Vec<u8>> = (0..200u32)
+            .map(|i| vec![(i % 13) as u8; 1 + (i as usize * 997) % 2000])
+            .collect();
+        let refs: Vec<ValueRef> = values
+            .iter()
+            .map(|value| old.append(value).expect("append"))
+            .collect();
+        for (at, value) in refs.iter().zip(&values) {
+            assert_eq!(old.read(*at).expect("read"), *value);
+        }
+        let fresh = FileValueLog::create_on(disk, path).expect("recreate");
+        assert_eq!(fresh.size_bytes(), 0);
+        assert_eq!(old.read(refs[0]).expect("old handle"), values[0]);
+    }
+
     #[test]
     fn recreating_leaves_earlier_handles_readable() {
         let dir = tempfile::tempdir().expect("tempdir");
