@@ -670,7 +670,7 @@ impl Sim {
         self.check_commit(index, conf_before.as_ref());
         let epoch = self.nodes[index].epoch;
         let mut executor = std::mem::take(&mut self.nodes[index].executor);
-        for action in std::mem::take(&mut actions) {
+        for action in actions.drain(..) {
             executor.carry_out(action, &mut SimIo { sim: self, index });
             if self.nodes[index].epoch != epoch {
                 // A failed write stopped the node: the rest of what it wanted done is gone.
