@@ -61,11 +61,21 @@ fn approx_size_grows_with_puts_and_shrinks_with_compaction() {
         store.approx_size_bytes()
     );
 
-    // A delete adds a tombstone; compaction then drops the whole history of alpha.
+    // A delete adds a tombstone; compaction then drops alpha's puts. The tombstone made at
+    // the compaction revision itself stays (a watcher may resume from that revision), until
+    // a later compaction drops it.
     delete(&mut store, "alpha");
     assert_eq!(store.key_count(), 1);
     let with_tombstone = store.approx_size_bytes();
     assert!(with_tombstone > two);
+    let current = store.current_revision();
+    compact(&mut store, current);
+    assert_eq!(store.retained_revisions(), 2);
+    assert_eq!(
+        restored(&store).approx_size_bytes(),
+        store.approx_size_bytes()
+    );
+    put(&mut store, "beta", "2");
     let current = store.current_revision();
     compact(&mut store, current);
     let compacted = store.approx_size_bytes();
@@ -78,11 +88,26 @@ fn approx_size_grows_with_puts_and_shrinks_with_compaction() {
     assert_eq!(restored(&store).approx_size_bytes(), compacted);
     assert_eq!(restored(&store).key_count(), 1);
 
-    // Deleting the last key and compacting again empties the store.
+    // Deleting the last key and compacting leaves only that delete (at the compaction
+    // revision); compacting past it empties the store.
     delete(&mut store, "beta");
     let current = store.current_revision();
     compact(&mut store, current);
-    assert_eq!(store.approx_size_bytes(), 0);
+    assert_eq!(store.key_count(), 0);
+    assert_eq!(store.retained_revisions(), 1);
+    put(&mut store, "gamma", "3");
+    let current = store.current_revision();
+    compact(&mut store, current);
+    delete(&mut store, "gamma");
+    put(&mut store, "delta", "4");
+    let current = store.current_revision();
+    delete(&mut store, "delta");
+    compact(&mut store, current);
+    assert_eq!(
+        store.retained_revisions(),
+        2,
+        "delta: its put at the compaction revision, its delete"
+    );
     assert_eq!(store.key_count(), 0);
 }
 

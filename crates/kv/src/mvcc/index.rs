@@ -759,26 +759,29 @@ impl KeyHistory {
     }
 
     /// Removes what compaction at `at` makes unreachable: every change at or before `at`
-    /// except the latest, and that one too if it is a delete (etcd's `keyIndex.compact`).
+    /// except the latest, and that one too if it is a delete before `at` (etcd's
+    /// `keyIndex.compact`, except that etcd also drops a delete made exactly at `at`: kept
+    /// here, the history from `at` on stays complete, so a watcher may resume from the
+    /// compaction revision without missing that delete; see `docs/watch.md`).
     /// Calls `dropped` with each change removed and returns how many there were.
     pub(crate) fn compact(&mut self, at: i64, mut dropped: impl FnMut(&Entry)) -> usize {
         let Some(last) = self.last() else {
             return 0;
         };
         let mut at_or_before = 0;
-        let mut latest_is_put = false;
+        let mut latest_is_kept = false;
         for record in Records::new(&self.inner.older) {
             if record.revision.main > at {
                 break;
             }
             at_or_before += 1;
-            latest_is_put = record.version != 0;
+            latest_is_kept = record.version != 0 || record.revision.main == at;
         }
         if at_or_before == self.inner.older_count as usize && last.main <= at {
             at_or_before += 1;
-            latest_is_put = last.is_put();
+            latest_is_kept = last.is_put() || last.main == at;
         }
-        let drop_count = if latest_is_put {
+        let drop_count = if latest_is_kept {
             at_or_before - 1
         } else {
             at_or_before
@@ -1056,13 +1059,14 @@ mod tests {
         })
     }
 
-    /// Compaction as the list of entries does it (etcd's `keyIndex.compact`).
+    /// Compaction as the list of entries does it (etcd's `keyIndex.compact`, keeping a delete
+    /// made exactly at the compaction revision).
     fn compact_model(entries: &mut Vec<Entry>, at: i64) -> Vec<Entry> {
         let at_or_before = entries.partition_point(|entry| entry.main <= at);
         let Some(latest) = at_or_before.checked_sub(1) else {
             return Vec::new();
         };
-        let drop_count = if entries[latest].is_put() {
+        let drop_count = if entries[latest].is_put() || entries[latest].main == at {
             latest
         } else {
             at_or_before

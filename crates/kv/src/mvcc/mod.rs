@@ -40,6 +40,7 @@
 
 mod codec;
 mod error;
+mod events;
 mod hash;
 mod index;
 mod key;
@@ -51,6 +52,7 @@ mod validate;
 mod values;
 
 pub use error::{GrpcCode, MvccError, SnapshotError};
+pub use events::{Event, EventKind, History};
 pub use store::{DEFAULT_MAX_SESSIONS, MvccStore};
 pub use types::{
     CompactionRequest, CompactionResponse, Compare, CompareResult, CompareTarget,

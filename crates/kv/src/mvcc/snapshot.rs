@@ -563,7 +563,9 @@ fn read_history(
         }
         let entry = match reader.u8()? {
             KIND_DELETE => {
-                if history.last().is_none_or(|entry| !entry.is_put()) {
+                // Compaction keeps a delete made exactly at its revision as the oldest change.
+                let oldest_at_compaction = history.is_empty() && main == compact_revision;
+                if !oldest_at_compaction && history.last().is_none_or(|entry| !entry.is_put()) {
                     return Err(inconsistent("delete of an absent key"));
                 }
                 Entry::tombstone(revision)

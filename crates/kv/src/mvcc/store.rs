@@ -68,6 +68,11 @@ pub struct MvccStore {
     /// Local, not state: the bytes of logged values the retained revisions reference (a value
     /// shared by an `ignore_value` put counts once per revision).
     pub(crate) logged_live: u64,
+    /// Local, not state: whether writes record the keys they change in `changed` (a member
+    /// with watchers turns it on; see [`MvccStore::set_track_changes`]).
+    pub(crate) track_changes: bool,
+    /// Local, not state: the keys the last applied write changed, in sub-revision order.
+    pub(crate) changed: Vec<Key>,
 }
 
 /// The most client sessions a store keeps unless configured otherwise.
@@ -266,6 +271,8 @@ impl MvccStore {
             live_keys: 0,
             spill: None,
             logged_live: 0,
+            track_changes: false,
+            changed: Vec::new(),
         }
     }
 
@@ -423,6 +430,7 @@ impl MvccStore {
     /// beyond the bound evicts the least recently used one. A retry whose session was evicted
     /// is applied again, like a new request.
     pub fn apply_command(&mut self, command: MvccCommand) -> Result<MvccResponse, MvccError> {
+        self.changed.clear();
         if command.client_id != 0
             && let Some(session) = self.sessions.get(command.client_id)
         {
@@ -520,6 +528,7 @@ impl MvccStore {
     /// Runs etcd's request checks first (except the per-member `max_txn_ops` limit, see
     /// [`MvccRequest::validate`]); on any error the store is unchanged.
     pub fn apply(&mut self, request: MvccRequest) -> Result<MvccResponse, MvccError> {
+        self.changed.clear();
         validate::check_request(&request, usize::MAX)?;
         match &request {
             MvccRequest::Range(range) => self.range(range).map(MvccResponse::Range),
@@ -629,6 +638,7 @@ impl MvccStore {
     /// [`MvccStore::apply`]'s transaction path), so it is not worth tracking changed keys on
     /// every write.
     fn rollback(&mut self, txn: &WriteTxn) {
+        self.changed.clear();
         if txn.changes == 0 {
             return;
         }
@@ -810,6 +820,9 @@ impl MvccStore {
 
     fn write_put(&mut self, txn: &mut WriteTxn, key: &[u8], value: StoredValue, lease: i64) {
         let revision = txn.next_revision();
+        if self.track_changes {
+            self.changed.push(Key::new(key));
+        }
         // One search for a key already indexed (the common case), and no allocation.
         let history = match self.index.get_mut(key) {
             Some(history) => history,
@@ -846,6 +859,9 @@ impl MvccStore {
                 prev_kvs.push(previous.kv(key, spill));
             }
             let revision = txn.next_revision();
+            if self.track_changes {
+                self.changed.push(key.clone());
+            }
             history.push(Entry::tombstone(revision));
             self.revisions += 1;
             self.live_keys -= 1;

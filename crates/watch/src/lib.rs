@@ -1,0 +1,897 @@
+//! etcd's watch streams as a deterministic hub (see `docs/watch.md`).
+//!
+//! A member serves watches from its own applied state. Everything that must happen at an exact
+//! point of the apply sequence runs on the thread that applies entries, with the store in
+//! hand: the hub is told of each write right after it is applied ([`WatchHub::notify`]), and
+//! creating a watcher, catching one up from history and answering a progress request
+//! ([`WatchHub::request`]) read the store at a revision no write can slip past. What leaves the
+//! hub waits in a bounded queue per stream ([`WatchHub::drain`]), which the stream's task (or
+//! the simulator's client) empties at its own pace.
+//!
+//! Watchers are etcd's two groups:
+//! - **synced**: caught up; [`WatchHub::notify`] hands them each new revision's events, as one
+//!   response per revision (fragments aside), so a multi-key transaction arrives whole.
+//! - **unsynced**: behind, because they started in the past or because their stream's queue was
+//!   full when a revision came. They are caught up from the store's history in bounded batches
+//!   when their stream asks ([`WatchRequest::CatchUp`], after a drain), and join the synced
+//!   group at the revision the last batch reached. One whose next revision was compacted away
+//!   is canceled with `compact_revision`, as etcd does.
+//!
+//! A slow stream therefore costs the store nothing and the other streams nothing: its watchers
+//! drop out of the synced group and read history later. Its memory is its queue, bounded by
+//! [`WatchLimits::max_queued_responses`] and [`WatchLimits::max_queued_bytes`].
+//!
+//! No clock and no randomness: the hub does the same thing in the simulator and in a member.
+//! Maps that are iterated are ordered, so delivery order never depends on hashing.
+
+use bytes::Bytes;
+use kv::mvcc::{Event, EventKind, KeyValue, MvccStore};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+
+/// Identifies a stream (one bidirectional `Watch` call) inside a hub.
+pub type StreamId = u64;
+
+/// A `watch_id` of 0 in a create request asks the server to choose (etcd's `AutoWatchID`).
+pub const AUTO_WATCH_ID: i64 = 0;
+
+/// The `watch_id` of a progress response that answers a progress request: it concerns every
+/// watcher of the stream (etcd 3.4 sends -1).
+pub const PROGRESS_WATCH_ID: i64 = -1;
+
+/// etcd's message for a create whose range is empty (`key >= range_end`).
+pub const EMPTY_RANGE: &str = "mvcc: watcher range is empty";
+
+/// etcd's message for a create that names a `watch_id` already used on its stream.
+pub const DUPLICATE_ID: &str = "mvcc: duplicate watch ID provided on the WatchStream";
+
+/// Called when a stream's queue gains responses (the server wakes the stream's task with it).
+pub type Waker = Arc<dyn Fn() + Send + Sync>;
+
+/// What bounds the hub's memory and the size of what it sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WatchLimits {
+    /// The most watchers one stream may hold; a create beyond it is refused.
+    pub max_watchers_per_stream: usize,
+    /// The most responses a stream's queue holds before its watchers fall back to history
+    /// (etcd buffers 128 per stream).
+    pub max_queued_responses: usize,
+    /// The most bytes (keys, values and previous values) a stream's queue holds before its
+    /// watchers fall back to history.
+    pub max_queued_bytes: usize,
+    /// A response larger than this is split into fragments, for watchers that asked for
+    /// fragments (the server passes its request size limit, as etcd does).
+    pub max_response_bytes: usize,
+    /// The most events one catch-up batch reads from history for one watcher (etcd reads up
+    /// to 1,000 revisions at a time).
+    pub catch_up_events: usize,
+    /// The most bytes of keys and values one catch-up batch reads for one watcher.
+    pub catch_up_bytes: usize,
+}
+
+impl Default for WatchLimits {
+    fn default() -> Self {
+        WatchLimits {
+            max_watchers_per_stream: 100_000,
+            max_queued_responses: 128,
+            max_queued_bytes: 8 << 20,
+            max_response_bytes: (3 << 19) + 512,
+            catch_up_events: 1_000,
+            catch_up_bytes: 4 << 20,
+        }
+    }
+}
+
+/// A `WatchCreateRequest`, with etcd's range forms: an empty `range_end` watches `key` alone,
+/// `range_end == "\0"` every key from `key` on, anything else `[key, range_end)`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CreateWatch {
+    /// The first key watched.
+    pub key: Bytes,
+    /// The end of the range (see above).
+    pub range_end: Bytes,
+    /// The first revision to deliver; 0 means "from the next write on".
+    pub start_revision: i64,
+    /// Whether the watcher gets an empty response at every periodic progress tick that finds
+    /// it caught up and idle.
+    pub progress_notify: bool,
+    /// Leave out put events (etcd's `NOPUT` filter).
+    pub no_put: bool,
+    /// Leave out delete events (etcd's `NODELETE` filter).
+    pub no_delete: bool,
+    /// Send each event's previous key-value too.
+    pub prev_kv: bool,
+    /// The id the client chose, or [`AUTO_WATCH_ID`].
+    pub watch_id: i64,
+    /// Split responses larger than [`WatchLimits::max_response_bytes`].
+    pub fragment: bool,
+}
+
+/// What a stream asks of the hub, applied with the store in hand.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WatchRequest {
+    /// Add a watcher.
+    Create(CreateWatch),
+    /// Remove the watcher with this `watch_id` (an unknown id is ignored, as etcd does).
+    Cancel(i64),
+    /// The client's progress request: answered with the current revision once every watcher
+    /// of the stream is caught up.
+    Progress,
+    /// The periodic progress tick (etcd's `progress_notify`, every few minutes).
+    PeriodicProgress,
+    /// Read history for the stream's watchers that are behind, as far as its queue allows.
+    CatchUp,
+}
+
+/// One event as sent: the change and, if the watcher asked, the key-value before it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WatchEvent {
+    /// The change.
+    pub event: Event,
+    /// The key-value just before the change, if asked for and still retained.
+    pub prev_kv: Option<KeyValue>,
+}
+
+/// A `WatchResponse` without the member-specific parts of its header.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WatchResponse {
+    /// The header's revision.
+    pub revision: i64,
+    /// The watcher it concerns ([`PROGRESS_WATCH_ID`] for a stream-wide progress answer).
+    pub watch_id: i64,
+    /// Answers a create.
+    pub created: bool,
+    /// The watcher is gone (canceled, refused, or compacted away).
+    pub canceled: bool,
+    /// Why a create was refused.
+    pub cancel_reason: String,
+    /// Set when the watcher needed history that compaction removed: the compaction revision.
+    pub compact_revision: i64,
+    /// More fragments of the same revision follow.
+    pub fragment: bool,
+    /// The events, whole revisions in order.
+    pub events: Vec<WatchEvent>,
+}
+
+impl WatchResponse {
+    /// A response with no events: a progress notification.
+    pub fn is_progress(&self) -> bool {
+        self.events.is_empty()
+            && !self.created
+            && !self.canceled
+            && self.compact_revision == 0
+            && !self.fragment
+    }
+
+    /// What the response costs in a queue: keys, values and a fixed overhead per event.
+    fn weight(&self) -> usize {
+        64 + self.events.iter().map(event_weight).sum::<usize>()
+    }
+}
+
+fn kv_weight(kv: &KeyValue) -> usize {
+    kv.key.len() + kv.value.len()
+}
+
+fn event_weight(event: &WatchEvent) -> usize {
+    32 + kv_weight(&event.event.kv) + event.prev_kv.as_ref().map_or(0, kv_weight)
+}
+
+/// What a drain found besides the responses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Drained {
+    /// Some watchers of the stream are behind: send [`WatchRequest::CatchUp`] once the drained
+    /// responses are on their way.
+    pub needs_catch_up: bool,
+}
+
+/// Counts for status and metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WatchStats {
+    /// Open streams.
+    pub streams: usize,
+    /// Watchers on all streams.
+    pub watchers: usize,
+    /// Watchers behind, waiting to be caught up from history.
+    pub unsynced: usize,
+    /// Responses waiting in stream queues.
+    pub queued_responses: usize,
+    /// Events handed to stream queues since the hub was made.
+    pub events_queued: u64,
+}
+
+/// The hub has no such stream (it was closed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnknownStream(pub StreamId);
+
+impl std::fmt::Display for UnknownStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "watch stream {} is closed", self.0)
+    }
+}
+
+impl std::error::Error for UnknownStream {}
+
+/// One watcher.
+#[derive(Debug)]
+struct Watcher {
+    stream: StreamId,
+    id: i64,
+    key: Bytes,
+    range_end: Bytes,
+    prev_kv: bool,
+    no_put: bool,
+    no_delete: bool,
+    progress_notify: bool,
+    fragment: bool,
+    /// Synced: no revision before this is delivered (a start in the future). Unsynced: the
+    /// first revision it has not been sent.
+    next_revision: i64,
+    synced: bool,
+    /// Something was queued for it since the last periodic progress tick.
+    sent_since_tick: bool,
+}
+
+impl Watcher {
+    fn single_key(&self) -> bool {
+        self.range_end.is_empty()
+    }
+
+    fn keeps(&self, event: &Event) -> bool {
+        match event.kind {
+            EventKind::Put => !self.no_put,
+            EventKind::Delete => !self.no_delete,
+        }
+    }
+
+    fn watch_event(&self, event: &Event, store: &MvccStore) -> WatchEvent {
+        WatchEvent {
+            prev_kv: if self.prev_kv {
+                store.prev_kv(&event.kv.key, event.revision())
+            } else {
+                None
+            },
+            event: event.clone(),
+        }
+    }
+}
+
+/// One stream's state.
+struct Stream {
+    /// Its watchers by `watch_id`, to their hub-wide numbers.
+    watchers: BTreeMap<i64, u64>,
+    /// Where the search for a free automatic id starts (etcd counts up from 0).
+    next_watch_id: i64,
+    outbox: VecDeque<WatchResponse>,
+    queued_bytes: usize,
+    /// How many of its watchers are unsynced.
+    unsynced: usize,
+    /// A progress request waits for the unsynced watchers.
+    progress_pending: bool,
+    waker: Option<Waker>,
+}
+
+impl Stream {
+    fn has_room(&self, limits: &WatchLimits) -> bool {
+        self.outbox.len() < limits.max_queued_responses
+            && self.queued_bytes < limits.max_queued_bytes
+    }
+
+    fn push(&mut self, response: WatchResponse) {
+        self.queued_bytes += response.weight();
+        self.outbox.push_back(response);
+    }
+
+    fn wake(&self) {
+        if let Some(waker) = &self.waker {
+            waker();
+        }
+    }
+}
+
+/// Every watch stream of a member. See the crate documentation.
+pub struct WatchHub {
+    limits: WatchLimits,
+    streams: BTreeMap<StreamId, Stream>,
+    next_stream: StreamId,
+    watchers: BTreeMap<u64, Watcher>,
+    next_watcher: u64,
+    /// Synced single-key watchers by key.
+    synced_keys: HashMap<Bytes, BTreeSet<u64>>,
+    /// Synced range watchers, grouped by their exact range so that many watchers of one
+    /// prefix cost one comparison per event.
+    synced_ranges: BTreeMap<(Bytes, Bytes), BTreeSet<u64>>,
+    events_queued: u64,
+}
+
+impl std::fmt::Debug for WatchHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WatchHub")
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for WatchHub {
+    fn default() -> Self {
+        WatchHub::new(WatchLimits::default())
+    }
+}
+
+fn range_contains(key: &[u8], start: &[u8], end: &[u8]) -> bool {
+    if end == [0] {
+        key >= start
+    } else {
+        key >= start && key < end
+    }
+}
+
+impl WatchHub {
+    /// An empty hub.
+    pub fn new(limits: WatchLimits) -> WatchHub {
+        WatchHub {
+            limits,
+            streams: BTreeMap::new(),
+            next_stream: 1,
+            watchers: BTreeMap::new(),
+            next_watcher: 1,
+            synced_keys: HashMap::new(),
+            synced_ranges: BTreeMap::new(),
+            events_queued: 0,
+        }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> WatchLimits {
+        self.limits
+    }
+
+    /// Opens a stream; `waker` is called whenever its queue gains responses.
+    pub fn open_stream(&mut self, waker: Option<Waker>) -> StreamId {
+        let id = self.next_stream;
+        self.next_stream += 1;
+        self.streams.insert(
+            id,
+            Stream {
+                watchers: BTreeMap::new(),
+                next_watch_id: 0,
+                outbox: VecDeque::new(),
+                queued_bytes: 0,
+                unsynced: 0,
+                progress_pending: false,
+                waker,
+            },
+        );
+        id
+    }
+
+    /// Closes a stream and drops its watchers and queue (the client went away, or the member
+    /// ends the stream).
+    pub fn close_stream(&mut self, stream: StreamId) {
+        let Some(state) = self.streams.remove(&stream) else {
+            return;
+        };
+        for number in state.watchers.into_values() {
+            if let Some(watcher) = self.watchers.remove(&number) {
+                self.unindex(number, &watcher);
+            }
+        }
+    }
+
+    /// Whether any synced watcher exists: only then must writes record their changes.
+    pub fn has_synced(&self) -> bool {
+        !self.synced_keys.is_empty() || !self.synced_ranges.is_empty()
+    }
+
+    /// Whether a synced watcher covers `key`.
+    pub fn wants(&self, key: &[u8]) -> bool {
+        self.synced_keys.contains_key(key)
+            || self
+                .synced_ranges
+                .keys()
+                .any(|(start, end)| range_contains(key, start, end))
+    }
+
+    /// Counts for status and metrics.
+    pub fn stats(&self) -> WatchStats {
+        WatchStats {
+            streams: self.streams.len(),
+            watchers: self.watchers.len(),
+            unsynced: self.streams.values().map(|s| s.unsynced).sum(),
+            queued_responses: self.streams.values().map(|s| s.outbox.len()).sum(),
+            events_queued: self.events_queued,
+        }
+    }
+
+    /// Takes the stream's queued responses (appending them to `out`).
+    pub fn drain(
+        &mut self,
+        stream: StreamId,
+        out: &mut Vec<WatchResponse>,
+    ) -> Result<Drained, UnknownStream> {
+        let state = self.streams.get_mut(&stream).ok_or(UnknownStream(stream))?;
+        out.extend(state.outbox.drain(..));
+        state.queued_bytes = 0;
+        Ok(Drained {
+            needs_catch_up: state.unsynced > 0,
+        })
+    }
+
+    /// Applies a stream's request at the store's current state.
+    pub fn request(
+        &mut self,
+        stream: StreamId,
+        request: WatchRequest,
+        store: &MvccStore,
+    ) -> Result<(), UnknownStream> {
+        if !self.streams.contains_key(&stream) {
+            return Err(UnknownStream(stream));
+        }
+        match request {
+            WatchRequest::Create(create) => self.create(stream, create, store),
+            WatchRequest::Cancel(watch_id) => self.cancel(stream, watch_id, store),
+            WatchRequest::Progress => {
+                if let Some(state) = self.streams.get_mut(&stream) {
+                    state.progress_pending = true;
+                }
+                self.catch_up(stream, store);
+            }
+            WatchRequest::PeriodicProgress => self.periodic_progress(stream, store),
+            WatchRequest::CatchUp => self.catch_up(stream, store),
+        }
+        if let Some(state) = self.streams.get(&stream)
+            && !state.outbox.is_empty()
+        {
+            state.wake();
+        }
+        Ok(())
+    }
+
+    /// After the store's state was replaced by a snapshot: every watcher reads history from
+    /// where it was (and is canceled if that was compacted).
+    pub fn restored(&mut self) {
+        let synced: Vec<u64> = self
+            .watchers
+            .iter()
+            .filter(|(_, watcher)| watcher.synced)
+            .map(|(&number, _)| number)
+            .collect();
+        for number in synced {
+            self.demote(number, None);
+        }
+        for state in self.streams.values() {
+            if state.unsynced > 0 {
+                state.wake();
+            }
+        }
+    }
+
+    /// Hands the write just applied to the synced watchers it concerns (the store must track
+    /// changes, [`MvccStore::set_track_changes`], while [`WatchHub::has_synced`]).
+    pub fn notify(&mut self, store: &MvccStore) {
+        if !self.has_synced() {
+            return;
+        }
+        let events = store.last_changes(|key| self.wants(key));
+        if events.is_empty() {
+            return;
+        }
+        let revision = store.current_revision();
+        let mut matched: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+        for (position, event) in events.iter().enumerate() {
+            if let Some(numbers) = self.synced_keys.get(&event.kv.key) {
+                for &number in numbers {
+                    matched.entry(number).or_default().push(position);
+                }
+            }
+            for ((start, end), numbers) in &self.synced_ranges {
+                if range_contains(&event.kv.key, start, end) {
+                    for &number in numbers {
+                        matched.entry(number).or_default().push(position);
+                    }
+                }
+            }
+        }
+        let mut woken = BTreeSet::new();
+        for (number, positions) in matched {
+            let Some(watcher) = self.watchers.get(&number) else {
+                continue;
+            };
+            if revision < watcher.next_revision {
+                continue;
+            }
+            let selected: Vec<WatchEvent> = positions
+                .iter()
+                .map(|&position| &events[position])
+                .filter(|event| watcher.keeps(event))
+                .map(|event| watcher.watch_event(event, store))
+                .collect();
+            if selected.is_empty() {
+                continue;
+            }
+            let stream = watcher.stream;
+            let Some(state) = self.streams.get(&stream) else {
+                continue;
+            };
+            if state.has_room(&self.limits) {
+                let (id, fragment) = (watcher.id, watcher.fragment);
+                self.queue_events(stream, number, id, revision, fragment, selected);
+            } else {
+                self.demote(number, Some(revision));
+            }
+            woken.insert(stream);
+        }
+        for stream in woken {
+            if let Some(state) = self.streams.get(&stream) {
+                state.wake();
+            }
+        }
+    }
+
+    fn create(&mut self, stream: StreamId, create: CreateWatch, store: &MvccStore) {
+        let current = store.current_revision();
+        let limits = self.limits;
+        let Some(state) = self.streams.get_mut(&stream) else {
+            return;
+        };
+        let refuse = |reason: &str| WatchResponse {
+            revision: current,
+            watch_id: -1,
+            created: true,
+            canceled: true,
+            cancel_reason: reason.to_string(),
+            ..WatchResponse::default()
+        };
+        let range_end = create.range_end.as_ref();
+        if !range_end.is_empty() && range_end != [0] && create.key.as_ref() >= range_end {
+            state.push(refuse(EMPTY_RANGE));
+            return;
+        }
+        if state.watchers.len() >= limits.max_watchers_per_stream {
+            state.push(refuse(&format!(
+                "raftkv: too many watchers on one stream (the limit is {})",
+                limits.max_watchers_per_stream
+            )));
+            return;
+        }
+        let id = if create.watch_id == AUTO_WATCH_ID {
+            while state.watchers.contains_key(&state.next_watch_id) {
+                state.next_watch_id += 1;
+            }
+            let id = state.next_watch_id;
+            state.next_watch_id += 1;
+            id
+        } else if state.watchers.contains_key(&create.watch_id) {
+            state.push(refuse(DUPLICATE_ID));
+            return;
+        } else {
+            create.watch_id
+        };
+        let number = self.next_watcher;
+        self.next_watcher += 1;
+        state.watchers.insert(id, number);
+        state.push(WatchResponse {
+            revision: current,
+            watch_id: id,
+            created: true,
+            ..WatchResponse::default()
+        });
+        let from_now = create.start_revision <= 0 || create.start_revision > current;
+        let watcher = Watcher {
+            stream,
+            id,
+            key: create.key,
+            range_end: create.range_end,
+            prev_kv: create.prev_kv,
+            no_put: create.no_put,
+            no_delete: create.no_delete,
+            progress_notify: create.progress_notify,
+            fragment: create.fragment,
+            next_revision: if from_now {
+                create.start_revision.max(current + 1)
+            } else {
+                create.start_revision
+            },
+            synced: from_now,
+            sent_since_tick: false,
+        };
+        if from_now {
+            self.index(number, &watcher);
+        } else {
+            state.unsynced += 1;
+        }
+        self.watchers.insert(number, watcher);
+        if !from_now {
+            self.catch_up(stream, store);
+        }
+    }
+
+    fn cancel(&mut self, stream: StreamId, watch_id: i64, store: &MvccStore) {
+        let Some(number) = self
+            .streams
+            .get_mut(&stream)
+            .and_then(|state| state.watchers.remove(&watch_id))
+        else {
+            return;
+        };
+        self.remove(number);
+        if let Some(state) = self.streams.get_mut(&stream) {
+            state.push(WatchResponse {
+                revision: store.current_revision(),
+                watch_id,
+                canceled: true,
+                ..WatchResponse::default()
+            });
+        }
+        self.answer_progress(stream, store);
+    }
+
+    /// Removes a watcher already taken out of its stream's map.
+    fn remove(&mut self, number: u64) {
+        if let Some(watcher) = self.watchers.remove(&number) {
+            if !watcher.synced
+                && let Some(state) = self.streams.get_mut(&watcher.stream)
+            {
+                state.unsynced -= 1;
+            }
+            self.unindex(number, &watcher);
+        }
+    }
+
+    fn index(&mut self, number: u64, watcher: &Watcher) {
+        if watcher.single_key() {
+            self.synced_keys
+                .entry(watcher.key.clone())
+                .or_default()
+                .insert(number);
+        } else {
+            self.synced_ranges
+                .entry((watcher.key.clone(), watcher.range_end.clone()))
+                .or_default()
+                .insert(number);
+        }
+    }
+
+    fn unindex(&mut self, number: u64, watcher: &Watcher) {
+        if !watcher.synced {
+            return;
+        }
+        if watcher.single_key() {
+            if let Some(numbers) = self.synced_keys.get_mut(&watcher.key) {
+                numbers.remove(&number);
+                if numbers.is_empty() {
+                    self.synced_keys.remove(&watcher.key);
+                }
+            }
+        } else {
+            let range = (watcher.key.clone(), watcher.range_end.clone());
+            if let Some(numbers) = self.synced_ranges.get_mut(&range) {
+                numbers.remove(&number);
+                if numbers.is_empty() {
+                    self.synced_ranges.remove(&range);
+                }
+            }
+        }
+    }
+
+    /// Moves a synced watcher to the unsynced group; `from` is the first revision it has not
+    /// been sent (None keeps what it has).
+    fn demote(&mut self, number: u64, from: Option<i64>) {
+        let Some(watcher) = self.watchers.get(&number) else {
+            return;
+        };
+        if !watcher.synced {
+            return;
+        }
+        let stream = watcher.stream;
+        // Unindex needs the watcher as it is (synced); take it out briefly.
+        if let Some(mut watcher) = self.watchers.remove(&number) {
+            self.unindex(number, &watcher);
+            watcher.synced = false;
+            if let Some(from) = from {
+                watcher.next_revision = from;
+            }
+            self.watchers.insert(number, watcher);
+        }
+        if let Some(state) = self.streams.get_mut(&stream) {
+            state.unsynced += 1;
+        }
+    }
+
+    fn promote(&mut self, number: u64) {
+        let Some(watcher) = self.watchers.get_mut(&number) else {
+            return;
+        };
+        if watcher.synced {
+            return;
+        }
+        watcher.synced = true;
+        let stream = watcher.stream;
+        if let Some(watcher) = self.watchers.remove(&number) {
+            self.index(number, &watcher);
+            self.watchers.insert(number, watcher);
+        }
+        if let Some(state) = self.streams.get_mut(&stream) {
+            state.unsynced -= 1;
+        }
+    }
+
+    /// Queues one revision's (or one history batch's) events for a watcher, in fragments if
+    /// it asked for them and the events are too large for one response.
+    fn queue_events(
+        &mut self,
+        stream: StreamId,
+        number: u64,
+        watch_id: i64,
+        revision: i64,
+        fragment: bool,
+        events: Vec<WatchEvent>,
+    ) {
+        let limit = self.limits.max_response_bytes;
+        self.events_queued += events.len() as u64;
+        let Some(state) = self.streams.get_mut(&stream) else {
+            return;
+        };
+        let total: usize = events.iter().map(event_weight).sum();
+        if !fragment || total <= limit {
+            state.push(WatchResponse {
+                revision,
+                watch_id,
+                events,
+                ..WatchResponse::default()
+            });
+        } else {
+            let mut chunk = Vec::new();
+            let mut chunk_bytes = 0;
+            let mut chunks = Vec::new();
+            for event in events {
+                let weight = event_weight(&event);
+                if !chunk.is_empty() && chunk_bytes + weight > limit {
+                    chunks.push(std::mem::take(&mut chunk));
+                    chunk_bytes = 0;
+                }
+                chunk_bytes += weight;
+                chunk.push(event);
+            }
+            chunks.push(chunk);
+            let last = chunks.len() - 1;
+            for (position, events) in chunks.into_iter().enumerate() {
+                state.push(WatchResponse {
+                    revision,
+                    watch_id,
+                    events,
+                    fragment: position < last,
+                    ..WatchResponse::default()
+                });
+            }
+        }
+        if let Some(watcher) = self.watchers.get_mut(&number) {
+            watcher.sent_since_tick = true;
+        }
+    }
+
+    /// Reads history for the stream's unsynced watchers while its queue has room.
+    fn catch_up(&mut self, stream: StreamId, store: &MvccStore) {
+        let current = store.current_revision();
+        let limits = self.limits;
+        let behind: Vec<u64> = match self.streams.get(&stream) {
+            Some(state) if state.unsynced > 0 => state
+                .watchers
+                .values()
+                .copied()
+                .filter(|number| self.watchers.get(number).is_some_and(|w| !w.synced))
+                .collect(),
+            Some(_) => Vec::new(),
+            None => return,
+        };
+        for number in behind {
+            loop {
+                let has_room = self
+                    .streams
+                    .get(&stream)
+                    .is_some_and(|state| state.has_room(&limits));
+                if !has_room {
+                    return;
+                }
+                let Some(watcher) = self.watchers.get(&number) else {
+                    break;
+                };
+                let history = store.history(
+                    &watcher.key,
+                    &watcher.range_end,
+                    watcher.next_revision,
+                    limits.catch_up_events,
+                    limits.catch_up_bytes,
+                );
+                match history {
+                    Err(_) => {
+                        let watch_id = watcher.id;
+                        if let Some(state) = self.streams.get_mut(&stream) {
+                            state.watchers.remove(&watch_id);
+                        }
+                        self.remove(number);
+                        if let Some(state) = self.streams.get_mut(&stream) {
+                            state.push(WatchResponse {
+                                revision: current,
+                                watch_id,
+                                canceled: true,
+                                compact_revision: store.compact_revision(),
+                                ..WatchResponse::default()
+                            });
+                        }
+                        break;
+                    }
+                    Ok(history) => {
+                        let selected: Vec<WatchEvent> = history
+                            .events
+                            .iter()
+                            .filter(|event| watcher.keeps(event))
+                            .map(|event| watcher.watch_event(event, store))
+                            .collect();
+                        let (watch_id, fragment) = (watcher.id, watcher.fragment);
+                        if !selected.is_empty() {
+                            self.queue_events(
+                                stream, number, watch_id, current, fragment, selected,
+                            );
+                        }
+                        let caught_up = history.next_revision > current;
+                        if let Some(watcher) = self.watchers.get_mut(&number) {
+                            watcher.next_revision = history.next_revision;
+                        }
+                        if caught_up {
+                            self.promote(number);
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        self.answer_progress(stream, store);
+    }
+
+    /// Sends a waiting progress answer once every watcher of the stream is caught up: all
+    /// events up to the current revision are queued before it, so it never claims a revision
+    /// whose events are still to come.
+    fn answer_progress(&mut self, stream: StreamId, store: &MvccStore) {
+        if let Some(state) = self.streams.get_mut(&stream)
+            && state.progress_pending
+            && state.unsynced == 0
+        {
+            state.progress_pending = false;
+            state.push(WatchResponse {
+                revision: store.current_revision(),
+                watch_id: PROGRESS_WATCH_ID,
+                ..WatchResponse::default()
+            });
+        }
+    }
+
+    fn periodic_progress(&mut self, stream: StreamId, store: &MvccStore) {
+        let current = store.current_revision();
+        let Some(state) = self.streams.get(&stream) else {
+            return;
+        };
+        let numbers: Vec<u64> = state.watchers.values().copied().collect();
+        let mut notices = Vec::new();
+        for number in numbers {
+            if let Some(watcher) = self.watchers.get_mut(&number) {
+                if watcher.progress_notify && watcher.synced && !watcher.sent_since_tick {
+                    notices.push(watcher.id);
+                }
+                watcher.sent_since_tick = false;
+            }
+        }
+        if let Some(state) = self.streams.get_mut(&stream) {
+            for watch_id in notices {
+                state.push(WatchResponse {
+                    revision: current,
+                    watch_id,
+                    ..WatchResponse::default()
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
