@@ -28,6 +28,7 @@ use raft::{LogIndex, Term};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use wal::{Disk, StdDisk};
+use watch::{SharedHub, StreamId, UnknownStream, WatchLimits, WatchRequest};
 
 /// The value file is rewritten (without its garbage) after a compaction once the garbage is
 /// at least this big and at least as big as the live values, so the file stays within about
@@ -102,6 +103,14 @@ pub enum MachineQuery {
     HashKv(i64),
     /// The whole keyspace as snapshot bytes (for `Maintenance.Snapshot`).
     Snapshot,
+    /// A watch stream's request, applied at this exact point of the applied state (see the
+    /// `watch` crate).
+    Watch {
+        /// The stream, opened through [`EtcdMachine::watches`].
+        stream: StreamId,
+        /// What it asks.
+        request: WatchRequest,
+    },
 }
 
 /// Figures about the keyspace that Status and headers report.
@@ -139,6 +148,8 @@ pub enum MachineResponse {
     Hash(Result<(u32, i64), MvccError>),
     /// Snapshot bytes of the keyspace.
     Snapshot(Bytes),
+    /// A watch request was applied; its answers wait in the stream's queue.
+    Watch(Result<(), UnknownStream>),
     /// The entry could not be decoded; nothing was applied.
     Malformed(String),
 }
@@ -167,6 +178,9 @@ pub struct EtcdMachine {
     value_file: Option<Box<dyn ValueFileSource>>,
     /// Broken rules (tests of the checkers only).
     faults: MachineFaults,
+    /// This member's watch streams: told of every write as it is applied (local, not
+    /// replicated state).
+    watches: SharedHub,
 }
 
 /// An [`EtcdMachine`] frozen for a snapshot: its member table already encoded, its keyspace
@@ -308,6 +322,17 @@ impl EtcdMachine {
         &self.members
     }
 
+    /// This member's watch hub: streams are opened, drained and closed through it from any
+    /// thread; what must see the applied state goes through [`MachineQuery::Watch`].
+    pub fn watches(&self) -> SharedHub {
+        self.watches.clone()
+    }
+
+    /// Replaces the watch hub's limits (before any stream is opened).
+    pub fn set_watch_limits(&mut self, limits: WatchLimits) {
+        self.watches = SharedHub::new(limits);
+    }
+
     /// A digest of everything replicated (the member table, the applied index, the keyspace
     /// with its sessions), for comparing members cheaply in tests and the simulator. Where
     /// each member keeps its values (its own value file's layout) does not enter it. Costs a
@@ -361,7 +386,14 @@ impl node::StateMachine for EtcdMachine {
             Ok(MachineCommand::Kv(command)) => {
                 let compaction = matches!(command.request, MvccRequest::Compact(_));
                 self.maybe_skip_revision(index, &command.request);
+                let watched = self.watches.is_active();
+                if watched != self.mvcc.tracks_changes() {
+                    self.mvcc.set_track_changes(watched);
+                }
                 let response = self.mvcc.apply_command(command);
+                if watched {
+                    self.watches.lock().notify(&self.mvcc);
+                }
                 if compaction {
                     self.maybe_rewrite_value_file(REWRITE_MIN_GARBAGE);
                 }
@@ -390,6 +422,11 @@ impl node::StateMachine for EtcdMachine {
             }),
             MachineQuery::HashKv(revision) => MachineResponse::Hash(self.mvcc.hash_kv(*revision)),
             MachineQuery::Snapshot => MachineResponse::Snapshot(node::StateMachine::snapshot(self)),
+            MachineQuery::Watch { stream, request } => MachineResponse::Watch(
+                self.watches
+                    .lock()
+                    .request(*stream, request.clone(), &self.mvcc),
+            ),
         }
     }
 
@@ -449,13 +486,18 @@ impl node::StateMachine for EtcdMachine {
         }
         mvcc.restore_in_place(&reader.0)
             .map_err(|error| error.to_string())?;
+        let previous_revision = self.mvcc.current_revision();
         *self = EtcdMachine {
             mvcc,
             members,
             applied,
             value_file: self.value_file.take(),
             faults: self.faults,
+            watches: self.watches.clone(),
         };
+        // Watchers read what they have not been sent from the new state's history (or learn
+        // that it was compacted away).
+        self.watches.lock().restored(previous_revision);
         Ok(())
     }
 }

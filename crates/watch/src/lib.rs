@@ -224,8 +224,8 @@ struct Watcher {
     no_delete: bool,
     progress_notify: bool,
     fragment: bool,
-    /// Synced: no revision before this is delivered (a start in the future). Unsynced: the
-    /// first revision it has not been sent.
+    /// The first revision it has not been sent: every revision before it was sent or held
+    /// nothing for it. Synced with a start in the future, nothing before it is delivered.
     next_revision: i64,
     synced: bool,
     /// Something was queued for it since the last periodic progress tick.
@@ -448,8 +448,9 @@ impl WatchHub {
     }
 
     /// After the store's state was replaced by a snapshot: every watcher reads history from
-    /// where it was (and is canceled if that was compacted).
-    pub fn restored(&mut self) {
+    /// where it was (and is canceled if that was compacted). `previous_revision` is the
+    /// replaced state's revision, up to which the synced watchers have been sent everything.
+    pub fn restored(&mut self, previous_revision: i64) {
         let synced: Vec<u64> = self
             .watchers
             .iter()
@@ -457,7 +458,11 @@ impl WatchHub {
             .map(|(&number, _)| number)
             .collect();
         for number in synced {
-            self.demote(number, None);
+            let from = self
+                .watchers
+                .get(&number)
+                .map(|watcher| watcher.next_revision.max(previous_revision + 1));
+            self.demote(number, from);
         }
         for state in self.streams.values() {
             if state.unsynced > 0 {
@@ -500,6 +505,12 @@ impl WatchHub {
             if revision < watcher.next_revision {
                 continue;
             }
+            if let Some(watcher) = self.watchers.get_mut(&number) {
+                watcher.next_revision = revision + 1;
+            }
+            let Some(watcher) = self.watchers.get(&number) else {
+                continue;
+            };
             let selected: Vec<WatchEvent> = positions
                 .iter()
                 .map(|&position| &events[position])
@@ -895,3 +906,75 @@ impl WatchHub {
 
 #[cfg(test)]
 mod tests;
+
+/// A hub shared by the thread that applies entries and the tasks that serve streams.
+///
+/// [`SharedHub::is_active`] is read without the lock on every apply: while no watcher is
+/// synced, writes neither record their changes nor take the lock.
+#[derive(Clone, Default)]
+pub struct SharedHub {
+    hub: Arc<std::sync::Mutex<WatchHub>>,
+    active: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl std::fmt::Debug for SharedHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedHub")
+            .field("active", &self.is_active())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The locked hub; on release it republishes whether any watcher is synced.
+pub struct HubGuard<'a> {
+    hub: std::sync::MutexGuard<'a, WatchHub>,
+    active: &'a std::sync::atomic::AtomicBool,
+}
+
+impl std::ops::Deref for HubGuard<'_> {
+    type Target = WatchHub;
+
+    fn deref(&self) -> &WatchHub {
+        &self.hub
+    }
+}
+
+impl std::ops::DerefMut for HubGuard<'_> {
+    fn deref_mut(&mut self) -> &mut WatchHub {
+        &mut self.hub
+    }
+}
+
+impl Drop for HubGuard<'_> {
+    fn drop(&mut self) {
+        self.active
+            .store(self.hub.has_synced(), std::sync::atomic::Ordering::Release);
+    }
+}
+
+impl SharedHub {
+    /// An empty hub with `limits`.
+    pub fn new(limits: WatchLimits) -> SharedHub {
+        SharedHub {
+            hub: Arc::new(std::sync::Mutex::new(WatchHub::new(limits))),
+            active: Arc::default(),
+        }
+    }
+
+    /// Locks the hub. A panic while it was held (a bug) does not make it unusable: the hub's
+    /// state is still consistent between calls.
+    pub fn lock(&self) -> HubGuard<'_> {
+        HubGuard {
+            hub: self
+                .hub
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+            active: &self.active,
+        }
+    }
+
+    /// Whether any watcher is synced (so writes must record their changes and notify).
+    pub fn is_active(&self) -> bool {
+        self.active.load(std::sync::atomic::Ordering::Acquire)
+    }
+}

@@ -424,8 +424,9 @@ fn a_restore_sends_every_watcher_back_to_history() {
             .apply(MvccRequest::Put(PutRequest::new("k", value.to_string())))
             .unwrap();
     }
+    let previous = store.current_revision();
     let store = other;
-    hub.restored();
+    hub.restored(previous);
     let mut out = Vec::new();
     assert!(hub.drain(stream, &mut out).unwrap().needs_catch_up);
     hub.request(stream, WatchRequest::CatchUp, &store).unwrap();
