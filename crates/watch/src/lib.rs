@@ -539,7 +539,11 @@ impl WatchHub {
         }
     }
 
-    fn create(&mut self, stream: StreamId, create: CreateWatch, store: &MvccStore) {
+    fn create(&mut self, stream: StreamId, mut create: CreateWatch, store: &MvccStore) {
+        // etcd reads an empty key as "\0", so `key = "", range_end = "\0"` watches every key.
+        if create.key.is_empty() {
+            create.key = Bytes::from_static(&[0]);
+        }
         let current = store.current_revision();
         let limits = self.limits;
         let Some(state) = self.streams.get_mut(&stream) else {

@@ -85,6 +85,16 @@ fn a_watch_from_now_sees_later_writes_of_its_key_only() {
 }
 
 #[test]
+fn an_empty_key_from_key_watches_every_key() {
+    let (mut store, mut hub) = (MvccStore::new(), WatchHub::default());
+    let stream = hub.open_stream(None);
+    hub.request(stream, create("", "\0", 0), &store).unwrap();
+    put(&mut store, &mut hub, "a", "1");
+    put(&mut store, &mut hub, "\u{1}", "2");
+    assert_eq!(keys_and_revisions(&drain(&mut hub, stream)).len(), 2);
+}
+
+#[test]
 fn a_start_revision_in_the_past_replays_history_then_follows() {
     let (mut store, mut hub) = (MvccStore::new(), WatchHub::default());
     for value in 0..5 {
