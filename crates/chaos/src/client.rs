@@ -81,8 +81,12 @@ pub fn decode_value(bytes: &[u8]) -> u64 {
 
 enum Answer {
     Read(Option<u64>),
-    Write,
-    Cas { succeeded: bool, found: Option<u64> },
+    Write(Option<i64>),
+    Cas {
+        succeeded: bool,
+        found: Option<u64>,
+        revision: Option<i64>,
+    },
 }
 
 fn with_request_id<T>(message: T, id: &str, timeout: Duration) -> tonic::Request<T> {
@@ -128,8 +132,11 @@ async fn perform(
                 value: Bytes::from(value.to_string()),
                 ..Default::default()
             };
-            kv.put(with_request_id(put, request_id, timeout)).await?;
-            Ok(Answer::Write)
+            let response = kv
+                .put(with_request_id(put, request_id, timeout))
+                .await?
+                .into_inner();
+            Ok(Answer::Write(response.header.map(|h| h.revision)))
         }
         Input::Cas { expected, new } => {
             let txn = pb::TxnRequest {
@@ -170,6 +177,7 @@ async fn perform(
             Ok(Answer::Cas {
                 succeeded: response.succeeded,
                 found,
+                revision: response.header.map(|h| h.revision),
             })
         }
         Input::Delete => Err(Status::unimplemented("the workload never deletes")),
@@ -243,17 +251,26 @@ pub async fn run_client(plan: ClientPlan, context: ClientContext, mut rng: Rng) 
         )
         .await;
         let end_us = context.clock.now_us();
+        let mut revision = None;
         let (outcome, output, note) = match answer {
             Ok(Ok(Answer::Read(value))) => {
                 last_seen[key as usize] = value;
                 (Outcome::Ok, Output::Read(value), String::new())
             }
-            Ok(Ok(Answer::Write)) => {
+            Ok(Ok(Answer::Write(stored_at))) => {
                 last_seen[key as usize] = Some(unique);
+                revision = stored_at;
                 (Outcome::Ok, Output::Write, String::new())
             }
-            Ok(Ok(Answer::Cas { succeeded, found })) => {
+            Ok(Ok(Answer::Cas {
+                succeeded,
+                found,
+                revision: stored_at,
+            })) => {
                 last_seen[key as usize] = if succeeded { Some(unique) } else { found };
+                if succeeded {
+                    revision = stored_at;
+                }
                 (Outcome::Ok, Output::Cas { succeeded }, String::new())
             }
             Ok(Err(status)) => {
@@ -284,6 +301,7 @@ pub async fn run_client(plan: ClientPlan, context: ClientContext, mut rng: Rng) 
             end_us,
             outcome,
             note,
+            revision,
         });
         if outcome != Outcome::Ok {
             // The connection may be dead or the member cut off: start afresh, maybe elsewhere.

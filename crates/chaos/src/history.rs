@@ -63,6 +63,9 @@ pub struct OpRecord {
     pub outcome: Outcome,
     /// The error, for failed and unknown operations.
     pub note: String,
+    /// The revision an acknowledged write or successful cas was stored at (its response
+    /// header's), when known.
+    pub revision: Option<i64>,
 }
 
 impl OpRecord {
@@ -129,6 +132,9 @@ impl fmt::Display for OpRecord {
             self.output,
             outcome
         )?;
+        if let Some(revision) = self.revision {
+            write!(f, " rev={revision}")?;
+        }
         if !self.note.is_empty() {
             write!(f, " {}", self.note)?;
         }
@@ -269,6 +275,7 @@ mod tests {
                 Outcome::Ok
             },
             note: String::new(),
+            revision: None,
         }
     }
 

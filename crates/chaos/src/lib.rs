@@ -24,6 +24,7 @@ pub mod proxy;
 pub mod rng;
 pub mod run;
 pub mod torn;
+pub mod watchers;
 
 pub use nemesis::FaultKind;
 pub use run::{RunOptions, RunReport, run};

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use chaos::watchers::BreakWatch;
 use chaos::{FaultKind, RunOptions, parse_duration};
 use clap::Parser;
 
@@ -46,6 +47,10 @@ struct Args {
     /// Negative control: serializable reads from an isolated member (must fail the check).
     #[arg(long, hide = true)]
     stale_reads: bool,
+    /// Negative control of the watch checker: one watcher's record loses (drop) or repeats
+    /// (duplicate) one event, client-side; the run must report a watch violation.
+    #[arg(long, hide = true, value_parser = BreakWatch::parse)]
+    break_watch: Option<BreakWatch>,
 }
 
 fn main() -> ExitCode {
@@ -72,6 +77,7 @@ fn main() -> ExitCode {
         keep: args.keep,
         op_timeout: args.op_timeout,
         stale_reads: args.stale_reads,
+        break_watch: args.break_watch,
         binary: args.raftkv,
         verbose: true,
         ..RunOptions::default()
@@ -98,7 +104,7 @@ fn main() -> ExitCode {
         Err(error) => {
             eprintln!("chaos: {error}");
             println!(
-                "RESULT linearizable=false lost_acked=0 ops=0 ok=0 failed=0 unknown=0 faults=0 heal_to_write_ms=none"
+                "RESULT linearizable=false lost_acked=0 ops=0 ok=0 failed=0 unknown=0 faults=0 heal_to_write_ms=none watch_events=0 watch_violations=0"
             );
             ExitCode::FAILURE
         }

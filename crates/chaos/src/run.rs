@@ -19,6 +19,7 @@ use crate::cluster::{Cluster, ClusterConfig, connect, locate_raftkv};
 use crate::history::{Clock, History, OpRecord, Outcome, counts, lost_acknowledged};
 use crate::nemesis::{FaultKind, Nemesis};
 use crate::rng::Rng;
+use crate::watchers::{BreakWatch, WatchContext, WatchLog, WatchOutcome, conclude, spawn_watchers};
 
 /// Everything that defines a run.
 #[derive(Debug, Clone)]
@@ -45,6 +46,9 @@ pub struct RunOptions {
     /// The negative control: serializable reads from a member isolated in a minority while
     /// writes go to the majority; a correct checker must say "not linearizable".
     pub stale_reads: bool,
+    /// The watchers' negative control: one watcher's record loses or repeats one event
+    /// (client-side); a correct watch checker must report it.
+    pub break_watch: Option<BreakWatch>,
     /// The `raftkv` binary; located with [`locate_raftkv`] when `None`.
     pub binary: Option<PathBuf>,
     /// Print progress and fault lines.
@@ -67,6 +71,7 @@ impl Default for RunOptions {
             keep: false,
             op_timeout: Duration::from_millis(1500),
             stale_reads: false,
+            break_watch: None,
             binary: None,
             verbose: true,
             recovery_timeout: Duration::from_secs(30),
@@ -96,6 +101,11 @@ pub struct RunReport {
     /// Problems that fail the run besides the verdict (no write after healing, a member that
     /// did not come back).
     pub problems: Vec<String>,
+    /// Events received by the watchers.
+    pub watch_events: u64,
+    /// Broken watch guarantees (see [`crate::watchers`]), and acknowledged writes missing from
+    /// the committed history read back through a watch.
+    pub watch_violations: Vec<crate::watchers::Violation>,
     /// Where the history and logs were written, if they were.
     pub artifacts: Option<PathBuf>,
 }
@@ -104,13 +114,16 @@ impl RunReport {
     /// Whether the history is linearizable, nothing acknowledged was lost and the cluster
     /// recovered.
     pub fn passed(&self) -> bool {
-        self.verdict.is_linearizable() && self.lost_acked == 0 && self.problems.is_empty()
+        self.verdict.is_linearizable()
+            && self.lost_acked == 0
+            && self.problems.is_empty()
+            && self.watch_violations.is_empty()
     }
 
     /// The one-line summary the binary ends with.
     pub fn result_line(&self) -> String {
         format!(
-            "RESULT linearizable={} lost_acked={} ops={} ok={} failed={} unknown={} faults={} heal_to_write_ms={}",
+            "RESULT linearizable={} lost_acked={} ops={} ok={} failed={} unknown={} faults={} heal_to_write_ms={} watch_events={} watch_violations={}",
             self.verdict.is_linearizable(),
             self.lost_acked,
             self.ops,
@@ -119,7 +132,9 @@ impl RunReport {
             self.unknown,
             self.faults,
             self.heal_to_write_ms
-                .map_or_else(|| "none".to_owned(), |ms| ms.to_string())
+                .map_or_else(|| "none".to_owned(), |ms| ms.to_string()),
+            self.watch_events,
+            self.watch_violations.len()
         )
     }
 }
@@ -254,6 +269,7 @@ async fn final_read(
                 end_us,
                 outcome: Outcome::Ok,
                 note: "final read".into(),
+                revision: None,
             });
             return Some(value);
         }
@@ -376,6 +392,18 @@ pub async fn run(options: RunOptions) -> Result<RunReport, String> {
         stop: stop.clone(),
         seed: options.seed,
     };
+    let watch_context = WatchContext {
+        urls: context.urls.clone(),
+        names: context.names.clone(),
+        clock,
+        log: WatchLog::default(),
+        stop: Arc::new(AtomicBool::new(false)),
+        start_revision: 1,
+        progress_every: Duration::from_secs(1),
+        silence: Duration::from_secs(5),
+    };
+    let extra_home = rng.fork(200).below(options.nodes as u64) as usize;
+    let watchers = spawn_watchers(&watch_context, extra_home, options.break_watch);
     let mut clients = Vec::new();
     for plan in plans(&options) {
         let client_rng = rng.fork(100 + plan.id);
@@ -448,6 +476,9 @@ pub async fn run(options: RunOptions) -> Result<RunReport, String> {
     }
 
     let records = history.snapshot();
+    // The watchers ran through every fault and the heal; they must now catch up, and agree with
+    // the committed history read back on every member.
+    let watch = conclude(&watch_context, watchers, &records, Duration::from_secs(15)).await;
     let operations: Vec<lincheck::Operation> =
         records.iter().filter_map(OpRecord::to_operation).collect();
     let verdict =
@@ -475,6 +506,8 @@ pub async fn run(options: RunOptions) -> Result<RunReport, String> {
         faults: nemesis.faults,
         heal_to_write_ms,
         problems,
+        watch_events: watch.events,
+        watch_violations: watch.violations.clone(),
         artifacts: None,
     };
     for problem in &report.problems {
@@ -485,6 +518,15 @@ pub async fn run(options: RunOptions) -> Result<RunReport, String> {
     }
     for line in lost_details.iter().take(20) {
         say(format!("chaos: {line}"));
+    }
+    for violation in report.watch_violations.iter().take(10) {
+        say(format!("chaos: WATCH VIOLATION: {violation}"));
+    }
+    if report.watch_violations.len() > 10 {
+        say(format!(
+            "chaos: ... {} more watch violations (see watch.txt)",
+            report.watch_violations.len() - 10
+        ));
     }
     if !report.passed() || options.keep {
         let dir = run_dir.join("artifacts");
@@ -497,6 +539,7 @@ pub async fn run(options: RunOptions) -> Result<RunReport, String> {
             &lost_details,
             &cluster,
         )
+        .and_then(|()| write_watch_artifacts(&dir, &watch))
         .map_err(|error| format!("writing artifacts to {}: {error}", dir.display()))?;
         // The run directory holds the evidence: never delete it now.
         if let Some(temp) = temp {
@@ -553,10 +596,13 @@ fn write_artifacts(
     for line in lost_details {
         let _ = writeln!(summary, "{line}");
     }
+    for violation in &report.watch_violations {
+        let _ = writeln!(summary, "watch violation: {violation}");
+    }
     let _ = writeln!(summary, "options: {options:?}");
     let _ = writeln!(
         summary,
-        "replay: cargo run --release -p chaos -- --nodes {} --duration {}s --seed {} --nemesis {} --clients {} --keys {}{}",
+        "replay: cargo run --release -p chaos -- --nodes {} --duration {}s --seed {} --nemesis {} --clients {} --keys {}{}{}",
         options.nodes,
         options.duration.as_secs(),
         options.seed,
@@ -576,7 +622,10 @@ fn write_artifacts(
             " --stale-reads"
         } else {
             ""
-        }
+        },
+        options
+            .break_watch
+            .map_or_else(String::new, |b| format!(" --break-watch {}", b.name()))
     );
     fs::write(dir.join("summary.txt"), summary)?;
     let mut text = String::from(
@@ -595,4 +644,20 @@ fn write_artifacts(
         );
     }
     cluster.copy_logs(dir)
+}
+
+/// The watchers' records and the committed history they were checked against.
+fn write_watch_artifacts(dir: &std::path::Path, watch: &WatchOutcome) -> std::io::Result<()> {
+    let mut text =
+        String::from("# at_us watcher stream member what (events as revision:kind key=value)\n");
+    for record in &watch.records {
+        let _ = writeln!(text, "{record}");
+    }
+    fs::write(dir.join("watch.txt"), text)?;
+    let mut text = String::from("# the committed history of the prefix, read after the run\n");
+    for event in &watch.reference {
+        let _ = writeln!(text, "{event}");
+    }
+    fs::write(dir.join("watch-reference.txt"), text)?;
+    Ok(())
 }
