@@ -9,7 +9,7 @@ use crate::protocol::{Command, Completion, Job, Reply, Status};
 use crate::snapshot::Snapshots;
 use exec::{Executor, MemberIo, Observation};
 use node::{Action, Node, RequestError, RequestId, StateMachine};
-use raft::{ConfChange, ConfState, LogIndex, Message, NodeId, ProposeError};
+use raft::{ConfChange, ConfState, LogIndex, Message, MessageBody, NodeId, ProposeError};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::ControlFlow;
 use std::time::Duration;
@@ -57,6 +57,8 @@ pub(crate) struct Driver<M: StateMachine> {
     tick: Duration,
     max_waiting_requests: usize,
     max_backlog: usize,
+    /// See [`Status::admitted_by`].
+    admitted_by: Option<LogIndex>,
 }
 
 /// The driver's I/O as the executor sees it: the transport, the writer's queue, the clients
@@ -156,6 +158,7 @@ impl<M: StateMachine> Driver<M> {
             tick: config.tick,
             max_waiting_requests: config.max_waiting_requests,
             max_backlog: config.persist_queue_len,
+            admitted_by: None,
         }
     }
 
@@ -181,7 +184,7 @@ impl<M: StateMachine> Driver<M> {
                     self.executor.tick::<M::Response>(&mut self.io);
                 }
                 Some(message) = self.inbound.recv() => {
-                    self.node.receive(message);
+                    self.receive(message);
                     if self.take_queued_inputs()?.is_break() {
                         return Ok(());
                     }
@@ -224,7 +227,7 @@ impl<M: StateMachine> Driver<M> {
         for _ in 0..QUEUED_INPUTS_PER_READY {
             let mut took = false;
             if let Ok(message) = self.inbound.try_recv() {
-                self.node.receive(message);
+                self.receive(message);
                 took = true;
             }
             if self.io.backlog.len() < self.max_backlog {
@@ -252,6 +255,35 @@ impl<M: StateMachine> Driver<M> {
             }
         }
         Ok(ControlFlow::Continue(()))
+    }
+
+    /// Hands a peer's message to the node, noting when it is the first append from a leader.
+    fn receive(&mut self, message: Message) {
+        let leader_commit = match (&message.body, self.admitted_by) {
+            (MessageBody::AppendEntries { leader_commit, .. }, None) => {
+                Some((message.from, *leader_commit))
+            }
+            _ => None,
+        };
+        self.node.receive(message);
+        if let Some((from, commit)) = leader_commit
+            && self.node.raw().leader() == from
+        {
+            self.note_admission(commit);
+        }
+    }
+
+    /// Records the first index known to be at or after this incarnation's admission. A leader
+    /// replicates only to the members of its configuration: the first append this member takes
+    /// from one comes from a leader that applied the change adding it, so the leader's commit
+    /// index then is at or past that change. A member that leads holds every committed entry,
+    /// the change that admitted it among them.
+    fn note_admission(&mut self, index: LogIndex) {
+        if self.admitted_by.is_none() {
+            let index = index.max(LogIndex(1));
+            tracing::info!(index = index.get(), "admission to the cluster known");
+            self.admitted_by = Some(index);
+        }
     }
 
     /// Hands the writer's report to the node; an error or a writer gone is fatal.
@@ -391,7 +423,11 @@ impl<M: StateMachine> Driver<M> {
         }
     }
 
-    fn publish_status(&self) {
+    fn publish_status(&mut self) {
+        if self.admitted_by.is_none() && self.node.raw().role() == raft::Role::Leader {
+            let last = self.node.raw().last_index();
+            self.note_admission(last);
+        }
         let raw = self.node.raw();
         let now = Status {
             role: raw.role(),
@@ -401,6 +437,7 @@ impl<M: StateMachine> Driver<M> {
             applied: self.node.applied(),
             first_index: raft::Storage::first_index(raw.storage()),
             resident_entries: raw.storage().resident().0 as u64,
+            admitted_by: self.admitted_by,
         };
         self.status.send_if_modified(|status| {
             let changed = *status != now;

@@ -30,6 +30,12 @@ pub struct Status {
     /// How many entries of its log it holds in memory; the others are read back from the WAL
     /// when wanted (see [`crate::MemberConfig::resident_log_bytes`]).
     pub resident_entries: u64,
+    /// An index at or after the configuration change that admitted this incarnation of the
+    /// member, once known (see `Driver::note_admission`): the commit index of the first
+    /// append a leader sent it, or its last index when it became leader itself. A member
+    /// whose id was removed and added again replays the removal of its predecessor from the
+    /// log; only a configuration in force at or past this index tells whether it is a member.
+    pub admitted_by: Option<LogIndex>,
 }
 
 pub(crate) type Reply<R> = oneshot::Sender<Result<R, RequestError>>;

@@ -278,3 +278,64 @@ async fn snapshots_wait_for_log_in_proportion_to_the_state() {
         );
     }
 }
+
+/// A member removed and added again under the same id joins afresh. Fewer entries than a
+/// snapshot needs follow the removal, so the leader's latest snapshot most likely predates it:
+/// the member installs that snapshot (a configuration with its id in it, its predecessor's),
+/// replays the removal, then its own admission. Its status says from which index on the
+/// configuration concerns it: its admission or later, past the removal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_re_added_member_learns_an_admission_index_past_its_predecessors_removal() {
+    let mut cluster = Cluster::start(3, compacting).await;
+    let leader = cluster.leader().await;
+    cluster.write_keys(leader).await;
+    let gone = cluster.follower_of(leader);
+    cluster.caught_up(gone).await;
+    eventually("the leader compacted its log", || async {
+        (cluster.members[&leader].status().first_index > LogIndex(1)).then_some(())
+    })
+    .await;
+
+    let single = |change, node| raft::ConfChange::single(change, node);
+    let removed = cluster.members[&leader]
+        .change_membership(single(raft::ConfChangeType::RemoveNode, gone))
+        .await
+        .expect("remove");
+    assert!(!removed.voters.contains(&gone));
+    let removal = cluster.members[&leader].status().applied;
+    cluster.stop(gone).await;
+    // A fresh data directory, as an operator re-adding the member would give it.
+    cluster
+        .dirs
+        .insert(gone, tempfile::tempdir().expect("temp dir"));
+    cluster.members[&leader]
+        .change_membership(single(raft::ConfChangeType::AddVoter, gone))
+        .await
+        .expect("add again");
+    let admission = cluster.members[&leader].status().applied;
+    assert!(admission > removal);
+
+    let listener = eventually("the old port is free again", || async {
+        tokio::net::TcpListener::bind(cluster.addrs[&gone])
+            .await
+            .ok()
+    })
+    .await;
+    let mut config = cluster.config(gone, &cluster.dirs[&gone]);
+    config.join_existing = true;
+    let member =
+        runtime::Member::start_with_listener(config, listener, machine::EtcdMachine::new())
+            .expect("the fresh member starts");
+    assert_eq!(member.status().admitted_by, None);
+    cluster.members.insert(gone, common::Client::new(member));
+    let admitted = eventually("the admission is known", || async {
+        cluster.members[&gone].status().admitted_by
+    })
+    .await;
+    assert!(admitted >= admission, "{admitted:?} < {admission:?}");
+    cluster.caught_up(gone).await;
+    let status = cluster.members[&gone].status();
+    assert!(status.applied >= admitted);
+    assert!(cluster.members[&gone].membership().voters.contains(&gone));
+    cluster.check_keys(gone).await;
+}

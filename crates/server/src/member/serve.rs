@@ -329,28 +329,111 @@ async fn follow_membership(core: Arc<Core>) {
     }
 }
 
-/// Reports when the configuration in force no longer includes this member although an earlier
-/// one did.
+/// Reports when this member has been removed from the cluster (see [`is_removed`]).
 async fn watch_removal(core: Arc<Core>, removed: tokio::sync::watch::Sender<bool>) {
     let me = NodeId(core.identity.member_id);
     let mut membership = core.member.watch_membership();
-    // A joining member replays configurations from before it was added: only a configuration
-    // without it that follows one with it means it was removed.
-    let mut seen_myself = false;
+    let mut status = core.member.watch_status();
     loop {
-        let gone = {
-            let conf = membership.borrow_and_update();
-            let present = super::members::all_members(&conf).contains(&me);
-            seen_myself |= present;
-            seen_myself && !present
-        };
+        // The status first: the configuration published is never older than its applied index.
+        let now = *status.borrow_and_update();
+        let gone = is_removed(me, &membership.borrow_and_update(), &now);
         if gone {
             tracing::warn!("this member was removed from the cluster; stopping");
             let _ = removed.send(true);
             return;
         }
-        if membership.changed().await.is_err() {
-            return;
+        tokio::select! {
+            changed = membership.changed() => if changed.is_err() { return },
+            changed = status.changed() => if changed.is_err() { return },
         }
+    }
+}
+
+/// Whether a member whose configuration in force is `conf` and whose state is `status` has been
+/// removed: it has applied the log up to an index at or past the change that admitted this
+/// incarnation ([`runtime::Status::admitted_by`]), and the configuration in force there no
+/// longer includes it. Configurations before that index say nothing about this incarnation:
+/// ids derive from peer URLs, so a member removed and added again with the same URL has the
+/// same id, and a fresh member catching up replays its predecessor's removal (often from a
+/// snapshot taken while the predecessor was still a member).
+pub fn is_removed(me: NodeId, conf: &raft::ConfState, status: &runtime::Status) -> bool {
+    status
+        .admitted_by
+        .is_some_and(|admitted| status.applied >= admitted)
+        && !super::members::all_members(conf).contains(&me)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft::{ConfState, LogIndex};
+
+    fn conf(ids: &[u64]) -> ConfState {
+        ConfState::with_voters(ids.iter().copied().map(NodeId))
+    }
+
+    fn status(applied: u64, admitted_by: Option<u64>) -> runtime::Status {
+        runtime::Status {
+            applied: LogIndex(applied),
+            admitted_by: admitted_by.map(LogIndex),
+            ..runtime::Status::default()
+        }
+    }
+
+    /// What a member removed and added again (same URL, same id) saw in chaos seed 12 while it
+    /// caught up: the leader's snapshot at 18054 (taken while its predecessor was a member),
+    /// its predecessor's removal at 18394, its own admission at 18401. The first append it took
+    /// carried the leader's commit index 18410. It must not stop.
+    #[test]
+    fn a_re_added_member_replaying_its_predecessors_removal_keeps_serving() {
+        let me = NodeId(3);
+        let seen = [
+            (conf(&[]), status(0, None)),
+            (conf(&[1, 2, 3]), status(18054, Some(18410))),
+            (conf(&[1, 2]), status(18394, Some(18410))),
+            (conf(&[1, 2, 3]), status(18401, Some(18410))),
+            (conf(&[1, 2, 3]), status(18410, Some(18410))),
+            (conf(&[1, 2, 3]), status(20000, Some(18410))),
+        ];
+        for (conf, status) in &seen {
+            assert!(!is_removed(me, conf, status), "{conf:?} {status:?}");
+        }
+        // The rule it replaces: a configuration without the member after one with it.
+        let mut seen_myself = false;
+        let old_rule_stops = seen.iter().any(|(conf, _)| {
+            let present = super::super::members::all_members(conf).contains(&me);
+            seen_myself |= present;
+            seen_myself && !present
+        });
+        assert!(old_rule_stops);
+    }
+
+    /// A member removed after its admission stops, whether it applies the removal live or
+    /// replays it when catching up past the index it learned from the leader.
+    #[test]
+    fn a_removed_member_stops() {
+        let me = NodeId(3);
+        assert!(!is_removed(me, &conf(&[1, 2, 3]), &status(100, Some(50))));
+        assert!(is_removed(me, &conf(&[1, 2]), &status(120, Some(50))));
+        // Removed at 40, before the leader that first reached it had applied the removal.
+        assert!(!is_removed(me, &conf(&[1, 2]), &status(40, Some(50))));
+        assert!(is_removed(me, &conf(&[1, 2]), &status(50, Some(50))));
+        // Not admitted yet (it knows no configuration, or only others'): it waits.
+        assert!(!is_removed(me, &conf(&[]), &status(0, None)));
+        assert!(!is_removed(me, &conf(&[1, 2]), &status(30, None)));
+    }
+
+    /// A learner is a member too; a member leaving a joint configuration is not gone before it
+    /// is out of both halves.
+    #[test]
+    fn learners_and_outgoing_voters_are_members() {
+        let me = NodeId(3);
+        let mut learner = conf(&[1, 2]);
+        learner.learners = vec![me].into_iter().collect();
+        assert!(!is_removed(me, &learner, &status(10, Some(1))));
+        let mut leaving = conf(&[1, 2, 4]);
+        leaving.voters_outgoing = [1, 2, 3].into_iter().map(NodeId).collect();
+        assert!(!is_removed(me, &leaving, &status(10, Some(1))));
     }
 }
