@@ -11,10 +11,13 @@
 //! 3. meanwhile a seeded [`nemesis`] kills, pauses, partitions, delays, drops, re-members and
 //!    tears WALs ([`torn`]);
 //! 4. heals everything, measures the time to the first acknowledged write, reads every key,
-//!    and checks the history with [`lincheck`] plus an independent lost-write count ([`run`]).
+//!    and checks the history with [`lincheck`] plus an independent lost-write count ([`run`]);
+//! 5. all along, [`watchers`] on every member record etcd Watch streams across every fault;
+//!    they are checked against the committed history read back after the run.
 //!
-//! A negative control (serializable reads from an isolated member) shows the checker does
-//! catch stale reads, so a green run means something.
+//! Negative controls (serializable reads from an isolated member; a watcher record that loses
+//! or repeats an event) show the checkers do catch what they are for, so a green run means
+//! something.
 
 pub mod client;
 pub mod cluster;

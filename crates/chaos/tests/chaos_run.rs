@@ -1,5 +1,6 @@
 //! Short real runs: three real members, every nemesis, a couple of seeds; the history must be
-//! linearizable and no acknowledged write may be lost.
+//! linearizable, no acknowledged write may be lost, and every watcher must keep the watch
+//! guarantees.
 
 use std::time::Duration;
 
@@ -38,6 +39,16 @@ async fn short_run(seed: u64) {
         "seed {seed}: the cluster did not fully recover: {:?} (artifacts: {:?})",
         report.problems,
         report.artifacts
+    );
+    assert!(
+        report.watch_violations.is_empty(),
+        "seed {seed}: watch guarantees broken: {:?} (artifacts: {:?})",
+        report.watch_violations,
+        report.artifacts
+    );
+    assert!(
+        report.watch_events > 0,
+        "seed {seed}: the watchers saw nothing"
     );
     assert!(
         report.heal_to_write_ms.is_some(),
