@@ -524,7 +524,7 @@ pub async fn run(options: RunOptions) -> Result<RunReport, String> {
     }
     if report.watch_violations.len() > 10 {
         say(format!(
-            "chaos: ... {} more watch violations (see watch.txt)",
+            "chaos: ... {} more watch violations (all in summary.txt)",
             report.watch_violations.len() - 10
         ));
     }

@@ -964,7 +964,11 @@ pub async fn conclude(
             }),
         }
     }
-    let reference = reference.unwrap_or_default();
+    let Some(reference) = reference else {
+        // Nothing to check against: the reference violations above fail the run.
+        outcome.records = context.log.snapshot();
+        return outcome;
+    };
     for (i, history) in &others {
         outcome
             .violations
