@@ -103,6 +103,11 @@ impl Truth {
         self.store.current_revision()
     }
 
+    /// The revision of the newest committed compaction.
+    pub fn compact_revision(&self) -> i64 {
+        self.store.compact_revision()
+    }
+
     /// Feeds the committed normal entry at `index` (each exactly once, in log order).
     pub fn feed(&mut self, index: u64, data: &Bytes) {
         let Ok(MachineCommand::Kv(command)) = MachineCommand::decode(data) else {

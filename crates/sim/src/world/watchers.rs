@@ -39,6 +39,8 @@ pub(super) struct Sub {
     /// The start of the current run when it has none yet: 0 or a past revision.
     run: Run,
     state: SubState,
+    /// The member's revision when its latest create was sent: what the answer must say.
+    created_at: i64,
     /// How many runs this watcher had (for labels).
     runs: usize,
 }
@@ -92,6 +94,7 @@ impl Sim {
                         spec,
                         progress_notify: rng.chance(1, 3),
                         state: SubState::Idle,
+                        created_at: 0,
                         runs: 1,
                     }
                 })
@@ -253,6 +256,10 @@ impl Sim {
             self.watch_receive(watcher, response);
         }
         // Watch (again) what is not watched on this stream.
+        let member_revision = self.nodes[member]
+            .node
+            .as_ref()
+            .map_or(0, |node| node.state_machine().mvcc().current_revision());
         for sub in 0..self.watchers[watcher].subs.len() {
             if self.watchers[watcher].subs[sub].state != SubState::Idle {
                 continue;
@@ -262,6 +269,7 @@ impl Sim {
             client.next_watch_id += 1;
             let s = &mut client.subs[sub];
             s.state = SubState::Creating(id);
+            s.created_at = member_revision;
             // Resume from the next revision it needs (0, from now, if it never started).
             let start_revision = s.run.next;
             if s.run.start.is_some() {
@@ -347,6 +355,15 @@ impl Sim {
                 return;
             };
             s.state = SubState::Active(id);
+            if response.revision != s.created_at {
+                let detail = format!(
+                    "{who}: create answered at revision {} but the member was at {}",
+                    response.revision, s.created_at
+                );
+                self.watch_fail("watch-reliable", detail);
+                return;
+            }
+            let s = &mut self.watchers[watcher].subs[sub];
             if s.run.start.is_none() {
                 let start = response.revision + 1;
                 s.run.start = Some(start);
@@ -362,6 +379,16 @@ impl Sim {
         if response.canceled {
             if response.compact_revision > 0 {
                 self.stats.watch_compacted += 1;
+                let compacted = self.truth.compact_revision();
+                let run = &mut self.watchers[watcher].subs[sub].run;
+                // Only history it needed and that a committed compaction removed excuses it.
+                if response.compact_revision <= run.next || response.compact_revision > compacted {
+                    let detail = format!(
+                        "{who}, {}: canceled by compaction at {} while it needed revisions from {} (compactions committed up to {compacted})",
+                        run.label, response.compact_revision, run.next
+                    );
+                    self.watch_fail("watch-reliable", detail);
+                }
                 let run = &mut self.watchers[watcher].subs[sub].run;
                 if response.compact_revision > run.next {
                     run.gaps.push((run.next, response.compact_revision - 1));
