@@ -352,13 +352,43 @@ async fn watch_semantics_through_a_follower() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn compaction_and_fragments() {
+async fn compaction_fragments_and_progress_notifications() {
     // A small request limit, so that a transaction's events with their previous values
-    // exceed it.
-    let cluster = Cluster::start_with(1, &["--max-request-bytes", "4096"]).await;
+    // exceed it; frequent progress notifications (under etcd's flag name).
+    let cluster = Cluster::start_with(
+        1,
+        &[
+            "--max-request-bytes",
+            "4096",
+            "--experimental-watch-progress-notify-interval",
+            "300ms",
+        ],
+    )
+    .await;
     let member = &cluster.members[0];
     let mut writer = member.kv();
     let mut stream = open(member.client_port, false).await.expect("open");
+
+    // An idle watcher that asked for progress gets empty responses at the current revision.
+    let now = put_acknowledged(&mut writer, "other", "x")
+        .await
+        .header
+        .expect("header")
+        .revision;
+    let mut idle = open(member.client_port, false).await.expect("open");
+    let id = idle
+        .create(pb::WatchCreateRequest {
+            progress_notify: true,
+            ..create("idle", "")
+        })
+        .await
+        .watch_id;
+    for _ in 0..2 {
+        let notice = idle.next().await;
+        assert_eq!(notice.watch_id, id, "{notice:?}");
+        assert!(notice.events.is_empty() && !notice.canceled && !notice.created);
+        assert_eq!(notice.header.expect("header").revision, now);
+    }
 
     let first = put_acknowledged(&mut writer, "k", "1")
         .await
