@@ -155,6 +155,47 @@ done
 ETCD_RSS=$(peak_rss_mib "${ETCD_PIDS[@]}")
 RAFTKV_RSS=$(peak_rss_mib "${RAFTKV_PIDS[@]}")
 
+# Watch rows: 1,000 watchers on the benchmark's prefix while 64 clients put (events delivered
+# per second, delivery latency from the put's acknowledgement, and the puts themselves), then
+# 10,000 idle watchers, whose cost is the members' resident memory while they are open minus
+# before, per watcher.
+rss_kib_total() {
+  local total=0
+  for pid in "$@"; do
+    total=$((total + $(awk '/VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)))
+  done
+  echo "$total"
+}
+for system in etcd raftkv; do
+  if [ "$system" = etcd ]; then ep=$ETCD_EP; pids=("${ETCD_PIDS[@]}"); else ep=$RAFTKV_EP; pids=("${RAFTKV_PIDS[@]}"); fi
+  ep=$(leader_first "$ep")
+  for run in $(seq 1 "$RUNS"); do
+    line=$("$RAFTKV" bench --endpoints "$ep" --clients 64 --workload watch --watchers 1000 \
+      --watch-streams 10 --duration "$DURATION" --json --seed "$run" 2>/dev/null)
+    echo "$line" | python3 -c "
+import json, sys
+r = json.loads(sys.stdin.read())
+r.update(system='$system', run=$run)
+print(json.dumps(r))" >>"$RESULTS"
+    echo "  $system watch 1000 watchers x64 run $run: $(tail -1 "$RESULTS" | python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); print("%.0f puts/s, %.0f events/s, delivery p99 %.2f ms" % (r["ops_per_sec"], r["events_per_sec"], r["delivery_p99_ms"]))')"
+  done
+  before=$(rss_kib_total "${pids[@]}")
+  log="$WORK/idle-$system.log"
+  "$RAFTKV" bench --endpoints "$ep" --clients 0 --workload watch --watchers 10000 \
+    --watch-streams 100 --duration 6s >"$log" 2>&1 &
+  idle=$!
+  for _ in $(seq 1 300); do
+    grep -q "are ready" "$log" && break
+    kill -0 "$idle" 2>/dev/null || break
+    sleep 0.1
+  done
+  sleep 2
+  during=$(rss_kib_total "${pids[@]}")
+  wait "$idle" || { echo "idle watchers on $system failed:"; cat "$log"; }
+  echo "{\"system\":\"$system\",\"workload\":\"idle-watchers\",\"clients\":0,\"watchers\":10000,\"bytes_per_watcher\":$(( (during - before) * 1024 / 10000 ))}" >>"$RESULTS"
+  echo "  $system 10000 idle watchers: $(( (during - before) * 1024 / 10000 )) bytes per watcher (resident memory of all members)"
+done
+
 # Lease reads are an opt-in that etcd does not offer: measured on a fresh raftkv cluster
 # started with --read-mode lease, and reported apart from the comparison.
 for pid in "${RAFTKV_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -180,10 +221,18 @@ import json, statistics, sys, platform, datetime, os
 results, etcd_rss, raftkv_rss, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 rows = {}
 lease = []
+watch = {}
+idle = {}
 for line in open(results):
     r = json.loads(line)
     if r["system"] == "raftkv-lease":
         lease.append(r)
+        continue
+    if r["workload"] == "watch":
+        watch.setdefault(r["system"], []).append(r)
+        continue
+    if r["workload"] == "idle-watchers":
+        idle[r["system"]] = r["bytes_per_watcher"]
         continue
     rows.setdefault((r["workload"], r["clients"]), {}).setdefault(r["system"], []).append(r)
 def med(rs, key):
@@ -202,6 +251,22 @@ for (workload, clients), by in rows.items():
     lines.append(f"| {name} | {eo:,.0f} | {ko:,.0f} | {ko / eo:.2f}x | {med(e, 'p50_ms'):.2f} / {med(e, 'p99_ms'):.2f} | {med(k, 'p50_ms'):.2f} / {med(k, 'p99_ms'):.2f} | {med(e, 'cpu_us_per_op'):.0f} | {med(k, 'cpu_us_per_op'):.0f} |")
     chart.append((name, eo, ko))
 lines.append(f"| peak RSS per member | {etcd_rss} MiB | {raftkv_rss} MiB | {raftkv_rss / max(etcd_rss, 1):.2f}x | | | | |")
+if watch.get("etcd") and watch.get("raftkv"):
+    e, k = watch["etcd"], watch["raftkv"]
+    lines.append("")
+    lines.append("| watch row | etcd | raftkv | ratio |")
+    lines.append("|---|---:|---:|---:|")
+    eo, ko = med(e, "events_per_sec"), med(k, "events_per_sec")
+    lines.append(f"| events delivered/s, 1,000 watchers on one prefix, 64 putting clients | {eo:,.0f} | {ko:,.0f} | {ko / max(eo, 1):.2f}x |")
+    ed, kd = med(e, "delivery_p99_ms"), med(k, "delivery_p99_ms")
+    lines.append(f"| delivery latency p50 / p99 ms (put acknowledged to event received) | {med(e, 'delivery_p50_ms'):.2f} / {ed:.2f} | {med(k, 'delivery_p50_ms'):.2f} / {kd:.2f} | {kd / max(ed, 1e-9):.2f}x (p99) |")
+    ep_, kp = med(e, "ops_per_sec"), med(k, "ops_per_sec")
+    lines.append(f"| puts/s with those 1,000 watchers | {ep_:,.0f} | {kp:,.0f} | {kp / max(ep_, 1):.2f}x |")
+    plain = rows.get(("put", 64), {})
+    if plain.get("raftkv") and plain.get("etcd"):
+        lines.append(f"| same, as a share of the put x64 row | {ep_ / med(plain['etcd'], 'ops_per_sec'):.2f} | {kp / med(plain['raftkv'], 'ops_per_sec'):.2f} | |")
+    if "etcd" in idle and "raftkv" in idle:
+        lines.append(f"| resident memory per idle watcher (10,000 watchers, all members) | {idle['etcd']:,} B | {idle['raftkv']:,} B | {idle['raftkv'] / max(idle['etcd'], 1):.2f}x |")
 if lease:
     lines.append("")
     lines.append(f"Opt-in, not compared with etcd (which has no such mode): raftkv `--read-mode lease`, linearizable get x64 on a fresh cluster: {med(lease, 'ops_per_sec'):,.0f} ops/s, p50 / p99 {med(lease, 'p50_ms'):.2f} / {med(lease, 'p99_ms'):.2f} ms.")

@@ -28,7 +28,7 @@ use raft::{LogIndex, Term};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use wal::{Disk, StdDisk};
-use watch::{SharedHub, StreamId, UnknownStream, WatchLimits, WatchRequest};
+use watch::{SharedHub, StreamId, UnknownStream, WatchFaults, WatchLimits, WatchRequest};
 
 /// The value file is rewritten (without its garbage) after a compaction once the garbage is
 /// at least this big and at least as big as the live values, so the file stays within about
@@ -163,6 +163,9 @@ pub struct MachineFaults {
     /// index only, so every member skips the same revisions and they stay identical: only
     /// the revisions clients are told of give it away.
     pub skip_revision_every: u64,
+    /// Broken watch delivery in this member's hub (see [`watch::WatchFaults`]); local, so
+    /// members stay identical and only what watchers receive gives it away.
+    pub watch: WatchFaults,
 }
 
 /// The key the `skip_revision_every` fault writes, outside the simulator's keys.
@@ -296,6 +299,7 @@ impl EtcdMachine {
     /// Breaks the rules `faults` names (tests of the checkers only).
     pub fn set_faults(&mut self, faults: MachineFaults) {
         self.faults = faults;
+        self.watches.lock().set_faults(faults.watch);
     }
 
     /// An apply that skips a revision (see [`MachineFaults::skip_revision_every`]).
@@ -331,6 +335,7 @@ impl EtcdMachine {
     /// Replaces the watch hub's limits (before any stream is opened).
     pub fn set_watch_limits(&mut self, limits: WatchLimits) {
         self.watches = SharedHub::new(limits);
+        self.watches.lock().set_faults(self.faults.watch);
     }
 
     /// A digest of everything replicated (the member table, the applied index, the keyspace

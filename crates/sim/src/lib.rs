@@ -19,6 +19,7 @@ pub mod checker;
 pub mod options;
 pub mod revisions;
 pub mod scenario;
+pub mod watches;
 pub mod world;
 
 pub use checker::Violation;

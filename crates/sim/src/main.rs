@@ -22,10 +22,12 @@ usage: sim [--seeds N] [--first-seed S] [--nodes K] [--faults all|none|LIST] [--
   --break RULE    run with a deliberately broken rule, to see the checkers catch it:
                   commit-old-term, forget-vote, skip-log-check (the Raft core);
                   skip-revision (the etcd state machine: some puts skip a revision);
-                  ack-before-sync (the writer reports a batch durable before writing it)
+                  ack-before-sync (the writer reports a batch durable before writing it);
+                  watch-drop, watch-duplicate (the watch hub drops an event, or sends one
+                  twice, every 20 events it queues)
 
 Prints a line for each failing seed with the command that replays it, then one summary line:
-  seeds=N violations=V elections=.. commits=.. virtual_secs=..
+  seeds=N violations=V elections=.. commits=.. virtual_secs=.. watch_events=..
 Exit status is 1 if any seed failed.";
 
 struct Args {
@@ -95,6 +97,8 @@ fn parse_args() -> Result<Args, String> {
                 "skip-log-check" => args.core_faults.vote_without_log_check = true,
                 "skip-revision" => args.machine_faults.skip_revision_every = 7,
                 "ack-before-sync" => args.ack_before_sync = true,
+                "watch-drop" => args.machine_faults.watch.drop_event_every = 20,
+                "watch-duplicate" => args.machine_faults.watch.duplicate_event_every = 20,
                 other => return Err(format!("unknown rule to break: {other:?}")),
             },
             "--help" | "-h" => return Err(String::new()),
@@ -161,6 +165,11 @@ struct Totals {
     operations_unknown: u64,
     crashes: u64,
     compactions_requested: u64,
+    watch_events: u64,
+    watch_resumes: u64,
+    watch_compacted: u64,
+    watch_progress: u64,
+    watch_violations: u64,
 }
 
 fn parse_number(text: &str) -> Result<u64, String> {
@@ -201,7 +210,7 @@ fn main() -> ExitCode {
         }
         let s = &outcome.stats;
         println!(
-            "seeds=1 violations={} elections={} commits={} virtual_secs={:.1} ops={} ok={} unknown={} crashes={} partitions={} messages={} snapshots_installed={} conf_changes={} reads={} transfers={}",
+            "seeds=1 violations={} elections={} commits={} virtual_secs={:.1} ops={} ok={} unknown={} crashes={} partitions={} messages={} snapshots_installed={} conf_changes={} reads={} transfers={} watch_events={} watch_resumes={} watch_compacted={} watch_violations={}",
             outcome.violations.len(),
             s.elections,
             s.commits,
@@ -215,7 +224,11 @@ fn main() -> ExitCode {
             s.snapshots_installed,
             s.conf_changes,
             s.reads_by_read_index,
-            s.transfers
+            s.transfers,
+            s.watch_events,
+            s.watch_resumes,
+            s.watch_compacted,
+            s.watch_violations
         );
         return if outcome.passed() {
             ExitCode::SUCCESS
@@ -277,6 +290,11 @@ fn main() -> ExitCode {
                     totals.operations_unknown += stats.operations_unknown;
                     totals.crashes += stats.crashes;
                     totals.compactions_requested += stats.compactions_requested;
+                    totals.watch_events += stats.watch_events;
+                    totals.watch_resumes += stats.watch_resumes;
+                    totals.watch_compacted += stats.watch_compacted;
+                    totals.watch_progress += stats.watch_progress;
+                    totals.watch_violations += stats.watch_violations;
                     totals.seeds += 1;
                 }
             })
@@ -290,7 +308,7 @@ fn main() -> ExitCode {
     }
     let totals = totals.lock().unwrap_or_else(|e| e.into_inner());
     println!(
-        "seeds={} violations={} elections={} commits={} virtual_secs={:.0} ops={} ok={} unknown={} compactions={} crashes={} snapshots_installed={} conf_changes={} reads={} transfers={}",
+        "seeds={} violations={} elections={} commits={} virtual_secs={:.0} ops={} ok={} unknown={} compactions={} crashes={} snapshots_installed={} conf_changes={} reads={} transfers={} watch_events={} watch_resumes={} watch_compacted={} watch_progress={} watch_violations={}",
         totals.seeds,
         totals.violations,
         totals.elections,
@@ -304,7 +322,12 @@ fn main() -> ExitCode {
         totals.snapshots_installed,
         totals.conf_changes,
         totals.reads,
-        totals.transfers
+        totals.transfers,
+        totals.watch_events,
+        totals.watch_resumes,
+        totals.watch_compacted,
+        totals.watch_progress,
+        totals.watch_violations
     );
     if totals.violations > 0 {
         ExitCode::FAILURE

@@ -243,6 +243,11 @@ impl Options {
             (self.core_faults.vote_without_log_check, "skip-log-check"),
             (self.machine_faults.skip_revision_every > 0, "skip-revision"),
             (self.ack_before_sync, "ack-before-sync"),
+            (self.machine_faults.watch.drop_event_every > 0, "watch-drop"),
+            (
+                self.machine_faults.watch.duplicate_event_every > 0,
+                "watch-duplicate",
+            ),
         ] {
             if broken {
                 line += &format!(" --break {rule}");

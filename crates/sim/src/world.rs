@@ -22,6 +22,7 @@ mod etcd_ops;
 mod member_io;
 mod nemesis;
 mod network;
+mod watchers;
 use clients::{request_id, split_request_id};
 use disk::NodeDisk;
 pub use disk::{DurableLog, WAL_DIR};
@@ -98,6 +99,16 @@ pub struct Stats {
     pub heal_to_write_us: Option<u64>,
     /// See `heal_to_leader_us`.
     pub heal_to_converged_us: Option<u64>,
+    /// Events the simulated watchers received.
+    pub watch_events: u64,
+    /// Times a watch client resumed its watchers on another stream (crash or move).
+    pub watch_resumes: u64,
+    /// Watchers canceled because the history they needed was compacted.
+    pub watch_compacted: u64,
+    /// Progress notifications the watchers received.
+    pub watch_progress: u64,
+    /// Broken watch guarantees seen.
+    pub watch_violations: u64,
 }
 
 /// The result of one run.
@@ -165,6 +176,9 @@ enum Event {
     Churn,
     Restart {
         node: usize,
+    },
+    WatchPoll {
+        watcher: usize,
     },
 }
 
@@ -291,6 +305,14 @@ pub struct Sim {
     stats: Stats,
     actions: Vec<Action<MachineResponse>>,
     trace: bool,
+    /// The watch clients (`watchers`), their own generator (so the cluster's run does not
+    /// depend on them), the hubs' limits, and what they are checked against.
+    watchers: Vec<watchers::WatchClient>,
+    watch_rng: Rng,
+    watch_limits: watch::WatchLimits,
+    truth: crate::watches::Truth,
+    finished_runs: Vec<crate::watches::Run>,
+    watch_violations: Vec<Violation>,
 }
 
 impl Sim {
@@ -334,7 +356,21 @@ impl Sim {
         let evict_bits = options.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 61 & 0b11;
         let resident_log_bytes =
             (evict_bits & 1 == 1).then(|| [300, 4096][(evict_bits >> 1) as usize]);
+        // Small limits, so that watchers fall back to history and catch up all the time.
+        let mut watch_rng = Rng::new(options.seed ^ 0x5741_5443_4845_5253);
+        let watch_limits = watch::WatchLimits {
+            max_queued_responses: watch_rng.range(2, 5) as usize,
+            catch_up_events: watch_rng.range(1, 5) as usize,
+            ..watch::WatchLimits::default()
+        };
+        let truth = crate::watches::Truth::new(options.machine_faults);
         let mut sim = Sim {
+            watchers: Vec::new(),
+            watch_rng,
+            watch_limits,
+            truth,
+            finished_runs: Vec::new(),
+            watch_violations: Vec::new(),
             max_size_per_msg,
             max_inflight_msgs,
             nodes: (0..n)
@@ -452,6 +488,7 @@ impl Sim {
             panic!("node {} cannot create its value file: {error}", index + 1)
         });
         let mut machine = machine;
+        machine.set_watch_limits(self.watch_limits);
         machine.set_faults(self.options.machine_faults);
         let mut node = Node::new(&config, storage, machine)
             .unwrap_or_else(|error| panic!("node {} cannot start: {error}", index + 1));
@@ -650,6 +687,7 @@ impl Sim {
                     self.start_node(node);
                 }
             }
+            Event::WatchPoll { watcher } => self.watch_poll(watcher),
         }
         if self.stats.events.is_multiple_of(4096) {
             self.check_log_matching();
@@ -754,6 +792,7 @@ impl Sim {
                 .flatten()
                 .and_then(|leader| self.node(leader))
                 .map(|node| node.state_machine().mvcc().current_revision());
+            self.check_watches();
             for problem in crate::revisions::check(&self.history, &self.answers, final_revision) {
                 self.checker.fail("revisions", problem);
             }
@@ -769,6 +808,8 @@ impl Sim {
     }
 
     fn outcome(mut self) -> Outcome {
+        let watch_violations = std::mem::take(&mut self.watch_violations);
+        self.checker.violations.extend(watch_violations);
         self.stats.commits = self.checker.committed_len();
         // Entry 1 is the founding configuration, not a change.
         self.stats.conf_changes = self

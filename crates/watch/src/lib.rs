@@ -82,6 +82,16 @@ impl Default for WatchLimits {
     }
 }
 
+/// Deliberately broken delivery, for showing that the simulator's watch checker catches it.
+/// TEST-ONLY: all off by default, and a serving member never turns one on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WatchFaults {
+    /// Every this many events queued (0: never), one event is left out of its response.
+    pub drop_event_every: u64,
+    /// Every this many events queued (0: never), the response holding it is queued twice.
+    pub duplicate_event_every: u64,
+}
+
 /// A `WatchCreateRequest`, with etcd's range forms: an empty `range_end` watches `key` alone,
 /// `range_end == "\0"` every key from `key` on, anything else `[key, range_end)`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -302,6 +312,8 @@ pub struct WatchHub {
     /// prefix cost one comparison per event.
     synced_ranges: BTreeMap<(Bytes, Bytes), BTreeSet<u64>>,
     events_queued: u64,
+    /// Broken delivery (tests of the simulator's checker only).
+    faults: WatchFaults,
 }
 
 impl std::fmt::Debug for WatchHub {
@@ -338,7 +350,13 @@ impl WatchHub {
             synced_keys: HashMap::new(),
             synced_ranges: BTreeMap::new(),
             events_queued: 0,
+            faults: WatchFaults::default(),
         }
+    }
+
+    /// Breaks delivery as `faults` says (tests of the simulator's checker only).
+    pub fn set_faults(&mut self, faults: WatchFaults) {
+        self.faults = faults;
     }
 
     /// The limits in force.
@@ -743,18 +761,34 @@ impl WatchHub {
         events: Vec<WatchEvent>,
     ) {
         let limit = self.limits.max_response_bytes;
+        let before = self.events_queued;
         self.events_queued += events.len() as u64;
+        // TEST-ONLY faults (off unless a checker test turns them on): the `n`-th event queued
+        // is hit when a multiple of `every` falls in this response.
+        let hit = |every: u64| every > 0 && (before / every) != (self.events_queued / every);
+        let duplicate = hit(self.faults.duplicate_event_every);
+        let mut events = events;
+        if hit(self.faults.drop_event_every) {
+            events.pop();
+            if events.is_empty() {
+                return;
+            }
+        }
         let Some(state) = self.streams.get_mut(&stream) else {
             return;
         };
         let total: usize = events.iter().map(event_weight).sum();
         if !fragment || total <= limit {
-            state.push(WatchResponse {
+            let response = WatchResponse {
                 revision,
                 watch_id,
                 events,
                 ..WatchResponse::default()
-            });
+            };
+            if duplicate {
+                state.push(response.clone());
+            }
+            state.push(response);
         } else {
             let mut chunk = Vec::new();
             let mut chunk_bytes = 0;

@@ -89,6 +89,22 @@ pub struct ServeArgs {
     #[arg(long, env = "RAFTKV_MAX_TXN_OPS", value_name = "N")]
     pub max_txn_ops: Option<u64>,
 
+    /// How often a watcher that asked for progress notifications gets one while idle, as a Go
+    /// duration (`10m`, `30s`, `1m30s`); etcd's --experimental-watch-progress-notify-interval
+    /// [default: 10m]
+    #[arg(
+        long,
+        visible_alias = "experimental-watch-progress-notify-interval",
+        env = "RAFTKV_WATCH_PROGRESS_NOTIFY_INTERVAL",
+        value_name = "DURATION"
+    )]
+    pub watch_progress_notify_interval: Option<String>,
+
+    /// Most watchers one watch stream may hold; a create beyond it is refused, so one client
+    /// cannot grow a member's memory without bound [default: 100000]
+    #[arg(long, env = "RAFTKV_MAX_WATCHERS_PER_STREAM", value_name = "N")]
+    pub max_watchers_per_stream: Option<u64>,
+
     /// Log verbosity: error, warn, info, debug or trace, or directives like warn,raft=debug [default: warn]
     #[arg(long, env = "RAFTKV_LOG_LEVEL", value_name = "LEVEL")]
     pub log_level: Option<String>,

@@ -35,6 +35,8 @@ pub(super) struct Layer {
     pub(super) read_mode: Option<ReadMode>,
     pub(super) max_request_bytes: Option<u64>,
     pub(super) max_txn_ops: Option<u64>,
+    pub(super) watch_progress_notify_interval: Option<String>,
+    pub(super) max_watchers_per_stream: Option<u64>,
     pub(super) log_level: Option<String>,
     pub(super) peer_dial_overrides: Option<String>,
 }
@@ -61,6 +63,12 @@ impl Layer {
             read_mode: self.read_mode.or(lower.read_mode),
             max_request_bytes: self.max_request_bytes.or(lower.max_request_bytes),
             max_txn_ops: self.max_txn_ops.or(lower.max_txn_ops),
+            watch_progress_notify_interval: self
+                .watch_progress_notify_interval
+                .or(lower.watch_progress_notify_interval),
+            max_watchers_per_stream: self
+                .max_watchers_per_stream
+                .or(lower.max_watchers_per_stream),
             log_level: self.log_level.or(lower.log_level),
             peer_dial_overrides: self.peer_dial_overrides.or(lower.peer_dial_overrides),
         }
@@ -102,6 +110,8 @@ impl Layer {
             read_mode: get(env, "read_mode")?,
             max_request_bytes: get(env, "max_request_bytes")?,
             max_txn_ops: get(env, "max_txn_ops")?,
+            watch_progress_notify_interval: get(env, "watch_progress_notify_interval")?,
+            max_watchers_per_stream: get(env, "max_watchers_per_stream")?,
             log_level: get(env, "log_level")?,
             peer_dial_overrides: get(env, "peer_dial_overrides")?,
         })
@@ -147,6 +157,8 @@ impl From<ServeArgs> for Layer {
             read_mode: a.read_mode,
             max_request_bytes: a.max_request_bytes,
             max_txn_ops: a.max_txn_ops,
+            watch_progress_notify_interval: a.watch_progress_notify_interval,
+            max_watchers_per_stream: a.max_watchers_per_stream,
             log_level: a.log_level,
             peer_dial_overrides: a.peer_dial_overrides,
         }

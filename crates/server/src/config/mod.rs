@@ -144,6 +144,10 @@ pub struct ServeConfig {
     pub max_request_bytes: usize,
     /// Most operations allowed in one transaction.
     pub max_txn_ops: usize,
+    /// How often an idle watcher that asked for progress notifications gets one.
+    pub watch_progress_notify_interval: Duration,
+    /// Most watchers one watch stream may hold.
+    pub max_watchers_per_stream: usize,
     /// One of `error`, `warn`, `info`, `debug`, `trace` (lower case), or a checked list of
     /// `target=level` directives for the `tracing` filter (e.g. `warn,raft=debug`).
     pub log_level: String,

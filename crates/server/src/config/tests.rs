@@ -104,6 +104,8 @@ fn defaults_match_etcd() {
     assert_eq!(c.read_mode, ReadMode::ReadIndex);
     assert_eq!(c.max_request_bytes, 1_572_864);
     assert_eq!(c.max_txn_ops, 128);
+    assert_eq!(c.watch_progress_notify_interval, Duration::from_secs(600));
+    assert_eq!(c.max_watchers_per_stream, 100_000);
     assert_eq!(c.log_level, "warn");
     let members = c.initial_members().expect("members");
     assert_eq!(members.len(), 1);
@@ -178,6 +180,8 @@ election_timeout = 500
 snapshot_count = 7
 max_request_bytes = 2048
 max_txn_ops = 4
+watch_progress_notify_interval = "1m30s"
+max_watchers_per_stream = 9
 log_level = "DEBUG"
 "#,
     );
@@ -196,6 +200,8 @@ log_level = "DEBUG"
     assert_eq!(c.snapshot_count, 7);
     assert_eq!(c.max_request_bytes, 2048);
     assert_eq!(c.max_txn_ops, 4);
+    assert_eq!(c.watch_progress_notify_interval, Duration::from_secs(90));
+    assert_eq!(c.max_watchers_per_stream, 9);
     assert_eq!(c.log_level, "debug");
     assert_eq!(c.initial_members().expect("members").len(), 3);
     assert_eq!(
@@ -304,7 +310,7 @@ fn every_flag_has_its_env_var() {
         );
         n += 1;
     }
-    assert_eq!(n, 19);
+    assert_eq!(n, 21);
 }
 
 #[test]
@@ -689,4 +695,52 @@ proptest! {
             prop_assert_eq!(&parsed[name], &vec![format!("http://10.0.0.{i}:{port}")]);
         }
     }
+}
+
+#[test]
+fn watch_flags_take_etcds_names_and_go_durations() {
+    let cli = Cli::try_parse_from([
+        "raftkv",
+        "--experimental-watch-progress-notify-interval",
+        "250ms",
+        "--max-watchers-per-stream",
+        "3",
+    ])
+    .expect("parse");
+    let c = cli.serve.resolve_with(no_env).expect("config");
+    assert_eq!(c.watch_progress_notify_interval, Duration::from_millis(250));
+    assert_eq!(c.max_watchers_per_stream, 3);
+
+    let c = ServeArgs::default()
+        .resolve_with(env_of(&[("RAFTKV_WATCH_PROGRESS_NOTIFY_INTERVAL", "1h2m")]))
+        .expect("config");
+    assert_eq!(c.watch_progress_notify_interval, Duration::from_secs(3720));
+
+    for (text, want) in [
+        ("10m", 600.0),
+        ("1.5s", 1.5),
+        ("2h", 7200.0),
+        ("500ms", 0.5),
+    ] {
+        let parsed = super::validate::parse_go_duration(text).expect(text);
+        assert_eq!(parsed.as_secs_f64(), want, "{text}");
+    }
+    for bad in ["", "10", "m", "5x", "1.2.3s", "-1s"] {
+        assert!(super::validate::parse_go_duration(bad).is_err(), "{bad}");
+    }
+    let e = resolve_err(ServeArgs {
+        watch_progress_notify_interval: Some("10".into()),
+        ..Default::default()
+    });
+    assert!(e.starts_with("--watch-progress-notify-interval: "), "{e}");
+    let e = resolve_err(ServeArgs {
+        watch_progress_notify_interval: Some("1ms".into()),
+        ..Default::default()
+    });
+    assert!(e.contains("less than the minimum"), "{e}");
+    let e = resolve_err(ServeArgs {
+        max_watchers_per_stream: Some(0),
+        ..Default::default()
+    });
+    assert!(e.starts_with("--max-watchers-per-stream: "), "{e}");
 }

@@ -39,6 +39,12 @@ const MIN_MAX_REQUEST_BYTES: u64 = 1024;
 const MAX_MAX_REQUEST_BYTES: u64 = 64 * 1024 * 1024;
 /// etcd's default `--max-txn-ops`.
 const DEFAULT_MAX_TXN_OPS: u64 = 128;
+/// etcd's default `--experimental-watch-progress-notify-interval` (10 minutes).
+const DEFAULT_WATCH_PROGRESS_SECS: u64 = 600;
+/// Below this, progress notifications would be a stream of their own.
+const MIN_WATCH_PROGRESS: Duration = Duration::from_millis(100);
+/// The default `--max-watchers-per-stream`.
+const DEFAULT_MAX_WATCHERS_PER_STREAM: u64 = 100_000;
 /// Our default `--log-level`: quiet unless something is wrong.
 const DEFAULT_LOG_LEVEL: &str = "warn";
 /// The accepted `--log-level` values, most to least severe.
@@ -53,6 +59,10 @@ pub(super) fn build(l: Layer) -> Result<ServeConfig, ConfigError> {
     let (snapshot_count, snapshot_log_percent) =
         check_snapshots(l.snapshot_count, l.snapshot_log_percent)?;
     let (max_request_bytes, max_txn_ops) = check_limits(l.max_request_bytes, l.max_txn_ops)?;
+    let (watch_progress_notify_interval, max_watchers_per_stream) = check_watch(
+        l.watch_progress_notify_interval.as_deref(),
+        l.max_watchers_per_stream,
+    )?;
     let log_level = check_log_level(l.log_level.as_deref().unwrap_or(DEFAULT_LOG_LEVEL))?;
     let peer_dial_overrides = parse_dial_overrides(l.peer_dial_overrides.as_deref())?;
     let token = l
@@ -90,6 +100,8 @@ pub(super) fn build(l: Layer) -> Result<ServeConfig, ConfigError> {
         read_mode: l.read_mode.unwrap_or(ReadMode::ReadIndex),
         max_request_bytes: to_usize("--max-request-bytes", max_request_bytes)?,
         max_txn_ops: to_usize("--max-txn-ops", max_txn_ops)?,
+        watch_progress_notify_interval,
+        max_watchers_per_stream: to_usize("--max-watchers-per-stream", max_watchers_per_stream)?,
         log_level,
         peer_dial_overrides,
     })
@@ -174,6 +186,69 @@ fn check_limits(
         return err("--max-txn-ops: must be at least 1");
     }
     Ok((max_request_bytes, max_txn_ops))
+}
+
+/// `--watch-progress-notify-interval` (a Go duration, at least [`MIN_WATCH_PROGRESS`]) and
+/// `--max-watchers-per-stream` (at least 1).
+fn check_watch(
+    interval: Option<&str>,
+    max_watchers: Option<u64>,
+) -> Result<(Duration, u64), ConfigError> {
+    let interval = match interval {
+        None => Duration::from_secs(DEFAULT_WATCH_PROGRESS_SECS),
+        Some(text) => ctx("--watch-progress-notify-interval", parse_go_duration(text))?,
+    };
+    if interval < MIN_WATCH_PROGRESS {
+        return err(format!(
+            "--watch-progress-notify-interval: {interval:?} is less than the minimum {MIN_WATCH_PROGRESS:?}"
+        ));
+    }
+    let max_watchers = max_watchers.unwrap_or(DEFAULT_MAX_WATCHERS_PER_STREAM);
+    if max_watchers == 0 {
+        return err("--max-watchers-per-stream: must be at least 1");
+    }
+    Ok((interval, max_watchers))
+}
+
+/// Parses a duration as Go's `time.ParseDuration` writes it (etcd's flags take those): numbers
+/// with an optional fraction, each followed by a unit (`ns`, `us`, `µs`, `ms`, `s`, `m`, `h`),
+/// as in `10m`, `1.5s` or `1h2m`; a bare `0` is zero.
+pub(super) fn parse_go_duration(text: &str) -> Result<Duration, ConfigError> {
+    let bad = || {
+        ConfigError(format!(
+            "'{text}' is not a duration (e.g. 10m, 30s, 1m30s, 500ms)"
+        ))
+    };
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let number: f64 = rest[..number_len].parse().map_err(|_| bad())?;
+        rest = &rest[number_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let seconds = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" | "μs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        rest = &rest[unit_len..];
+        total += number * seconds;
+    }
+    Duration::try_from_secs_f64(total).map_err(|_| bad())
 }
 
 /// Parses `--peer-dial-overrides` (`name=host:port,...`; empty entries are skipped).

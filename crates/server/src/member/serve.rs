@@ -2,7 +2,7 @@
 //! the background duties (publishing this member's attributes, keeping the transport's peer
 //! addresses in step with the membership).
 
-use super::api::{ClusterApi, KvApi, MaintenanceApi};
+use super::api::{ClusterApi, KvApi, MaintenanceApi, WatchApi};
 use super::shared::{Core, Identity};
 use crate::config::{ClusterState, ServeConfig};
 use crate::machine::{EtcdMachine, MachineCommand, MemberCommand};
@@ -68,6 +68,8 @@ impl RunningMember {
 
     /// Stops serving clients, then stops the member and waits until its WAL is closed.
     pub async fn shutdown(mut self) -> Result<(), ServeError> {
+        // Watch streams would hold the gRPC server's graceful drain open: end them first.
+        self.core.stop_streams();
         for duty in self.duties.drain(..) {
             duty.abort();
             // Wait until it is gone: it holds a reference to the member.
@@ -80,9 +82,23 @@ impl RunningMember {
             // In-flight calls finish or fail; a stuck one must not hold the shutdown forever.
             let _ = tokio::time::timeout(Duration::from_secs(5), grpc).await;
         }
-        let core = Arc::try_unwrap(self.core).map_err(|_| {
-            ServeError("internal: the member is still in use after the gRPC server stopped".into())
-        })?;
+        // A stream's task lets go of the core just after its stream ended: give it a moment.
+        let mut core = self.core;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let core = loop {
+            match Arc::try_unwrap(core) {
+                Ok(core) => break core,
+                Err(shared) if tokio::time::Instant::now() < deadline => {
+                    core = shared;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(_) => {
+                    return Err(ServeError(
+                        "internal: the member is still in use after the gRPC server stopped".into(),
+                    ));
+                }
+            }
+        };
         core.member
             .shutdown()
             .await
@@ -145,11 +161,23 @@ pub async fn start(config: ServeConfig) -> Result<RunningMember, ServeError> {
         .map_err(|error| ServeError(error.to_string()))?;
     let member_config = member_config(&config)?;
     let (client_listener, client_addr, peer_listener) = bind(&config).await?;
-    let machine = EtcdMachine::with_value_file(config.data_dir.join("values"))
+    let mut machine = EtcdMachine::with_value_file(config.data_dir.join("values"))
         .map_err(|error| ServeError(error.to_string()))?;
+    // As etcd, a watch response larger than the request limit is split for watchers that
+    // accept fragments.
+    machine.set_watch_limits(watch::WatchLimits {
+        max_watchers_per_stream: config.max_watchers_per_stream,
+        max_response_bytes: config.max_request_bytes,
+        ..watch::WatchLimits::default()
+    });
+    let watches = machine.watches();
     let member = Member::start_with_listener(member_config, peer_listener, machine)
         .map_err(|error| ServeError(format!("cannot start the member: {error}")))?;
-    let core = Arc::new(Core::new(member, core_identity(&config, client_addr)?));
+    let core = Arc::new(Core::new(
+        member,
+        core_identity(&config, client_addr)?,
+        watches,
+    ));
 
     let (removed_tx, removed) = tokio::sync::watch::channel(false);
     let duties = vec![
@@ -221,6 +249,8 @@ fn core_identity(config: &ServeConfig, client_addr: SocketAddr) -> Result<Identi
         max_txn_ops: config.max_txn_ops,
         // etcd: 5 s plus two election timeouts.
         request_timeout: Duration::from_secs(5) + 2 * election,
+        election_timeout: election,
+        watch_progress_interval: config.watch_progress_notify_interval,
         retry_pause: config.heartbeat_interval,
         token: config.initial_cluster_token.clone(),
         dial_overrides: config.peer_dial_overrides.clone(),
@@ -249,6 +279,11 @@ fn serve_grpc(
         )
         .add_service(
             pb::cluster_server::ClusterServer::new(ClusterApi(core.clone()))
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(usize::MAX),
+        )
+        .add_service(
+            pb::watch_server::WatchServer::new(WatchApi(core.clone()))
                 .max_decoding_message_size(limit)
                 .max_encoding_message_size(usize::MAX),
         );

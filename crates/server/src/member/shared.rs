@@ -49,6 +49,11 @@ pub struct Identity {
     pub request_timeout: Duration,
     /// How long to wait before retrying after a leader change.
     pub retry_pause: Duration,
+    /// Raft's election timeout: a stream that requires a leader ends after three of these
+    /// without one (etcd's `monitorLeader`).
+    pub election_timeout: Duration,
+    /// How often an idle watcher that asked for progress notifications gets one.
+    pub watch_progress_interval: Duration,
     /// The cluster token (for ids of members added at runtime).
     pub token: String,
     /// Where to dial some peers instead of their peer URLs, by name (`--peer-dial-overrides`).
@@ -67,6 +72,11 @@ pub struct Core {
     pub(super) key_salt: u64,
     /// Sessions of writes this member forwards, not in use now (see [`SessionPool`]).
     pub(super) idle_sessions: SessionPool,
+    /// The state machine's watch hub, where watch streams are opened, drained and closed.
+    pub(super) watches: watch::SharedHub,
+    /// Turns true when the member stops: long-lived streams (Watch) end on it, so that the
+    /// gRPC server can drain and the member can shut down.
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for Core {
@@ -78,8 +88,13 @@ impl std::fmt::Debug for Core {
 }
 
 impl Core {
-    /// Wraps a started member.
-    pub fn new(member: MemberHandle<crate::machine::EtcdMachine>, identity: Identity) -> Core {
+    /// Wraps a started member; `watches` is its state machine's hub
+    /// ([`crate::machine::EtcdMachine::watches`], taken before the machine moved into the member).
+    pub fn new(
+        member: MemberHandle<crate::machine::EtcdMachine>,
+        identity: Identity,
+        watches: watch::SharedHub,
+    ) -> Core {
         let key_salt = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |elapsed| elapsed.as_nanos() as u64);
@@ -89,7 +104,24 @@ impl Core {
             keys: AtomicU64::new(0),
             key_salt,
             idle_sessions: SessionPool::default(),
+            watches,
+            stopping: tokio::sync::watch::Sender::new(false),
         }
+    }
+
+    /// Tells every long-lived stream to end (the member is stopping).
+    pub fn stop_streams(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// A receiver that turns true once [`Core::stop_streams`] was called.
+    pub fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.stopping.subscribe()
+    }
+
+    /// The watch hub's counts (open streams, watchers, ...), for tests and status.
+    pub fn watch_stats(&self) -> watch::WatchStats {
+        self.watches.lock().stats()
     }
 
     /// A response header as this member would send it now.

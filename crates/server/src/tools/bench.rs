@@ -25,6 +25,8 @@ pub enum Workload {
     Get,
     /// Half puts, half gets.
     Mixed,
+    /// Puts while `--watchers` watchers receive them (see `watch_bench`).
+    Watch,
 }
 
 impl Workload {
@@ -34,6 +36,7 @@ impl Workload {
             Workload::Put => "put",
             Workload::Get => "get",
             Workload::Mixed => "mixed",
+            Workload::Watch => "watch",
         }
     }
 }
@@ -74,6 +77,16 @@ pub struct BenchArgs {
     /// Per-request timeout.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
+    /// Watch workload: how many watchers.
+    #[arg(long, default_value_t = 1000)]
+    pub watchers: usize,
+    /// Watch workload: over how many streams (connections) the watchers are spread.
+    #[arg(long, default_value_t = 10)]
+    pub watch_streams: usize,
+    /// Watch workload: 0 puts every watcher on the benchmark's key prefix; K > 0 gives each
+    /// watcher one of K keys, and the clients put only those.
+    #[arg(long, default_value_t = 0)]
+    pub watch_keys: u64,
 }
 
 /// What a run measured.
@@ -146,10 +159,16 @@ pub fn summarize(mut latencies: Vec<u32>, errors: u64, elapsed: Duration) -> Ben
 }
 
 /// A small PRNG for key choice (splitmix64): the same seed gives the same keys.
-struct Keys(u64);
+pub(crate) struct Keys(u64);
 
 impl Keys {
-    fn next(&mut self, space: u64) -> u64 {
+    /// The sequence of client `index` under `seed`.
+    pub(crate) fn seeded(seed: u64, index: usize) -> Keys {
+        Keys(seed ^ (index as u64).wrapping_mul(0x5851_f42d_4c95_7f2d))
+    }
+
+    /// The next key number in `0..space`.
+    pub(crate) fn next(&mut self, space: u64) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -158,7 +177,7 @@ impl Keys {
     }
 }
 
-fn endpoint_url(endpoint: &str) -> String {
+pub(crate) fn endpoint_url(endpoint: &str) -> String {
     if endpoint.starts_with("http://") || endpoint.starts_with("https://") {
         endpoint.to_owned()
     } else {
@@ -178,6 +197,26 @@ pub fn run(args: BenchArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if args.workload == Workload::Watch {
+        return match runtime.block_on(super::watch_bench::bench_watch(&args)) {
+            Ok(result) => {
+                if args.json {
+                    println!("{}", result.to_json(&args));
+                } else {
+                    println!("{}", result.to_text(&args));
+                }
+                if args.clients > 0 && result.puts.ops == 0 {
+                    eprintln!("raftkv bench: no put succeeded");
+                    return ExitCode::FAILURE;
+                }
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("raftkv bench: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match runtime.block_on(bench(&args)) {
         Ok(result) => {
             if args.json {
@@ -286,7 +325,7 @@ async fn run_client(
     stop: Arc<AtomicBool>,
     done: Arc<AtomicU64>,
 ) -> (Vec<u32>, u64) {
-    let mut keys = Keys(args.seed ^ (index as u64).wrapping_mul(0x5851_f42d_4c95_7f2d));
+    let mut keys = Keys::seeded(args.seed, index);
     let mut latencies: Vec<u32> = Vec::with_capacity(1 << 16);
     let mut errors = 0u64;
     let mut turn = 0u64;
@@ -296,6 +335,7 @@ async fn run_client(
             Workload::Put => true,
             Workload::Get => false,
             Workload::Mixed => turn.is_multiple_of(2),
+            Workload::Watch => true,
         };
         turn += 1;
         let begin = Instant::now();

@@ -54,8 +54,19 @@ impl Sim {
                 .iter()
                 .map(|n| (n.id, n.disk.quorum_view()))
                 .collect();
+            let known = self.checker.committed_len();
             self.checker.observe_commit(id, &entries, &disks, &confs);
             self.nodes[index].checked_commit = committed;
+            // Entries committed for the first time go to the watchers' truth, once each.
+            for entry in &entries {
+                let at = entry.index.get();
+                if at > known
+                    && at <= self.checker.committed_len()
+                    && entry.kind == raft::EntryKind::Normal
+                {
+                    self.truth.feed(at, &entry.data);
+                }
+            }
         }
     }
 

@@ -13,6 +13,10 @@ impl Sim {
             let delay = self.rng.below(10_000);
             self.schedule(delay, Event::ClientNext { client });
         }
+        if self.watchers.is_empty() {
+            self.make_watchers();
+            self.start_watchers();
+        }
     }
 
     pub(super) fn client_next(&mut self, client: usize) {

@@ -37,7 +37,7 @@ impl KvApi {
 }
 
 /// etcd's answer to an RPC a learner does not serve.
-fn learner_refusal() -> Status {
+pub(super) fn learner_refusal() -> Status {
     etcd_status(
         Code::Unavailable,
         "etcdserver: rpc not supported for learner",

@@ -97,10 +97,8 @@ impl pb::maintenance_server::Maintenance for MaintenanceApi {
             .defragment()
             .await
             .map_err(|error| client_status(&error))?;
-        let summary = self.0.summary().await?;
-        Ok(Response::new(pb::DefragmentResponse {
-            header: Some(self.0.header(summary.revision)),
-        }))
+        // etcd 3.4 answers with an empty message, no header (clients' tests check it).
+        Ok(Response::new(pb::DefragmentResponse { header: None }))
     }
 
     async fn hash(

@@ -1,4 +1,5 @@
-//! etcd's v3 gRPC services, one file each (`kv.rs`, `maintenance.rs`, `cluster.rs`), each a
+//! etcd's v3 gRPC services, one file each (`kv.rs`, `maintenance.rs`, `cluster.rs`,
+//! `watch.rs`), each a
 //! thin mapping between the wire and [`Core`]: check the request (size, enums, etcd's request
 //! rules), put it through the log or read, and answer with etcd's header and errors.
 
@@ -12,10 +13,12 @@ use tonic::{Request, Status};
 mod cluster;
 mod kv;
 mod maintenance;
+mod watch;
 
 pub use cluster::ClusterApi;
 pub use kv::KvApi;
 pub use maintenance::{MaintenanceApi, snapshot_chunks};
+pub use watch::WatchApi;
 
 /// Refuses a request larger than `--max-request-bytes`.
 pub(super) fn check_size<T: Message>(core: &Core, request: &Request<T>) -> Result<(), Status> {
