@@ -336,4 +336,54 @@ mod tests {
             "{problems:?}"
         );
     }
+
+    fn multi_key_write(call: u64, ret: u64, revision: i64) -> OtherWrite {
+        OtherWrite {
+            call,
+            answer: Some(OtherAnswer {
+                ret,
+                revision,
+                wrote: true,
+            }),
+        }
+    }
+
+    #[test]
+    fn other_writes_account_for_their_revisions() {
+        let (history, answers) = two_writes_and_a_read(3);
+        let others = [multi_key_write(6, 7, 4)];
+        assert_eq!(
+            check(&history, &answers, &others, Some(4)),
+            Vec::<String>::new()
+        );
+        let unknown = [OtherWrite {
+            call: 6,
+            answer: None,
+        }];
+        assert_eq!(
+            check(&history, &answers, &unknown, Some(4)),
+            Vec::<String>::new()
+        );
+        let problems = check(&history, &answers, &others, Some(5));
+        assert!(problems[0].contains("cannot account"), "{problems:?}");
+    }
+
+    #[test]
+    fn other_writes_keep_to_the_one_order() {
+        let (history, answers) = two_writes_and_a_read(3);
+        // Its revision taken by a register write too.
+        let problems = check(&history, &answers, &[multi_key_write(6, 7, 3)], Some(3));
+        assert!(
+            problems.iter().any(|p| p.contains("two writes")),
+            "{problems:?}"
+        );
+        // Called after revision 3 was returned, yet no newer.
+        let problems = check(&history, &answers, &[multi_key_write(4, 7, 2)], Some(3));
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("multi-key write called")),
+            "{problems:?}"
+        );
+    }
 }

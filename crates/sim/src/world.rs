@@ -28,8 +28,9 @@ use disk::NodeDisk;
 pub use disk::{DurableLog, WAL_DIR};
 pub use etcd_ops::{Answer, decode_value, key_bytes, value_bytes};
 use etcd_ops::{
-    MULTI_KEYS, command_bytes, compaction, compaction_answer_ok, multi_delete_request,
-    multi_put_request, read_answer, read_multi_answer, read_query, request_for,
+    MULTI_KEYS, MULTI_PREFIX, MULTI_PREFIX_END, command_bytes, compaction, compaction_answer_ok,
+    multi_delete_request, multi_put_request, read_answer, read_multi_answer, read_query,
+    request_for,
 };
 use member_io::SimIo;
 pub use network::describe;
@@ -368,11 +369,15 @@ impl Sim {
         let evict_bits = options.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 61 & 0b11;
         let resident_log_bytes =
             (evict_bits & 1 == 1).then(|| [300, 4096][(evict_bits >> 1) as usize]);
-        // Small limits, so that watchers fall back to history and catch up all the time.
+        // Small limits, so that watchers fall back to history and catch up all the time, and
+        // split responses into fragments.
         let mut watch_rng = Rng::new(options.seed ^ 0x5741_5443_4845_5253);
         let watch_limits = watch::WatchLimits {
             max_queued_responses: watch_rng.range(2, 5) as usize,
             catch_up_events: watch_rng.range(1, 5) as usize,
+            // A few events at most: the watchers that ask for fragments get them (an event
+            // weighs 48 to 200 bytes, see `watch`).
+            max_response_bytes: watch_rng.range(120, 600) as usize,
             ..watch::WatchLimits::default()
         };
         let truth = crate::watches::Truth::new(options.machine_faults);
