@@ -24,7 +24,8 @@ usage: sim [--seeds N] [--first-seed S] [--nodes K] [--faults all|none|LIST] [--
                   skip-revision (the etcd state machine: some puts skip a revision);
                   ack-before-sync (the writer reports a batch durable before writing it);
                   watch-drop, watch-duplicate (the watch hub drops an event, or sends one
-                  twice, every 20 events it queues)
+                  twice, every 20 events it queues); watch-split (every third response
+                  with a revision of several events is split in that revision, unmarked)
 
 Prints a line for each failing seed with the command that replays it, then one summary line:
   seeds=N violations=V elections=.. commits=.. virtual_secs=.. watch_events=..
@@ -99,6 +100,7 @@ fn parse_args() -> Result<Args, String> {
                 "ack-before-sync" => args.ack_before_sync = true,
                 "watch-drop" => args.machine_faults.watch.drop_event_every = 20,
                 "watch-duplicate" => args.machine_faults.watch.duplicate_event_every = 20,
+                "watch-split" => args.machine_faults.watch.split_revision_every = 3,
                 other => return Err(format!("unknown rule to break: {other:?}")),
             },
             "--help" | "-h" => return Err(String::new()),
@@ -169,6 +171,9 @@ struct Totals {
     watch_resumes: u64,
     watch_compacted: u64,
     watch_progress: u64,
+    multi_key_writes: u64,
+    watch_multi_event_revisions: u64,
+    watch_fragments: u64,
     watch_violations: u64,
 }
 
@@ -210,7 +215,7 @@ fn main() -> ExitCode {
         }
         let s = &outcome.stats;
         println!(
-            "seeds=1 violations={} elections={} commits={} virtual_secs={:.1} ops={} ok={} unknown={} crashes={} partitions={} messages={} snapshots_installed={} conf_changes={} reads={} transfers={} watch_events={} watch_resumes={} watch_compacted={} watch_violations={}",
+            "seeds=1 violations={} elections={} commits={} virtual_secs={:.1} ops={} ok={} unknown={} crashes={} partitions={} messages={} snapshots_installed={} conf_changes={} reads={} transfers={} watch_events={} watch_resumes={} watch_compacted={} multi_key_writes={} watch_multi_event_revisions={} watch_fragments={} watch_violations={}",
             outcome.violations.len(),
             s.elections,
             s.commits,
@@ -228,6 +233,9 @@ fn main() -> ExitCode {
             s.watch_events,
             s.watch_resumes,
             s.watch_compacted,
+            s.multi_key_writes,
+            s.watch_multi_event_revisions,
+            s.watch_fragments,
             s.watch_violations
         );
         return if outcome.passed() {
@@ -294,6 +302,9 @@ fn main() -> ExitCode {
                     totals.watch_resumes += stats.watch_resumes;
                     totals.watch_compacted += stats.watch_compacted;
                     totals.watch_progress += stats.watch_progress;
+                    totals.multi_key_writes += stats.multi_key_writes;
+                    totals.watch_multi_event_revisions += stats.watch_multi_event_revisions;
+                    totals.watch_fragments += stats.watch_fragments;
                     totals.watch_violations += stats.watch_violations;
                     totals.seeds += 1;
                 }
@@ -308,7 +319,7 @@ fn main() -> ExitCode {
     }
     let totals = totals.lock().unwrap_or_else(|e| e.into_inner());
     println!(
-        "seeds={} violations={} elections={} commits={} virtual_secs={:.0} ops={} ok={} unknown={} compactions={} crashes={} snapshots_installed={} conf_changes={} reads={} transfers={} watch_events={} watch_resumes={} watch_compacted={} watch_progress={} watch_violations={}",
+        "seeds={} violations={} elections={} commits={} virtual_secs={:.0} ops={} ok={} unknown={} compactions={} crashes={} snapshots_installed={} conf_changes={} reads={} transfers={} watch_events={} watch_resumes={} watch_compacted={} watch_progress={} multi_key_writes={} watch_multi_event_revisions={} watch_fragments={} watch_violations={}",
         totals.seeds,
         totals.violations,
         totals.elections,
@@ -327,6 +338,9 @@ fn main() -> ExitCode {
         totals.watch_resumes,
         totals.watch_compacted,
         totals.watch_progress,
+        totals.multi_key_writes,
+        totals.watch_multi_event_revisions,
+        totals.watch_fragments,
         totals.watch_violations
     );
     if totals.violations > 0 {

@@ -248,6 +248,10 @@ impl Options {
                 self.machine_faults.watch.duplicate_event_every > 0,
                 "watch-duplicate",
             ),
+            (
+                self.machine_faults.watch.split_revision_every > 0,
+                "watch-split",
+            ),
         ] {
             if broken {
                 line += &format!(" --break {rule}");

@@ -16,34 +16,111 @@
 //! 4. **No gaps.** The final revision, less the initial 1, counts every change ever made, so
 //!    the revisions no acknowledged write claims can be at most the writes whose outcome is
 //!    unknown. A state machine that skips a revision shows up here.
+//!
+//! Writes outside the register model (the simulator's multi-key writes, [`OtherWrite`]) take
+//! part in all four: each that changed something claims a revision of its own, no register
+//! read may name it as its writer, real time orders them with everything else, and their
+//! revisions (or unknown outcomes) count toward the final revision.
 
 use crate::world::Answer;
 use lincheck::{Input, Operation, Output};
 use std::collections::BTreeMap;
 
-/// Checks the answers of `history` (`answers[i]` is the answer to `history[i]`, if any) and,
-/// once every member converged, the keyspace's final revision. Returns what is wrong.
+/// A write no register reads (a multi-key write of the simulator's clients).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OtherWrite {
+    /// When it was sent (virtual microseconds).
+    pub call: u64,
+    /// Once answered: when, at which revision, and whether it changed something. `None`: its
+    /// outcome is unknown (it may have been applied, once, at any later time).
+    pub answer: Option<OtherAnswer>,
+}
+
+/// The answer to an [`OtherWrite`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OtherAnswer {
+    /// When it returned.
+    pub ret: u64,
+    /// The revision etcd reported.
+    pub revision: i64,
+    /// Whether it changed something (so `revision` is its own).
+    pub wrote: bool,
+}
+
+/// One answered operation, register or other, as the real-time and per-write checks see it.
+struct Timed<'a> {
+    call: u64,
+    ret: Option<u64>,
+    revision: i64,
+    wrote: bool,
+    /// The register operation, or `None` for an [`OtherWrite`].
+    operation: Option<&'a Operation>,
+    answer: Option<&'a Answer>,
+}
+
+impl Timed<'_> {
+    fn describe(&self) -> String {
+        match self.operation {
+            Some(operation) => format!("{:?} of key {}", operation.input, operation.key),
+            None => "a multi-key write".to_string(),
+        }
+    }
+}
+
+/// Checks the answers of `history` (`answers[i]` is the answer to `history[i]`, if any), the
+/// writes outside the register model (`others`) and, once every member converged, the
+/// keyspace's final revision. Returns what is wrong.
 pub fn check(
     history: &[Operation],
     answers: &[Option<Answer>],
+    others: &[OtherWrite],
     final_revision: Option<i64>,
 ) -> Vec<String> {
     let mut problems = Vec::new();
-    let answered: Vec<(&Operation, &Answer)> = history
+    let mut answered: Vec<Timed> = history
         .iter()
         .zip(answers)
-        .filter_map(|(operation, answer)| Some((operation, answer.as_ref()?)))
+        .filter_map(|(operation, answer)| {
+            let answer = answer.as_ref()?;
+            Some(Timed {
+                call: operation.call,
+                ret: operation.ret,
+                revision: answer.revision,
+                wrote: answer.wrote,
+                operation: Some(operation),
+                answer: Some(answer),
+            })
+        })
         .collect();
+    answered.extend(others.iter().filter_map(|other| {
+        let answer = other.answer?;
+        Some(Timed {
+            call: other.call,
+            ret: Some(answer.ret),
+            revision: answer.revision,
+            wrote: answer.wrote,
+            operation: None,
+            answer: None,
+        })
+    }));
     let writers = check_one_revision_per_write(&answered, &mut problems);
     check_real_time(&answered, &mut problems);
     check_reads_name_their_writers(&answered, &writers, &mut problems);
     if let Some(final_revision) = final_revision {
-        check_no_gaps(history, &answered, final_revision, &mut problems);
+        let unknown_others = others.iter().filter(|other| other.answer.is_none()).count();
+        check_no_gaps(
+            history,
+            unknown_others,
+            &answered,
+            final_revision,
+            &mut problems,
+        );
     }
     problems
 }
 
-/// Who wrote at each revision: the value written, `None` for a delete.
+/// Who wrote at each revision: the register value written, `None` for a delete or a write
+/// outside the register model.
 type Writers = BTreeMap<i64, Option<u64>>;
 
 fn written_value(input: Input) -> Option<u64> {
@@ -53,62 +130,65 @@ fn written_value(input: Input) -> Option<u64> {
     }
 }
 
-fn check_one_revision_per_write(
-    answered: &[(&Operation, &Answer)],
-    problems: &mut Vec<String>,
-) -> Writers {
+fn check_one_revision_per_write(answered: &[Timed], problems: &mut Vec<String>) -> Writers {
     let mut writers = Writers::new();
-    for (operation, answer) in answered.iter().filter(|(_, answer)| answer.wrote) {
+    for timed in answered.iter().filter(|timed| timed.wrote) {
         // The empty keyspace is at revision 1; the first change makes 2.
-        if answer.revision < 2 {
+        if timed.revision < 2 {
             problems.push(format!(
-                "write {:?} got revision {}",
-                operation.input, answer.revision
+                "write {} got revision {}",
+                timed.describe(),
+                timed.revision
             ));
         }
-        if let Some(other) = writers.insert(answer.revision, written_value(operation.input)) {
+        let value = timed
+            .operation
+            .and_then(|operation| written_value(operation.input));
+        if let Some(other) = writers.insert(timed.revision, value) {
             problems.push(format!(
-                "two writes got revision {}: {:?} and one of value {other:?}",
-                answer.revision, operation.input
+                "two writes got revision {}: {} and one of value {other:?}",
+                timed.revision,
+                timed.describe()
             ));
         }
     }
     writers
 }
 
-fn check_real_time(answered: &[(&Operation, &Answer)], problems: &mut Vec<String>) {
+fn check_real_time(answered: &[Timed], problems: &mut Vec<String>) {
     // Sweep the operations by call time, taking in every operation that returned before.
     let mut by_return: Vec<(u64, i64)> = answered
         .iter()
-        .filter_map(|(operation, answer)| Some((operation.ret?, answer.revision)))
+        .filter_map(|timed| Some((timed.ret?, timed.revision)))
         .collect();
     by_return.sort_unstable();
-    let mut by_call: Vec<&(&Operation, &Answer)> = answered.iter().collect();
-    by_call.sort_by_key(|(operation, _)| operation.call);
+    let mut by_call: Vec<&Timed> = answered.iter().collect();
+    by_call.sort_by_key(|timed| timed.call);
     let mut seen = 0;
     let mut highest_before = 0;
-    for (operation, answer) in by_call {
-        while seen < by_return.len() && by_return[seen].0 < operation.call {
+    for timed in by_call {
+        while seen < by_return.len() && by_return[seen].0 < timed.call {
             highest_before = highest_before.max(by_return[seen].1);
             seen += 1;
         }
-        let too_low = if answer.wrote {
-            answer.revision <= highest_before
+        let too_low = if timed.wrote {
+            timed.revision <= highest_before
         } else {
-            answer.revision < highest_before
+            timed.revision < highest_before
         };
         if too_low {
             problems.push(format!(
-                "{:?} of key {} called at {} got revision {} after revision {highest_before} \
-                 was returned",
-                operation.input, operation.key, operation.call, answer.revision
+                "{} called at {} got revision {} after revision {highest_before} was returned",
+                timed.describe(),
+                timed.call,
+                timed.revision
             ));
         }
     }
 }
 
 fn check_reads_name_their_writers(
-    answered: &[(&Operation, &Answer)],
+    answered: &[Timed],
     writers: &Writers,
     problems: &mut Vec<String>,
 ) {
@@ -116,7 +196,10 @@ fn check_reads_name_their_writers(
         .iter()
         .filter_map(|(revision, value)| Some(((*value)?, *revision)))
         .collect();
-    for (operation, answer) in answered {
+    for timed in answered {
+        let (Some(operation), Some(answer)) = (timed.operation, timed.answer) else {
+            continue;
+        };
         let Some((mod_revision, Some(value))) = answer.observed else {
             continue;
         };
@@ -149,15 +232,17 @@ fn check_reads_name_their_writers(
 
 fn check_no_gaps(
     history: &[Operation],
-    answered: &[(&Operation, &Answer)],
+    unknown_others: usize,
+    answered: &[Timed],
     final_revision: i64,
     problems: &mut Vec<String>,
 ) {
-    let claimed = answered.iter().filter(|(_, answer)| answer.wrote).count() as i64;
+    let claimed = answered.iter().filter(|timed| timed.wrote).count() as i64;
     let unknown = history
         .iter()
         .filter(|operation| operation.input != Input::Read && operation.output == Output::Unknown)
-        .count() as i64;
+        .count() as i64
+        + unknown_others as i64;
     let unclaimed = final_revision - 1 - claimed;
     if unclaimed < 0 || unclaimed > unknown {
         problems.push(format!(
@@ -165,13 +250,14 @@ fn check_no_gaps(
              and {unknown} writes of unknown outcome cannot account for {unclaimed} revisions"
         ));
     }
-    if let Some((operation, answer)) = answered
+    if let Some(timed) = answered
         .iter()
-        .find(|(_, answer)| answer.revision > final_revision)
+        .find(|timed| timed.revision > final_revision)
     {
         problems.push(format!(
-            "{:?} got revision {} beyond the final {final_revision}",
-            operation.input, answer.revision
+            "{} got revision {} beyond the final {final_revision}",
+            timed.describe(),
+            timed.revision
         ));
     }
 }
@@ -217,19 +303,22 @@ mod tests {
     #[test]
     fn a_consistent_history_passes() {
         let (history, answers) = two_writes_and_a_read(3);
-        assert_eq!(check(&history, &answers, Some(3)), Vec::<String>::new());
+        assert_eq!(
+            check(&history, &answers, &[], Some(3)),
+            Vec::<String>::new()
+        );
     }
 
     #[test]
     fn a_read_naming_the_wrong_writer_fails() {
         let (history, answers) = two_writes_and_a_read(2);
-        assert_eq!(check(&history, &answers, Some(3)).len(), 2);
+        assert_eq!(check(&history, &answers, &[], Some(3)).len(), 2);
     }
 
     #[test]
     fn a_skipped_revision_fails() {
         let (history, answers) = two_writes_and_a_read(3);
-        let problems = check(&history, &answers, Some(4));
+        let problems = check(&history, &answers, &[], Some(4));
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(problems[0].contains("cannot account"), "{problems:?}");
     }
@@ -239,11 +328,61 @@ mod tests {
         let (history, mut answers) = two_writes_and_a_read(3);
         answers[1] = answer(2, true, None);
         answers[0] = answer(3, true, None);
-        let problems = check(&history, &answers, Some(3));
+        let problems = check(&history, &answers, &[], Some(3));
         assert!(
             problems
                 .iter()
                 .any(|problem| problem.contains("after revision")),
+            "{problems:?}"
+        );
+    }
+
+    fn multi_key_write(call: u64, ret: u64, revision: i64) -> OtherWrite {
+        OtherWrite {
+            call,
+            answer: Some(OtherAnswer {
+                ret,
+                revision,
+                wrote: true,
+            }),
+        }
+    }
+
+    #[test]
+    fn other_writes_account_for_their_revisions() {
+        let (history, answers) = two_writes_and_a_read(3);
+        let others = [multi_key_write(6, 7, 4)];
+        assert_eq!(
+            check(&history, &answers, &others, Some(4)),
+            Vec::<String>::new()
+        );
+        let unknown = [OtherWrite {
+            call: 6,
+            answer: None,
+        }];
+        assert_eq!(
+            check(&history, &answers, &unknown, Some(4)),
+            Vec::<String>::new()
+        );
+        let problems = check(&history, &answers, &others, Some(5));
+        assert!(problems[0].contains("cannot account"), "{problems:?}");
+    }
+
+    #[test]
+    fn other_writes_keep_to_the_one_order() {
+        let (history, answers) = two_writes_and_a_read(3);
+        // Its revision taken by a register write too.
+        let problems = check(&history, &answers, &[multi_key_write(6, 7, 3)], Some(3));
+        assert!(
+            problems.iter().any(|p| p.contains("two writes")),
+            "{problems:?}"
+        );
+        // Called after revision 3 was returned, yet no newer.
+        let problems = check(&history, &answers, &[multi_key_write(4, 7, 2)], Some(3));
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("multi-key write called")),
             "{problems:?}"
         );
     }

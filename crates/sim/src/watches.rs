@@ -8,8 +8,9 @@
 //!
 //! - **ordered**: a watcher's events never go back in revision;
 //! - **unique**: no event arrives twice;
-//! - **atomic**: one revision's events arrive in one response (the simulator asks for no
-//!   fragments);
+//! - **atomic**: one revision's events arrive in one response; for a watcher that asked for
+//!   fragments, in one response reassembled from consecutive fragments (every part but the
+//!   last marked `fragment`, nothing else of that watcher in between);
 //! - **bookmarkable**: after a progress answer with revision R (stream-wide, or the periodic
 //!   one of a watcher), no event at or below R arrives for a watcher that existed when it was
 //!   answered;

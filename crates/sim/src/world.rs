@@ -28,7 +28,9 @@ use disk::NodeDisk;
 pub use disk::{DurableLog, WAL_DIR};
 pub use etcd_ops::{Answer, decode_value, key_bytes, value_bytes};
 use etcd_ops::{
-    command_bytes, compaction, compaction_answer_ok, read_answer, read_query, request_for,
+    MULTI_KEYS, MULTI_PREFIX, MULTI_PREFIX_END, command_bytes, compaction, compaction_answer_ok,
+    multi_delete_request, multi_put_request, read_answer, read_multi_answer, read_query,
+    request_for,
 };
 use member_io::SimIo;
 pub use network::describe;
@@ -107,6 +109,13 @@ pub struct Stats {
     pub watch_compacted: u64,
     /// Progress notifications the watchers received.
     pub watch_progress: u64,
+    /// Multi-key writes the clients sent (transactions and deletes of the multi-key prefix).
+    pub multi_key_writes: u64,
+    /// Revisions of two or more events a watcher received (in one response, or in the
+    /// fragments of one), which the atomic check is about.
+    pub watch_multi_event_revisions: u64,
+    /// Fragments (responses marked `fragment`: more of the same follows) the watchers received.
+    pub watch_fragments: u64,
     /// Broken watch guarantees seen.
     pub watch_violations: u64,
 }
@@ -230,9 +239,11 @@ struct SimNode {
 }
 
 struct Pending {
-    /// The operation in the history; `None` for a compaction, which is not a register
-    /// operation.
+    /// The operation in the history; `None` for a compaction or a multi-key write, which are
+    /// not register operations.
     history_index: Option<usize>,
+    /// The multi-key write in `other_writes`.
+    other_index: Option<usize>,
     data: Bytes,
     /// Set for reads that go through ReadIndex rather than the log.
     read_key: Option<u64>,
@@ -272,6 +283,8 @@ pub struct Sim {
     history: Vec<Operation>,
     /// What etcd answered to each operation of `history` (revisions included), once answered.
     answers: Vec<Option<Answer>>,
+    /// The multi-key writes, outside the register history (see `etcd_ops`).
+    other_writes: Vec<crate::revisions::OtherWrite>,
     checker: Checker,
     /// `cut[from][to]`: messages on this directed link are dropped.
     cut: Vec<Vec<bool>>,
@@ -356,11 +369,15 @@ impl Sim {
         let evict_bits = options.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 61 & 0b11;
         let resident_log_bytes =
             (evict_bits & 1 == 1).then(|| [300, 4096][(evict_bits >> 1) as usize]);
-        // Small limits, so that watchers fall back to history and catch up all the time.
+        // Small limits, so that watchers fall back to history and catch up all the time, and
+        // split responses into fragments.
         let mut watch_rng = Rng::new(options.seed ^ 0x5741_5443_4845_5253);
         let watch_limits = watch::WatchLimits {
             max_queued_responses: watch_rng.range(2, 5) as usize,
             catch_up_events: watch_rng.range(1, 5) as usize,
+            // A few events at most: the watchers that ask for fragments get them (an event
+            // weighs 48 to 200 bytes, see `watch`).
+            max_response_bytes: watch_rng.range(120, 600) as usize,
             ..watch::WatchLimits::default()
         };
         let truth = crate::watches::Truth::new(options.machine_faults);
@@ -403,6 +420,7 @@ impl Sim {
             clients_enabled: false,
             history: Vec::new(),
             answers: Vec::new(),
+            other_writes: Vec::new(),
             checker: Checker::default(),
             cut: vec![vec![false; n]; n],
             link_clear_at: vec![vec![0; n]; n],
@@ -793,7 +811,13 @@ impl Sim {
                 .and_then(|leader| self.node(leader))
                 .map(|node| node.state_machine().mvcc().current_revision());
             self.check_watches();
-            for problem in crate::revisions::check(&self.history, &self.answers, final_revision) {
+            let problems = crate::revisions::check(
+                &self.history,
+                &self.answers,
+                &self.other_writes,
+                final_revision,
+            );
+            for problem in problems {
                 self.checker.fail("revisions", problem);
             }
             let verdict = lincheck::check(&self.history, &lincheck::CheckOptions::default());

@@ -186,3 +186,27 @@ fn a_watch_hub_that_sends_an_event_twice_is_caught() {
         failure.violations
     );
 }
+
+/// The watch checker has teeth for atomicity: a hub that now and then splits a revision of
+/// several events (a multi-key write) over two responses without marking the first a
+/// fragment is caught as it arrives. The events it then leaves out of the record show up at
+/// the end as missing.
+#[test]
+fn a_watch_hub_that_splits_a_revision_is_caught() {
+    let broken = |options: &mut Options| options.machine_faults.watch.split_revision_every = 3;
+    let (failures, _) = run_seeds(0, 1000, broken, true);
+    let failure = failures.first().expect("1,000 seeds found no violation");
+    assert_eq!(
+        failure.violations[0].property, "watch-atomic",
+        "unexpected violation: {:?}",
+        failure.violations
+    );
+    assert!(
+        failure.violations.iter().all(|v| matches!(
+            v.property,
+            "watch-atomic" | "watch-reliable" | "watch-resumable"
+        )),
+        "unexpected violation: {:?}",
+        failure.violations
+    );
+}

@@ -90,6 +90,10 @@ pub struct WatchFaults {
     pub drop_event_every: u64,
     /// Every this many events queued (0: never), the response holding it is queued twice.
     pub duplicate_event_every: u64,
+    /// Every this many responses queued whole that hold a revision of several events (0:
+    /// never), one is split in the middle of that revision into two responses, neither
+    /// marked `fragment`.
+    pub split_revision_every: u64,
 }
 
 /// A `WatchCreateRequest`, with etcd's range forms: an empty `range_end` watches `key` alone,
@@ -312,6 +316,9 @@ pub struct WatchHub {
     /// prefix cost one comparison per event.
     synced_ranges: BTreeMap<(Bytes, Bytes), BTreeSet<u64>>,
     events_queued: u64,
+    /// Responses queued whole that held a revision of several events (for
+    /// [`WatchFaults::split_revision_every`]).
+    splittable_responses: u64,
     /// Broken delivery (tests of the simulator's checker only).
     faults: WatchFaults,
 }
@@ -350,6 +357,7 @@ impl WatchHub {
             synced_keys: HashMap::new(),
             synced_ranges: BTreeMap::new(),
             events_queued: 0,
+            splittable_responses: 0,
             faults: WatchFaults::default(),
         }
     }
@@ -774,17 +782,37 @@ impl WatchHub {
                 return;
             }
         }
+        let total: usize = events.iter().map(event_weight).sum();
+        let whole = !fragment || total <= limit;
+        let mut split_at = None;
+        if whole && self.faults.split_revision_every > 0 {
+            split_at = (1..events.len())
+                .find(|&i| events[i - 1].event.revision() == events[i].event.revision());
+            if split_at.is_some() {
+                self.splittable_responses += 1;
+                if !self
+                    .splittable_responses
+                    .is_multiple_of(self.faults.split_revision_every)
+                {
+                    split_at = None;
+                }
+            }
+        }
         let Some(state) = self.streams.get_mut(&stream) else {
             return;
         };
-        let total: usize = events.iter().map(event_weight).sum();
-        if !fragment || total <= limit {
-            let response = WatchResponse {
+        if whole {
+            let mut response = WatchResponse {
                 revision,
                 watch_id,
                 events,
                 ..WatchResponse::default()
             };
+            if let Some(at) = split_at {
+                let rest = response.events.split_off(at);
+                state.push(response.clone());
+                response.events = rest;
+            }
             if duplicate {
                 state.push(response.clone());
             }

@@ -179,6 +179,40 @@ fn a_multi_key_transaction_arrives_in_one_response() {
     );
 }
 
+/// The TEST-ONLY split fault (for the simulator's checker): every `split_revision_every`-th
+/// response holding a revision of several events is split inside it, neither part marked a
+/// fragment; responses of one event per revision are left alone.
+#[test]
+fn the_split_fault_splits_a_multi_event_revision_unmarked() {
+    let (mut store, mut hub) = (MvccStore::new(), WatchHub::default());
+    hub.set_faults(WatchFaults {
+        split_revision_every: 2,
+        ..WatchFaults::default()
+    });
+    let stream = hub.open_stream(None);
+    hub.request(stream, create("p/", "p0", 0), &store).unwrap();
+    drain(&mut hub, stream);
+    let txn = || {
+        MvccRequest::Txn(TxnRequest {
+            compare: Vec::new(),
+            success: vec![
+                RequestOp::Put(PutRequest::new("p/1", "x")),
+                RequestOp::Put(PutRequest::new("p/2", "y")),
+            ],
+            failure: Vec::new(),
+        })
+    };
+    let mut sizes = Vec::new();
+    for _ in 0..2 {
+        put(&mut store, &mut hub, "p/3", "z");
+        write(&mut store, &mut hub, txn());
+        let responses = drain(&mut hub, stream);
+        assert!(responses.iter().all(|response| !response.fragment));
+        sizes.push(responses.iter().map(|r| r.events.len()).collect::<Vec<_>>());
+    }
+    assert_eq!(sizes, vec![vec![1, 2], vec![1, 1, 1]]);
+}
+
 #[test]
 fn ids_are_chosen_from_zero_up_and_a_duplicate_is_refused() {
     let (store, mut hub) = (MvccStore::new(), WatchHub::default());

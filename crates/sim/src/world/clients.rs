@@ -35,6 +35,10 @@ impl Sim {
             self.start_compaction(client);
             return;
         }
+        if !force_write && self.rng.chance(1, 25) {
+            self.start_multi_key_write(client);
+            return;
+        }
         let key = self.rng.below(self.options.keys);
         let c = &mut self.clients[client];
         c.sequence += 1;
@@ -67,6 +71,7 @@ impl Sim {
         self.stats.operations += 1;
         c.pending = Some(Pending {
             history_index: Some(self.history.len() - 1),
+            other_index: None,
             data,
             read_key: read_index.then_some(key),
         });
@@ -84,6 +89,43 @@ impl Sim {
         self.stats.compactions_requested += 1;
         c.pending = Some(Pending {
             history_index: None,
+            other_index: None,
+            data,
+            read_key: None,
+        });
+        self.send_attempt(client);
+    }
+
+    /// A write of several keys in one revision, outside the registers (`etcd_ops`): mostly a
+    /// transaction that puts two to four keys and may delete another, sometimes a delete of
+    /// them all. It gives the watchers revisions of several events.
+    pub(super) fn start_multi_key_write(&mut self, client: usize) {
+        let request = if self.rng.chance(1, 4) {
+            multi_delete_request()
+        } else {
+            let count = self.rng.range(2, 5) as usize;
+            let mut keys: Vec<u64> = Vec::with_capacity(count + 1);
+            while keys.len() < count + 1 {
+                let key = self.rng.below(MULTI_KEYS);
+                if !keys.contains(&key) {
+                    keys.push(key);
+                }
+            }
+            let delete = keys.pop().filter(|_| self.rng.chance(1, 3));
+            let c = &self.clients[client];
+            multi_put_request(&keys, delete, (c.id << 40) | (c.sequence + 1))
+        };
+        let c = &mut self.clients[client];
+        c.sequence += 1;
+        let data = command_bytes(c.id, c.sequence, request);
+        self.other_writes.push(crate::revisions::OtherWrite {
+            call: self.now,
+            answer: None,
+        });
+        self.stats.multi_key_writes += 1;
+        c.pending = Some(Pending {
+            history_index: None,
+            other_index: Some(self.other_writes.len() - 1),
             data,
             read_key: None,
         });
@@ -182,6 +224,26 @@ impl Sim {
 
     pub(super) fn complete(&mut self, client: usize, response: MachineResponse) {
         let pending = self.clients[client].pending.take().expect("pending");
+        if let Some(other) = pending.other_index {
+            match read_multi_answer(&response) {
+                Ok((revision, wrote)) => {
+                    self.other_writes[other].answer = Some(crate::revisions::OtherAnswer {
+                        ret: self.now,
+                        revision,
+                        wrote,
+                    });
+                    let seen = &mut self.clients[client];
+                    seen.last_revision = seen.last_revision.max(revision);
+                }
+                Err(detail) => {
+                    self.checker.fail("client-response", detail);
+                    return;
+                }
+            }
+            let think = self.rng.below(20_000);
+            self.schedule(think, Event::ClientNext { client });
+            return;
+        }
         let Some(history_index) = pending.history_index else {
             if !compaction_answer_ok(&response) {
                 self.checker.fail(

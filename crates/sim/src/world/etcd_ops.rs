@@ -12,6 +12,13 @@
 //!
 //! A compaction (`Compact(revision)`) is issued now and then beside them; it is not a register
 //! operation, so it stays out of the linearizability history.
+//!
+//! So are the multi-key writes, which give watchers revisions of several events: a `Txn`
+//! that puts two to four keys of the [`MULTI_PREFIX`] (and may delete another), or a
+//! `DeleteRange` of the whole prefix. No register lives under that prefix (register keys are
+//! 8-byte numbers below 2^56, so they start with a zero byte), so `lincheck` never sees them;
+//! they take revisions like any write, so `crate::revisions` counts them
+//! (`crate::revisions::OtherWrite`).
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kv::mvcc::{
@@ -69,6 +76,70 @@ pub fn request_for(input: Input, key: u64) -> MvccRequest {
             failure: vec![RequestOp::Range(RangeRequest::new(key, Bytes::new()))],
         }),
         Input::Delete => MvccRequest::DeleteRange(DeleteRangeRequest::new(key, Bytes::new())),
+    }
+}
+
+/// The prefix of the multi-key writes' keys (outside every register key).
+pub const MULTI_PREFIX: &[u8] = b"w/";
+
+/// The end of [`MULTI_PREFIX`]'s range.
+pub const MULTI_PREFIX_END: &[u8] = b"w0";
+
+/// How many keys the multi-key writes choose from.
+pub const MULTI_KEYS: u64 = 8;
+
+/// The key `index` (below [`MULTI_KEYS`]) of the multi-key writes.
+pub fn multi_key(index: u64) -> Bytes {
+    let mut key = BytesMut::from(MULTI_PREFIX);
+    key.put_u8(b'0' + index as u8);
+    key.freeze()
+}
+
+/// One transaction (one revision) that puts `puts` (distinct multi-key indices) with values
+/// derived from `value`, and deletes `delete` (another one) if given.
+pub fn multi_put_request(puts: &[u64], delete: Option<u64>, value: u64) -> MvccRequest {
+    let mut success: Vec<RequestOp> = puts
+        .iter()
+        .zip(0..)
+        .map(|(&index, offset)| {
+            RequestOp::Put(PutRequest::new(
+                multi_key(index),
+                value_bytes(value.wrapping_add(offset)),
+            ))
+        })
+        .collect();
+    if let Some(index) = delete {
+        success.push(RequestOp::DeleteRange(DeleteRangeRequest::new(
+            multi_key(index),
+            Bytes::new(),
+        )));
+    }
+    MvccRequest::Txn(TxnRequest {
+        compare: Vec::new(),
+        success,
+        failure: Vec::new(),
+    })
+}
+
+/// A delete of every multi-key key.
+pub fn multi_delete_request() -> MvccRequest {
+    MvccRequest::DeleteRange(DeleteRangeRequest::new(
+        Bytes::from_static(MULTI_PREFIX),
+        Bytes::from_static(MULTI_PREFIX_END),
+    ))
+}
+
+/// Reads the answer to a multi-key write: (the revision, whether it changed something).
+pub fn read_multi_answer(response: &MachineResponse) -> Result<(i64, bool), String> {
+    match response {
+        MachineResponse::Kv(Ok(MvccResponse::Txn(txn))) if txn.succeeded => {
+            // Its puts always change something.
+            Ok((txn.header.revision, true))
+        }
+        MachineResponse::Kv(Ok(MvccResponse::DeleteRange(delete))) => {
+            Ok((delete.header.revision, delete.deleted > 0))
+        }
+        other => Err(format!("a multi-key write answered with {other:?}")),
     }
 }
 

@@ -1,7 +1,7 @@
 //! The simulated watch clients: each holds one watch stream on one member at a time, with one
-//! to three watchers on it (a single key, a prefix of every client key, or every key from
-//! one on; some with filters, `prev_kv` or progress notifications), starting from now or at
-//! a past revision. Each drains its stream at its own pace (some slowly, so their queue
+//! to three watchers on it (a single key, a prefix of every client key, the prefix of the
+//! multi-key writes, or every key from one on; some with filters, `prev_kv`, progress
+//! notifications or fragments), starting from now or at a past revision. Each drains its stream at its own pace (some slowly, so their queue
 //! fills and the hub sends their watchers back to history), asks for a catch-up when the
 //! drain says so, now and then asks for progress, cancels a watcher and watches again, or
 //! moves to another member. When its member crashes (the stream is gone) or it moves, it
@@ -9,7 +9,10 @@
 //! compaction cancel, from the compaction revision.
 //!
 //! What they receive is checked as it arrives (ordered, unique, atomic, bookmarkable) and at
-//! the end against the committed history (`crate::watches`). Every choice comes from a
+//! the end against the committed history (`crate::watches`). A watcher that asked for
+//! fragments reassembles them first: the parts of one response come one after the other for
+//! it, all but the last marked `fragment`, with the same header revision, and nothing else
+//! of its own in between; the whole is then checked as one response. Every choice comes from a
 //! generator of its own, seeded by the run's seed, so the cluster's run is the same with or
 //! without them.
 
@@ -43,6 +46,10 @@ pub(super) struct Sub {
     created_at: i64,
     /// How many runs this watcher had (for labels).
     runs: usize,
+    /// It asks for fragments (responses over the hub's `max_response_bytes` are split).
+    fragment: bool,
+    /// The fragments received so far of a response still incomplete.
+    partial: Option<WatchResponse>,
 }
 
 pub(super) struct WatchClient {
@@ -66,13 +73,19 @@ impl Sim {
         for index in 0..count {
             let subs = (0..rng.range(1, 4))
                 .map(|number| {
-                    let (key, range_end) = match rng.below(3) {
+                    let (key, range_end) = match rng.below(4) {
                         0 => (key_bytes(rng.below(keys)), Bytes::new()),
                         // The client keys are 8-byte big-endian numbers below 2^56.
                         1 => (
                             Bytes::from_static(&[0; 7]),
                             Bytes::from_static(&[0, 0, 0, 0, 0, 0, 1]),
                         ),
+                        // The multi-key writes (every revision there has several events).
+                        2 => (
+                            Bytes::from_static(MULTI_PREFIX),
+                            Bytes::from_static(MULTI_PREFIX_END),
+                        ),
+                        // From a client key on: the multi-key writes' keys too.
                         _ => (key_bytes(rng.below(keys)), Bytes::from_static(&[0])),
                     };
                     let spec = WatchSpec {
@@ -96,6 +109,8 @@ impl Sim {
                         state: SubState::Idle,
                         created_at: 0,
                         runs: 1,
+                        fragment: rng.chance(1, 2),
+                        partial: None,
                     }
                 })
                 .collect();
@@ -164,6 +179,7 @@ impl Sim {
         };
         let s = &mut self.watchers[watcher].subs[sub];
         s.state = SubState::Idle;
+        s.partial = None;
         if !resume {
             s.runs += 1;
             let label = format!("{} run {}", s.name, s.runs);
@@ -177,6 +193,9 @@ impl Sim {
     fn lose_stream(&mut self, watcher: usize) {
         self.watchers[watcher].stream = None;
         for sub in 0..self.watchers[watcher].subs.len() {
+            // An incomplete response is lost with its stream: the watcher resumes after what
+            // it received whole.
+            self.watchers[watcher].subs[sub].partial = None;
             match self.watchers[watcher].subs[sub].state {
                 SubState::Canceling(_) => self.after_cancel(watcher, sub),
                 _ => self.watchers[watcher].subs[sub].state = SubState::Idle,
@@ -288,7 +307,7 @@ impl Sim {
                 no_delete: s.spec.no_delete,
                 prev_kv: s.spec.prev_kv,
                 watch_id: id,
-                fragment: false,
+                fragment: s.fragment,
             };
             self.watch_request(watcher, WatchRequest::Create(create));
         }
@@ -349,6 +368,43 @@ impl Sim {
             return;
         };
         let state = self.watchers[watcher].subs[sub].state;
+        let is_events = !response.created && !response.canceled && !response.events.is_empty();
+        if let Some(partial) = &self.watchers[watcher].subs[sub].partial
+            && (!is_events || partial.revision != response.revision)
+        {
+            let detail = format!(
+                "{who}: an incomplete fragmented response (revision {}, {} events) followed by {response:?}",
+                partial.revision,
+                partial.events.len()
+            );
+            self.watchers[watcher].subs[sub].partial = None;
+            self.watch_fail("watch-atomic", detail);
+            return;
+        }
+        if response.fragment {
+            let s = &mut self.watchers[watcher].subs[sub];
+            if !s.fragment || !is_events {
+                self.watch_fail(
+                    "watch-atomic",
+                    format!("{who}: a fragment, not asked for: {response:?}"),
+                );
+                return;
+            }
+            self.stats.watch_fragments += 1;
+            match &mut s.partial {
+                Some(partial) => partial.events.extend(response.events),
+                None => s.partial = Some(response),
+            }
+            return;
+        }
+        let response = match self.watchers[watcher].subs[sub].partial.take() {
+            // The last fragment: check the whole.
+            Some(mut whole) => {
+                whole.events.extend(response.events);
+                whole
+            }
+            None => response,
+        };
         if response.created {
             let s = &mut self.watchers[watcher].subs[sub];
             let SubState::Creating(id) = state else {
@@ -410,13 +466,6 @@ impl Sim {
             }
             return;
         }
-        if response.fragment {
-            self.watch_fail(
-                "watch-atomic",
-                format!("{who}: a fragment, not asked for: {response:?}"),
-            );
-            return;
-        }
         let run = &mut self.watchers[watcher].subs[sub].run;
         let label = run.label.clone();
         if response.events.is_empty() {
@@ -427,6 +476,17 @@ impl Sim {
         }
         let mut problem = None;
         let mut previous_in_response: Option<(i64, i64)> = None;
+        let mut multi_event_revisions = 0;
+        for (position, pair) in response.events.windows(2).enumerate() {
+            let revision = pair[1].event.revision();
+            let first_of_several = pair[0].event.revision() == revision
+                && (position == 0 || response.events[position - 1].event.revision() != revision);
+            if first_of_several {
+                multi_event_revisions += 1;
+            }
+        }
+        self.stats.watch_multi_event_revisions += multi_event_revisions;
+        let run = &mut self.watchers[watcher].subs[sub].run;
         for event in &response.events {
             let at = (event.event.revision(), event.event.sub);
             let revision = at.0;
