@@ -177,7 +177,7 @@ impl Keys {
     }
 }
 
-pub(crate) fn endpoint_url(endpoint: &str) -> String {
+fn endpoint_url(endpoint: &str) -> String {
     if endpoint.starts_with("http://") || endpoint.starts_with("https://") {
         endpoint.to_owned()
     } else {
@@ -283,12 +283,9 @@ pub async fn bench(args: &BenchArgs) -> Result<BenchResult, String> {
     Ok(summarize(latencies, errors, elapsed))
 }
 
-/// One connection per client, spread round-robin over `--endpoints`.
-async fn connect_clients(
-    args: &BenchArgs,
-) -> Result<Vec<pb::kv_client::KvClient<Channel>>, String> {
-    let endpoints: Vec<String> = args
-        .endpoints
+/// The URLs of a comma-separated `--endpoints` list (at least one).
+pub(crate) fn endpoint_urls(list: &str) -> Result<Vec<String>, String> {
+    let endpoints: Vec<String> = list
         .split(',')
         .map(str::trim)
         .filter(|endpoint| !endpoint.is_empty())
@@ -297,19 +294,31 @@ async fn connect_clients(
     if endpoints.is_empty() {
         return Err("--endpoints is empty".into());
     }
+    Ok(endpoints)
+}
+
+/// One connection to `url`, as every benchmark client makes it.
+pub(crate) async fn connect(url: &str) -> Result<Channel, String> {
+    Endpoint::from_shared(url.to_owned())
+        .map_err(|error| format!("{url}: {error}"))?
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(3))
+        .connect()
+        .await
+        .map_err(|error| format!("cannot connect to {url}: {error}"))
+}
+
+/// One connection per client, spread round-robin over `--endpoints`.
+async fn connect_clients(
+    args: &BenchArgs,
+) -> Result<Vec<pb::kv_client::KvClient<Channel>>, String> {
+    let endpoints = endpoint_urls(&args.endpoints)?;
     if args.clients == 0 {
         return Err("--clients must be at least 1".into());
     }
     let mut clients = Vec::with_capacity(args.clients);
     for index in 0..args.clients {
-        let url = &endpoints[index % endpoints.len()];
-        let channel: Channel = Endpoint::from_shared(url.clone())
-            .map_err(|error| format!("{url}: {error}"))?
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(3))
-            .connect()
-            .await
-            .map_err(|error| format!("cannot connect to {url}: {error}"))?;
+        let channel = connect(&endpoints[index % endpoints.len()]).await?;
         clients.push(pb::kv_client::KvClient::new(channel));
     }
     Ok(clients)

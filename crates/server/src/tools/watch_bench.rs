@@ -11,7 +11,7 @@
 //!
 //! Like the rest of `raftkv bench` it speaks only etcd's API, so it measures etcd alike.
 
-use super::bench::{BenchArgs, BenchResult, Keys, endpoint_url, summarize};
+use super::bench::{BenchArgs, BenchResult, Keys, connect, endpoint_urls, summarize};
 use bytes::Bytes;
 use etcdpb::etcdserverpb as pb;
 use std::collections::HashMap;
@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// What a watch run measured.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -85,16 +85,6 @@ impl WatchBenchResult {
 /// The bench key a watcher or a put uses.
 fn bench_key(index: u64) -> Bytes {
     Bytes::from(format!("bench-{index:08}"))
-}
-
-async fn connect(url: &str) -> Result<Channel, String> {
-    Endpoint::from_shared(url.to_owned())
-        .map_err(|error| format!("{url}: {error}"))?
-        .tcp_nodelay(true)
-        .connect_timeout(Duration::from_secs(3))
-        .connect()
-        .await
-        .map_err(|error| format!("cannot connect to {url}: {error}"))
 }
 
 /// One stream's receiving side, until `stop`: counts events (into `events` while `counting`),
@@ -195,16 +185,7 @@ async fn open_stream(
 
 /// Runs the watch workload.
 pub async fn bench_watch(args: &BenchArgs) -> Result<WatchBenchResult, String> {
-    let endpoints: Vec<String> = args
-        .endpoints
-        .split(',')
-        .map(str::trim)
-        .filter(|endpoint| !endpoint.is_empty())
-        .map(endpoint_url)
-        .collect();
-    if endpoints.is_empty() {
-        return Err("--endpoints is empty".into());
-    }
+    let endpoints = endpoint_urls(&args.endpoints)?;
     let streams = args.watch_streams.max(1).min(args.watchers.max(1));
     let counting = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
