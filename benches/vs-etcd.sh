@@ -155,10 +155,10 @@ done
 ETCD_RSS=$(peak_rss_mib "${ETCD_PIDS[@]}")
 RAFTKV_RSS=$(peak_rss_mib "${RAFTKV_PIDS[@]}")
 
-# Watch rows: 1,000 watchers on the benchmark's prefix while 64 clients put (events delivered
-# per second, delivery latency from the put's acknowledgement, and the puts themselves), then
-# 10,000 idle watchers, whose cost is the members' resident memory while they are open minus
-# before, per watcher.
+# Watch rows: first 10,000 idle watchers, whose cost is the members' resident memory while they
+# are open minus just before, per watcher (measured first, before any watch load has grown the
+# heaps); then 1,000 watchers on the benchmark's prefix while 64 clients put (events delivered
+# per second, delivery latency from the put's acknowledgement, and the puts themselves).
 rss_kib_total() {
   local total=0
   for pid in "$@"; do
@@ -169,16 +169,6 @@ rss_kib_total() {
 for system in etcd raftkv; do
   if [ "$system" = etcd ]; then ep=$ETCD_EP; pids=("${ETCD_PIDS[@]}"); else ep=$RAFTKV_EP; pids=("${RAFTKV_PIDS[@]}"); fi
   ep=$(leader_first "$ep")
-  for run in $(seq 1 "$RUNS"); do
-    line=$("$RAFTKV" bench --endpoints "$ep" --clients 64 --workload watch --watchers 1000 \
-      --watch-streams 10 --duration "$DURATION" --json --seed "$run" 2>/dev/null)
-    echo "$line" | python3 -c "
-import json, sys
-r = json.loads(sys.stdin.read())
-r.update(system='$system', run=$run)
-print(json.dumps(r))" >>"$RESULTS"
-    echo "  $system watch 1000 watchers x64 run $run: $(tail -1 "$RESULTS" | python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); print("%.0f puts/s, %.0f events/s, delivery p99 %.2f ms" % (r["ops_per_sec"], r["events_per_sec"], r["delivery_p99_ms"]))')"
-  done
   before=$(rss_kib_total "${pids[@]}")
   log="$WORK/idle-$system.log"
   "$RAFTKV" bench --endpoints "$ep" --clients 0 --workload watch --watchers 10000 \
@@ -194,6 +184,16 @@ print(json.dumps(r))" >>"$RESULTS"
   wait "$idle" || { echo "idle watchers on $system failed:"; cat "$log"; }
   echo "{\"system\":\"$system\",\"workload\":\"idle-watchers\",\"clients\":0,\"watchers\":10000,\"bytes_per_watcher\":$(( (during - before) * 1024 / 10000 ))}" >>"$RESULTS"
   echo "  $system 10000 idle watchers: $(( (during - before) * 1024 / 10000 )) bytes per watcher (resident memory of all members)"
+  for run in $(seq 1 "$RUNS"); do
+    line=$("$RAFTKV" bench --endpoints "$ep" --clients 64 --workload watch --watchers 1000 \
+      --watch-streams 10 --duration "$DURATION" --json --seed "$run" 2>/dev/null)
+    echo "$line" | python3 -c "
+import json, sys
+r = json.loads(sys.stdin.read())
+r.update(system='$system', run=$run)
+print(json.dumps(r))" >>"$RESULTS"
+    echo "  $system watch 1000 watchers x64 run $run: $(tail -1 "$RESULTS" | python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); print("%.0f puts/s, %.0f events/s, delivery p99 %.2f ms" % (r["ops_per_sec"], r["events_per_sec"], r["delivery_p99_ms"]))')"
+  done
 done
 
 # Lease reads are an opt-in that etcd does not offer: measured on a fresh raftkv cluster

@@ -502,7 +502,9 @@ impl node::StateMachine for EtcdMachine {
         };
         // Watchers read what they have not been sent from the new state's history (or learn
         // that it was compacted away).
-        self.watches.lock().restored(previous_revision);
+        self.watches
+            .lock()
+            .restored(previous_revision, self.mvcc.current_revision());
         Ok(())
     }
 }

@@ -523,9 +523,9 @@ async fn a_client_that_never_reads_stops_nothing() {
     let fast_id = fast.create(create("s/", "s0")).await.watch_id;
     assert_eq!(core.watch_stats().watchers, 2);
 
-    // 4 MiB of events: far beyond what the slow stream's transport and queue hold.
+    // 16 MiB of events: far beyond what the slow stream's transport and queue (8 MiB) hold.
     let mut writer = pb::kv_client::KvClient::new(common::channel(port));
-    let value = "x".repeat(4096);
+    let value = "x".repeat(16 * 1024);
     let writes = 1000;
     let fast_reader = tokio::spawn(async move {
         let mut got = 0;

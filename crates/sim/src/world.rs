@@ -378,6 +378,9 @@ impl Sim {
             // A few events at most: the watchers that ask for fragments get them (an event
             // weighs 48 to 200 bytes, see `watch`).
             max_response_bytes: watch_rng.range(120, 600) as usize,
+            // From none to plenty of recent changes: watchers that fall behind catch up from
+            // them or from the store's history.
+            recent_bytes: [0, 500, 5_000, 16 << 20][watch_rng.range(0, 4) as usize],
             ..watch::WatchLimits::default()
         };
         let truth = crate::watches::Truth::new(options.machine_faults);

@@ -12,9 +12,11 @@
 //! - **synced**: caught up; [`WatchHub::notify`] hands them each new revision's events, as one
 //!   response per revision (fragments aside), so a multi-key transaction arrives whole.
 //! - **unsynced**: behind, because they started in the past or because their stream's queue was
-//!   full when a revision came. They are caught up from the store's history in bounded batches
-//!   when their stream asks ([`WatchRequest::CatchUp`], after a drain), and join the synced
-//!   group at the revision the last batch reached. One whose next revision was compacted away
+//!   full when a revision came. They are caught up in bounded batches, from the hub's recent
+//!   changes (the last revisions' changes to watched keys, bounded by
+//!   [`WatchLimits::recent_bytes`]) or else from the store's history, when their stream asks
+//!   ([`WatchRequest::CatchUp`], after a drain), and join the synced group at the revision the
+//!   last batch reached. One whose next revision was compacted away
 //!   is canceled with `compact_revision`, as etcd does.
 //!
 //! A slow stream therefore costs the store nothing and the other streams nothing: its watchers
@@ -54,7 +56,8 @@ pub struct WatchLimits {
     /// The most watchers one stream may hold; a create beyond it is refused.
     pub max_watchers_per_stream: usize,
     /// The most responses a stream's queue holds before its watchers fall back to history
-    /// (etcd buffers 128 per stream).
+    /// (etcd buffers 128 per stream; one revision queues a response per watcher it concerns,
+    /// so a stream of a hundred watchers of one prefix needs room for several revisions).
     pub max_queued_responses: usize,
     /// The most bytes (keys, values and previous values) a stream's queue holds before its
     /// watchers fall back to history.
@@ -67,17 +70,22 @@ pub struct WatchLimits {
     pub catch_up_events: usize,
     /// The most bytes of keys and values one catch-up batch reads for one watcher.
     pub catch_up_bytes: usize,
+    /// The most bytes of keys and values of recent changes the hub keeps for catching up
+    /// watchers that fell a little behind (see [`WatchHub::notify`]); older ones are read from
+    /// the store's history, which costs a scan of the watcher's range.
+    pub recent_bytes: usize,
 }
 
 impl Default for WatchLimits {
     fn default() -> Self {
         WatchLimits {
             max_watchers_per_stream: 100_000,
-            max_queued_responses: 128,
+            max_queued_responses: 1024,
             max_queued_bytes: 8 << 20,
             max_response_bytes: (3 << 19) + 512,
             catch_up_events: 1_000,
             catch_up_bytes: 4 << 20,
+            recent_bytes: 16 << 20,
         }
     }
 }
@@ -187,6 +195,10 @@ fn kv_weight(kv: &KeyValue) -> usize {
     kv.key.len() + kv.value.len()
 }
 
+fn recent_weight(event: &Event) -> usize {
+    48 + kv_weight(&event.kv)
+}
+
 fn event_weight(event: &WatchEvent) -> usize {
     32 + kv_weight(&event.event.kv) + event.prev_kv.as_ref().map_or(0, kv_weight)
 }
@@ -244,11 +256,22 @@ struct Watcher {
     synced: bool,
     /// Something was queued for it since the last periodic progress tick.
     sent_since_tick: bool,
+    /// The hub's recent changes hold every change of its range from this revision on (it was
+    /// registered then).
+    recorded_from: i64,
 }
 
 impl Watcher {
     fn single_key(&self) -> bool {
         self.range_end.is_empty()
+    }
+
+    fn contains(&self, key: &[u8]) -> bool {
+        if self.range_end.is_empty() {
+            key == self.key.as_ref()
+        } else {
+            range_contains(key, &self.key, &self.range_end)
+        }
     }
 
     fn keeps(&self, event: &Event) -> bool {
@@ -315,6 +338,18 @@ pub struct WatchHub {
     /// Synced range watchers, grouped by their exact range so that many watchers of one
     /// prefix cost one comparison per event.
     synced_ranges: BTreeMap<(Bytes, Bytes), BTreeSet<u64>>,
+    /// Every watcher's key (single-key watchers) and range, synced or not, with how many
+    /// watchers have it: what the recent changes record.
+    watched_keys: HashMap<Bytes, usize>,
+    watched_ranges: BTreeMap<(Bytes, Bytes), usize>,
+    /// The changes of recent revisions to watched keys, oldest first, bounded by
+    /// [`WatchLimits::recent_bytes`]: a watcher that fell behind a little (its stream's queue
+    /// was full) catches up from here instead of scanning its range in the store.
+    recent: VecDeque<(i64, Vec<Event>)>,
+    recent_bytes: usize,
+    /// Every revision from this one on is complete in `recent` (for the watchers registered
+    /// by then).
+    recent_from: i64,
     events_queued: u64,
     /// Responses queued whole that held a revision of several events (for
     /// [`WatchFaults::split_revision_every`]).
@@ -356,6 +391,11 @@ impl WatchHub {
             next_watcher: 1,
             synced_keys: HashMap::new(),
             synced_ranges: BTreeMap::new(),
+            watched_keys: HashMap::new(),
+            watched_ranges: BTreeMap::new(),
+            recent: VecDeque::new(),
+            recent_bytes: 0,
+            recent_from: i64::MAX,
             events_queued: 0,
             splittable_responses: 0,
             faults: WatchFaults::default(),
@@ -400,22 +440,80 @@ impl WatchHub {
         for number in state.watchers.into_values() {
             if let Some(watcher) = self.watchers.remove(&number) {
                 self.unindex(number, &watcher);
+                self.unregister(&watcher);
             }
         }
     }
 
-    /// Whether any synced watcher exists: only then must writes record their changes.
+    /// Whether any synced watcher exists.
     pub fn has_synced(&self) -> bool {
         !self.synced_keys.is_empty() || !self.synced_ranges.is_empty()
     }
 
-    /// Whether a synced watcher covers `key`.
+    /// Whether any watcher exists: only then must writes record their changes.
+    pub fn has_watchers(&self) -> bool {
+        !self.watchers.is_empty()
+    }
+
+    /// Whether a watcher (synced or not) covers `key`.
     pub fn wants(&self, key: &[u8]) -> bool {
-        self.synced_keys.contains_key(key)
+        self.watched_keys.contains_key(key)
             || self
-                .synced_ranges
+                .watched_ranges
                 .keys()
                 .any(|(start, end)| range_contains(key, start, end))
+    }
+
+    /// Counts a watcher's range among the watched ones.
+    fn register(&mut self, watcher: &Watcher) {
+        if watcher.single_key() {
+            *self.watched_keys.entry(watcher.key.clone()).or_default() += 1;
+        } else {
+            *self
+                .watched_ranges
+                .entry((watcher.key.clone(), watcher.range_end.clone()))
+                .or_default() += 1;
+        }
+    }
+
+    /// Undoes [`WatchHub::register`].
+    fn unregister(&mut self, watcher: &Watcher) {
+        if watcher.single_key() {
+            if let Some(count) = self.watched_keys.get_mut(&watcher.key) {
+                *count -= 1;
+                if *count == 0 {
+                    self.watched_keys.remove(&watcher.key);
+                }
+            }
+        } else {
+            let range = (watcher.key.clone(), watcher.range_end.clone());
+            if let Some(count) = self.watched_ranges.get_mut(&range) {
+                *count -= 1;
+                if *count == 0 {
+                    self.watched_ranges.remove(&range);
+                }
+            }
+        }
+    }
+
+    /// Keeps the changes of `revision` among the recent ones, dropping the oldest beyond the
+    /// bound.
+    fn record(&mut self, revision: i64, events: &[Event]) {
+        self.recent_bytes += events.iter().map(recent_weight).sum::<usize>();
+        self.recent.push_back((revision, events.to_vec()));
+        while self.recent_bytes > self.limits.recent_bytes
+            && let Some((dropped, events)) = self.recent.pop_front()
+        {
+            self.recent_bytes -= events.iter().map(recent_weight).sum::<usize>();
+            self.recent_from = dropped + 1;
+        }
+    }
+
+    /// Forgets the recent changes: from `next` on they will be complete again.
+    fn forget_recent(&mut self, next: i64) {
+        self.recent.clear();
+        self.recent_bytes = 0;
+        self.recent_from = next;
     }
 
     /// Counts for status and metrics.
@@ -475,8 +573,11 @@ impl WatchHub {
 
     /// After the store's state was replaced by a snapshot: every watcher reads history from
     /// where it was (and is canceled if that was compacted). `previous_revision` is the
-    /// replaced state's revision, up to which the synced watchers have been sent everything.
-    pub fn restored(&mut self, previous_revision: i64) {
+    /// replaced state's revision, up to which the synced watchers have been sent everything;
+    /// `current_revision` the new state's.
+    pub fn restored(&mut self, previous_revision: i64, current_revision: i64) {
+        // The recent changes do not cover the jump.
+        self.forget_recent(current_revision + 1);
         let synced: Vec<u64> = self
             .watchers
             .iter()
@@ -497,10 +598,11 @@ impl WatchHub {
         }
     }
 
-    /// Hands the write just applied to the synced watchers it concerns (the store must track
-    /// changes, [`MvccStore::set_track_changes`], while [`WatchHub::has_synced`]).
+    /// Hands the write just applied to the synced watchers it concerns, and keeps its changes
+    /// to watched keys among the recent ones (the store must track changes,
+    /// [`MvccStore::set_track_changes`], while [`WatchHub::has_watchers`]).
     pub fn notify(&mut self, store: &MvccStore) {
-        if !self.has_synced() {
+        if !self.has_watchers() {
             return;
         }
         let events = store.last_changes(|key| self.wants(key));
@@ -508,6 +610,10 @@ impl WatchHub {
             return;
         }
         let revision = store.current_revision();
+        self.record(revision, &events);
+        if !self.has_synced() {
+            return;
+        }
         let mut matched: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
         for (position, event) in events.iter().enumerate() {
             if let Some(numbers) = self.synced_keys.get(&event.kv.key) {
@@ -611,6 +717,15 @@ impl WatchHub {
         let number = self.next_watcher;
         self.next_watcher += 1;
         state.watchers.insert(id, number);
+        if self.watchers.is_empty() {
+            // Writes recorded nothing while nobody watched.
+            self.recent.clear();
+            self.recent_bytes = 0;
+            self.recent_from = current + 1;
+        }
+        let Some(state) = self.streams.get_mut(&stream) else {
+            return;
+        };
         state.push(WatchResponse {
             revision: current,
             watch_id: id,
@@ -635,12 +750,14 @@ impl WatchHub {
             },
             synced: from_now,
             sent_since_tick: false,
+            recorded_from: current + 1,
         };
         if from_now {
             self.index(number, &watcher);
         } else {
             state.unsynced += 1;
         }
+        self.register(&watcher);
         self.watchers.insert(number, watcher);
         if !from_now {
             self.catch_up(stream, store);
@@ -676,6 +793,7 @@ impl WatchHub {
                 state.unsynced -= 1;
             }
             self.unindex(number, &watcher);
+            self.unregister(&watcher);
         }
     }
 
@@ -873,13 +991,22 @@ impl WatchHub {
                 let Some(watcher) = self.watchers.get(&number) else {
                     break;
                 };
-                let history = store.history(
-                    &watcher.key,
-                    &watcher.range_end,
-                    watcher.next_revision,
-                    limits.catch_up_events,
-                    limits.catch_up_bytes,
-                );
+                let from = watcher.next_revision;
+                let history = if from < store.compact_revision() {
+                    Err(())
+                } else if from >= self.recent_from.max(watcher.recorded_from) {
+                    Ok(self.recent_history(watcher, current, &limits))
+                } else {
+                    store
+                        .history(
+                            &watcher.key,
+                            &watcher.range_end,
+                            from,
+                            limits.catch_up_events,
+                            limits.catch_up_bytes,
+                        )
+                        .map_err(|_| ())
+                };
                 match history {
                     Err(_) => {
                         let watch_id = watcher.id;
@@ -924,6 +1051,44 @@ impl WatchHub {
             }
         }
         self.answer_progress(stream, store);
+    }
+
+    /// The next catch-up batch of `watcher` from the recent changes (which hold all of it
+    /// from its next revision on), as [`MvccStore::history`] would read it from the store.
+    fn recent_history(
+        &self,
+        watcher: &Watcher,
+        current: i64,
+        limits: &WatchLimits,
+    ) -> kv::mvcc::History {
+        let from = watcher.next_revision;
+        let start = self
+            .recent
+            .partition_point(|(revision, _)| *revision < from);
+        let mut events = Vec::new();
+        let mut bytes = 0usize;
+        for (revision, changes) in self.recent.range(start..) {
+            let before = events.len();
+            for event in changes
+                .iter()
+                .filter(|event| watcher.contains(&event.kv.key))
+            {
+                bytes = bytes.saturating_add(event.kv.key.len() + event.kv.value.len());
+                events.push(event.clone());
+            }
+            if events.len() > before
+                && (events.len() >= limits.catch_up_events || bytes >= limits.catch_up_bytes)
+            {
+                return kv::mvcc::History {
+                    events,
+                    next_revision: revision + 1,
+                };
+            }
+        }
+        kv::mvcc::History {
+            events,
+            next_revision: from.max(current + 1),
+        }
     }
 
     /// Sends a waiting progress answer once every watcher of the stream is caught up: all
@@ -975,8 +1140,8 @@ mod tests;
 
 /// A hub shared by the thread that applies entries and the tasks that serve streams.
 ///
-/// [`SharedHub::is_active`] is read without the lock on every apply: while no watcher is
-/// synced, writes neither record their changes nor take the lock.
+/// [`SharedHub::is_active`] is read without the lock on every apply: while no watcher
+/// exists, writes neither record their changes nor take the lock.
 #[derive(Clone, Default)]
 pub struct SharedHub {
     hub: Arc<std::sync::Mutex<WatchHub>>,
@@ -991,7 +1156,7 @@ impl std::fmt::Debug for SharedHub {
     }
 }
 
-/// The locked hub; on release it republishes whether any watcher is synced.
+/// The locked hub; on release it republishes whether any watcher exists.
 pub struct HubGuard<'a> {
     hub: std::sync::MutexGuard<'a, WatchHub>,
     active: &'a std::sync::atomic::AtomicBool,
@@ -1013,8 +1178,10 @@ impl std::ops::DerefMut for HubGuard<'_> {
 
 impl Drop for HubGuard<'_> {
     fn drop(&mut self) {
-        self.active
-            .store(self.hub.has_synced(), std::sync::atomic::Ordering::Release);
+        self.active.store(
+            self.hub.has_watchers(),
+            std::sync::atomic::Ordering::Release,
+        );
     }
 }
 
@@ -1039,7 +1206,7 @@ impl SharedHub {
         }
     }
 
-    /// Whether any watcher is synced (so writes must record their changes and notify).
+    /// Whether any watcher exists (so writes must record their changes and notify).
     pub fn is_active(&self) -> bool {
         self.active.load(std::sync::atomic::Ordering::Acquire)
     }

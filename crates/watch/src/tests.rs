@@ -16,7 +16,7 @@ fn put(store: &mut MvccStore, hub: &mut WatchHub, key: &str, value: &str) -> i64
 }
 
 fn write(store: &mut MvccStore, hub: &mut WatchHub, request: MvccRequest) -> i64 {
-    store.set_track_changes(hub.has_synced());
+    store.set_track_changes(hub.has_watchers());
     store.apply(request).expect("write applies");
     hub.notify(store);
     store.current_revision()
@@ -470,7 +470,7 @@ fn a_restore_sends_every_watcher_back_to_history() {
     }
     let previous = store.current_revision();
     let store = other;
-    hub.restored(previous);
+    hub.restored(previous, store.current_revision());
     let mut out = Vec::new();
     assert!(hub.drain(stream, &mut out).unwrap().needs_catch_up);
     hub.request(stream, WatchRequest::CatchUp, &store).unwrap();
@@ -533,12 +533,14 @@ proptest! {
     /// falling back to history, and with compaction, which may cancel them.
     #[test]
     fn every_watcher_sees_exactly_the_history_of_its_range(
-        steps in proptest::collection::vec(step(), 1..120)
+        steps in proptest::collection::vec(step(), 1..120),
+        recent_bytes in prop_oneof![Just(0usize), Just(300), Just(16 << 20)],
     ) {
         let mut store = MvccStore::new();
         let mut hub = WatchHub::new(WatchLimits {
             max_queued_responses: 2,
             catch_up_events: 2,
+            recent_bytes,
             ..WatchLimits::default()
         });
         let streams: Vec<StreamId> = (0..3).map(|_| hub.open_stream(None)).collect();
