@@ -719,9 +719,7 @@ impl WatchHub {
         state.watchers.insert(id, number);
         if self.watchers.is_empty() {
             // Writes recorded nothing while nobody watched.
-            self.recent.clear();
-            self.recent_bytes = 0;
-            self.recent_from = current + 1;
+            self.forget_recent(current + 1);
         }
         let Some(state) = self.streams.get_mut(&stream) else {
             return;
